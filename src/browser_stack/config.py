@@ -1,0 +1,209 @@
+"""Settings, built once from the environment and validated in one place.
+
+Variable names follow the AIO image (DISPLAY, VNC_SERVER_PORT,
+BROWSER_REMOTE_DEBUGGING_PORT, MCP_SERVER_BROWSER_PORT, WEBSOCKET_PROXY_PORT,
+SUPERVISOR_SERVER_URL) and supervisor's own childutils (SUPERVISOR_USERNAME,
+SUPERVISOR_PASSWORD); the sidecar's own start with BROWSER_STACK_.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from browser_stack.errors import ConfigError
+
+DEFAULT_SUPERVISOR_URL = "unix:///var/run/supervisor.sock"
+DEFAULT_LISTEN = "127.0.0.1:8110"
+MAX_TIMEOUT_S = 600.0
+_DISPLAY_RE = re.compile(r"^(?P<host>[^:]*):(?P<number>\d+)(?:\.(?P<screen>\d+))?$")
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+
+    @property
+    def is_unix(self) -> bool:
+        return self.path is not None
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.path is not None:
+            return True
+        assert self.host is not None
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    supervisor_url: str = DEFAULT_SUPERVISOR_URL
+    supervisor_username: str | None = None
+    supervisor_password: str | None = field(default=None, repr=False)
+    listen: ListenAddress = field(default_factory=lambda: parse_listen(DEFAULT_LISTEN))
+    token: str | None = field(default=None, repr=False)
+    display: str = ":99"
+    x11_socket_dir: str = "/tmp/.X11-unix"
+    vnc_port: int = 5900
+    cdp_port: int = 9222
+    mcp_port: int = 8100
+    websocket_port: int = 6080
+    public_host: str = "127.0.0.1"
+    ensure_timeout_s: float = 30.0
+    start_timeout_s: float = 60.0
+    stop_timeout_s: float = 30.0
+    ready_grace_s: float = 20.0
+    probe_interval_s: float = 0.005
+    state_interval_s: float = 0.05
+    xprop: str = "xprop"
+
+    @property
+    def display_number(self) -> int:
+        return parse_display(self.display)
+
+    @property
+    def x11_socket(self) -> str:
+        return f"{self.x11_socket_dir}/X{self.display_number}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def text(name: str, default: str) -> str:
+            value = env.get(name, "").strip()
+            return value or default
+
+        def optional(name: str) -> str | None:
+            value = env.get(name, "")
+            return value or None
+
+        settings = cls(
+            supervisor_url=parse_supervisor_url(
+                text("SUPERVISOR_SERVER_URL", DEFAULT_SUPERVISOR_URL)
+            ),
+            supervisor_username=optional("SUPERVISOR_USERNAME"),
+            supervisor_password=optional("SUPERVISOR_PASSWORD"),
+            listen=parse_listen(text("BROWSER_STACK_LISTEN", DEFAULT_LISTEN)),
+            token=optional("BROWSER_STACK_TOKEN"),
+            display=text("DISPLAY", ":99"),
+            x11_socket_dir=text("BROWSER_STACK_X11_DIR", "/tmp/.X11-unix"),
+            vnc_port=parse_port("VNC_SERVER_PORT", text("VNC_SERVER_PORT", "5900")),
+            cdp_port=parse_port(
+                "BROWSER_REMOTE_DEBUGGING_PORT", text("BROWSER_REMOTE_DEBUGGING_PORT", "9222")
+            ),
+            mcp_port=parse_port("MCP_SERVER_BROWSER_PORT", text("MCP_SERVER_BROWSER_PORT", "8100")),
+            websocket_port=parse_port("WEBSOCKET_PROXY_PORT", text("WEBSOCKET_PROXY_PORT", "6080")),
+            public_host=text("BROWSER_STACK_PUBLIC_HOST", "127.0.0.1"),
+            ensure_timeout_s=parse_seconds(
+                "BROWSER_STACK_ENSURE_TIMEOUT", text("BROWSER_STACK_ENSURE_TIMEOUT", "30")
+            ),
+            start_timeout_s=parse_seconds(
+                "BROWSER_STACK_START_TIMEOUT", text("BROWSER_STACK_START_TIMEOUT", "60")
+            ),
+            stop_timeout_s=parse_seconds(
+                "BROWSER_STACK_STOP_TIMEOUT", text("BROWSER_STACK_STOP_TIMEOUT", "30")
+            ),
+            ready_grace_s=parse_seconds(
+                "BROWSER_STACK_READY_GRACE", text("BROWSER_STACK_READY_GRACE", "20")
+            ),
+            probe_interval_s=parse_seconds(
+                "BROWSER_STACK_PROBE_INTERVAL", text("BROWSER_STACK_PROBE_INTERVAL", "0.005")
+            ),
+            xprop=text("BROWSER_STACK_XPROP", "xprop"),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        parse_display(self.display)
+        if not self.listen.is_loopback and not self.token:
+            raise ConfigError(
+                f"BROWSER_STACK_LISTEN={self.listen} is not a loopback address; "
+                "set BROWSER_STACK_TOKEN to expose the sidecar beyond this machine"
+            )
+        if (self.supervisor_username is None) != (self.supervisor_password is None):
+            raise ConfigError("set both SUPERVISOR_USERNAME and SUPERVISOR_PASSWORD, or neither")
+        ports = {
+            "VNC_SERVER_PORT": self.vnc_port,
+            "BROWSER_REMOTE_DEBUGGING_PORT": self.cdp_port,
+            "MCP_SERVER_BROWSER_PORT": self.mcp_port,
+            "WEBSOCKET_PROXY_PORT": self.websocket_port,
+        }
+        seen: dict[int, str] = {}
+        for name, port in ports.items():
+            if port in seen:
+                raise ConfigError(f"{name} and {seen[port]} are both {port}")
+            seen[port] = name
+        if self.ensure_timeout_s > self.start_timeout_s:
+            raise ConfigError(
+                "BROWSER_STACK_ENSURE_TIMEOUT must not exceed BROWSER_STACK_START_TIMEOUT"
+            )
+
+
+def parse_display(value: str) -> int:
+    match = _DISPLAY_RE.match(value)
+    if match is None:
+        raise ConfigError(f"DISPLAY={value!r} is not an X display like ':99' or ':99.0'")
+    if match["host"] not in ("", "unix"):
+        raise ConfigError(f"DISPLAY={value!r}: only a local display is supported")
+    return int(match["number"])
+
+
+def parse_port(name: str, value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{name}={value!r} is not a port number between 1 and 65535")
+    return port
+
+
+def parse_seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number of seconds") from None
+    if not 0 < seconds <= MAX_TIMEOUT_S:
+        raise ConfigError(f"{name}={value!r} must be more than 0 and at most {MAX_TIMEOUT_S:g}")
+    return seconds
+
+
+def parse_listen(value: str) -> ListenAddress:
+    if value.startswith("unix:"):
+        path = value.removeprefix("unix:")
+        if not path.startswith("/"):
+            raise ConfigError(
+                f"BROWSER_STACK_LISTEN={value!r}: a unix socket needs an absolute path"
+            )
+        return ListenAddress(path=path)
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"BROWSER_STACK_LISTEN={value!r} is not host:port or unix:/path")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    port = parse_port("BROWSER_STACK_LISTEN", port_text)
+    return ListenAddress(host=host, port=port)
+
+
+def parse_supervisor_url(value: str) -> str:
+    if value.startswith("unix://"):
+        if not value.removeprefix("unix://").startswith("/"):
+            raise ConfigError(f"SUPERVISOR_SERVER_URL={value!r}: unix:// needs an absolute path")
+        return value
+    if value.startswith(("http://", "https://")):
+        return value.rstrip("/")
+    raise ConfigError(f"SUPERVISOR_SERVER_URL={value!r} must start with unix:// or http://")

@@ -1,0 +1,505 @@
+"""ensure / stop / status for the five programs.
+
+The controller decides; supervisord (through `Supervisor`) and the probes act.
+It keeps no state that supervisord and the probes cannot give back: a run in
+flight and the coalesced snapshot are all it holds, so a restarted sidecar
+picks up wherever the stack is.
+
+Concurrency contract:
+- Every ensure that arrives while a start is running joins that start: one
+  `startProcess` per program, whatever the number of callers.
+- A caller that goes away (timeout, disconnect) does not cancel the start.
+- A stop cancels a start in flight; its waiting callers get `StackStopped`
+  (409). An ensure that arrives while a stop runs waits for the stop to end,
+  then starts the stack again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
+
+from browser_stack.coalesce import Coalescer
+from browser_stack.config import Settings
+from browser_stack.errors import (
+    ProgramFailed,
+    ReadinessTimeout,
+    StackStopped,
+    SupervisorUnavailable,
+)
+from browser_stack.probes import Probe, ProbeResult
+from browser_stack.stack import (
+    GATE_PROGRAMS,
+    PROGRAMS,
+    SPAWN_AFTER,
+    Gate,
+    Program,
+    programs_for,
+    stop_layers,
+)
+from browser_stack.states import ALIVE_STATES, FAILED_STATES, ProcessState
+from browser_stack.supervisor import ProcessInfo, Supervisor
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+RETRY_PAUSE_S = 0.2
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """supervisord's view and every probe, taken in one round."""
+
+    infos: Mapping[Program, ProcessInfo]
+    probes: Mapping[Program, ProbeResult]
+
+    def state(self, program: Program) -> ProcessState | None:
+        info = self.infos.get(program)
+        return info.state if info is not None else None
+
+    def ready(self, program: Program) -> bool:
+        # Ours and usable: supervisord keeps it alive and its probe passes. A
+        # probe alone could be answered by a foreign process on the port.
+        return self.state(program) in ALIVE_STATES and self.probes[program].ok
+
+    def not_ready(self, programs: Iterable[Program]) -> list[Program]:
+        return [p for p in programs if not self.ready(p)]
+
+
+@dataclass(frozen=True)
+class ProgramStatus:
+    program: Program
+    state: str
+    pid: int
+    uptime_s: int
+    ready: bool
+    detail: str
+    reason: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "state": self.state,
+            "pid": self.pid,
+            "uptime_s": self.uptime_s,
+            "ready": self.ready,
+            "probe": self.detail,
+        }
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+
+def program_statuses(
+    snapshot: Snapshot, reasons: Mapping[Program, dict[str, str]] | None = None
+) -> dict[Program, ProgramStatus]:
+    out = {}
+    for program in PROGRAMS:
+        info = snapshot.infos.get(program)
+        out[program] = ProgramStatus(
+            program=program,
+            state=info.state.name if info is not None else "NOT_CONFIGURED",
+            pid=info.pid if info is not None else 0,
+            uptime_s=info.uptime_s if info is not None else 0,
+            ready=snapshot.ready(program),
+            detail=snapshot.probes[program].detail,
+            reason=(reasons or {}).get(program),
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class EnsureResult:
+    gates: frozenset[Gate]
+    cold: bool
+    elapsed_ms: float
+    started: list[Program]
+    programs: dict[Program, ProgramStatus]
+    endpoints: dict[str, str]
+    joined: bool = False
+
+
+@dataclass(frozen=True)
+class StopResult:
+    stopped: list[Program]
+    elapsed_ms: float
+    cancelled_start: bool
+
+
+@dataclass
+class _Run:
+    """One bring-up of the stack, shared by every ensure that joins it."""
+
+    futures: dict[Program, asyncio.Future[None]]
+    started: list[Program] = field(default_factory=list)
+    waiting_on: dict[Program, str] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    finished: asyncio.Future[None] | None = None
+
+    def failure(self, programs: Iterable[Program]) -> BaseException | None:
+        for program in programs:
+            future = self.futures[program]
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                return future.exception()
+        return None
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    # Mark a failure as seen: a run's failure may have no caller left to read it.
+    if not future.cancelled():
+        future.exception()
+
+
+class Controller:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        probes: Mapping[Program, Probe],
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        before_start: Mapping[Program, Hook] | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        missing = set(PROGRAMS) - set(probes)
+        if missing:
+            raise ValueError(f"no probe for {sorted(missing)}")
+        self._supervisor = supervisor
+        self._probes = probes
+        self._settings = settings
+        self._clock = clock
+        self._before_start = dict(before_start or {})
+        self._max_attempts = max_attempts
+        self._snapshots: Coalescer[Snapshot] = Coalescer(self._take_snapshot)
+        self._infos: Coalescer[dict[Program, ProcessInfo]] = Coalescer(supervisor.process_info)
+        self._run: _Run | None = None
+        self._stopping: asyncio.Task[StopResult] | None = None
+        self.start_calls: dict[Program, int] = dict.fromkeys(PROGRAMS, 0)
+
+    # -- reading -------------------------------------------------------------
+
+    async def snapshot(self) -> Snapshot:
+        """A fresh snapshot: concurrent callers share one round, never an old one."""
+        return await self._snapshots.get()
+
+    async def _take_snapshot(self) -> Snapshot:
+        infos_task = asyncio.ensure_future(self._supervisor.process_info())
+        try:
+            results = await asyncio.gather(*(self._probes[p]() for p in PROGRAMS))
+        finally:
+            infos = await infos_task
+        return Snapshot(infos=infos, probes=dict(zip(PROGRAMS, results, strict=True)))
+
+    async def status(self) -> tuple[Snapshot, dict[Program, ProgramStatus]]:
+        snapshot = await self.snapshot()
+        failed = [p for p in PROGRAMS if snapshot.state(p) in FAILED_STATES]
+        tails = await asyncio.gather(*(self._supervisor.stderr_tail(p) for p in failed))
+        reasons = {
+            p: {"spawnerr": snapshot.infos[p].spawnerr, "stderr_tail": tail}
+            for p, tail in zip(failed, tails, strict=True)
+        }
+        for program in PROGRAMS:
+            if snapshot.state(program) in ALIVE_STATES and not snapshot.probes[program].ok:
+                reasons[program] = {"probe": snapshot.probes[program].detail}
+        return snapshot, program_statuses(snapshot, reasons)
+
+    async def supervisor_reachable(self) -> tuple[bool, str]:
+        try:
+            await self._infos.get()
+        except SupervisorUnavailable as exc:
+            return False, exc.message
+        return True, ""
+
+    @property
+    def starting(self) -> bool:
+        return self._run is not None
+
+    def endpoints(self, snapshot: Snapshot) -> dict[str, str]:
+        s = self._settings
+        host = s.public_host
+        return {
+            "cdp": f"http://{host}:{s.cdp_port}",
+            "cdp_ws": snapshot.probes[Program.BROWSER].data.get("cdp_ws", ""),
+            "mcp": f"http://{host}:{s.mcp_port}/sse",
+            "vnc": f"{host}:{s.vnc_port}",
+            "vnc_ws": f"ws://{host}:{s.websocket_port}",
+        }
+
+    # -- ensure --------------------------------------------------------------
+
+    async def ensure(self, gates: frozenset[Gate], timeout_s: float) -> EnsureResult:
+        """Start what is not running; return once `gates` are ready.
+
+        Raises ProgramFailed (a program could not start), StackStopped (a stop
+        came first), ReadinessTimeout (deadline passed; the start goes on) and
+        SupervisorUnavailable.
+        """
+        began = self._clock()
+        needed = programs_for(gates)
+        cold = False
+        joined = False
+        run: _Run | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    if self._stopping is not None:
+                        with contextlib.suppress(Exception):
+                            await asyncio.shield(self._stopping)
+                        continue
+                    if self._run is None:
+                        snapshot = await self.snapshot()
+                        if not snapshot.not_ready(PROGRAMS):
+                            return self._result(gates, snapshot, cold, began, run, joined)
+                        if self._stopping is not None:
+                            continue
+                        if self._run is None:
+                            self._run = self._begin(snapshot)
+                        else:
+                            joined = True
+                        run = self._run
+                        if not snapshot.not_ready(needed):
+                            # The rest of the stack comes up in the background.
+                            return self._result(gates, snapshot, cold, began, run, joined)
+                    else:
+                        run = self._run
+                        joined = True
+                    if any(not run.futures[p].done() for p in needed):
+                        cold = True
+                    await asyncio.wait([run.futures[p] for p in needed])
+                    error = run.failure(needed)
+                    if error is not None:
+                        raise error
+                    # Readiness seen during the run may be stale by now: answer
+                    # only from a fresh round.
+                    snapshot = await self.snapshot()
+                    if not snapshot.not_ready(needed):
+                        return self._result(gates, snapshot, cold, began, run, joined)
+                    log.warning(
+                        "ready during start but not now: %s",
+                        ", ".join(snapshot.not_ready(needed)),
+                    )
+                    # The run that saw them ready may still be running others.
+                    if run.finished is not None and self._run is run:
+                        await asyncio.wait([run.finished])
+        except TimeoutError:
+            raise self._timeout(timeout_s, gates, run) from None
+
+    def _timeout(
+        self, timeout_s: float, gates: frozenset[Gate], run: _Run | None
+    ) -> ReadinessTimeout:
+        pending: dict[str, str] = {}
+        pending_gates = set()
+        for gate in gates:
+            for program in GATE_PROGRAMS[gate]:
+                if run is None or not run.futures[program].done():
+                    pending_gates.add(gate)
+                    why = run.waiting_on.get(program, "waiting") if run else "not checked"
+                    pending[str(program)] = why
+        if not pending_gates:  # timed out while re-checking or waiting on a stop
+            pending_gates = set(gates)
+        return ReadinessTimeout(timeout_s, pending_gates, pending)
+
+    def _result(
+        self,
+        gates: frozenset[Gate],
+        snapshot: Snapshot,
+        cold: bool,
+        began: float,
+        run: _Run | None,
+        joined: bool,
+    ) -> EnsureResult:
+        return EnsureResult(
+            gates=gates,
+            cold=cold,
+            elapsed_ms=round((self._clock() - began) * 1000, 2),
+            started=list(run.started) if run is not None else [],
+            programs=program_statuses(snapshot),
+            endpoints=self.endpoints(snapshot),
+            joined=joined,
+        )
+
+    def _begin(self, snapshot: Snapshot) -> _Run:
+        loop = asyncio.get_running_loop()
+        run = _Run(futures={p: loop.create_future() for p in PROGRAMS})
+        for future in run.futures.values():
+            future.add_done_callback(_consume)
+        for program in PROGRAMS:
+            if snapshot.ready(program):
+                run.futures[program].set_result(None)
+            else:
+                run.tasks.append(asyncio.create_task(self._bring_up(run, program, snapshot)))
+        run.finished = asyncio.ensure_future(self._finish(run))
+        log.info("start begins: %s", ", ".join(p for p in PROGRAMS if not snapshot.ready(p)))
+        return run
+
+    async def _finish(self, run: _Run) -> None:
+        began = self._clock()
+        await asyncio.wait(list(run.futures.values()))
+        if self._run is run:
+            self._run = None
+        failed = run.failure(PROGRAMS)
+        log.info(
+            "start ends in %.0f ms: %s",
+            (self._clock() - began) * 1000,
+            f"failed ({failed})" if failed else "all ready",
+        )
+
+    async def _bring_up(self, run: _Run, program: Program, snapshot: Snapshot) -> None:
+        future = run.futures[program]
+        try:
+            for dependency in SPAWN_AFTER[program]:
+                run.waiting_on[program] = f"waiting for {dependency}"
+                await asyncio.wait([run.futures[dependency]])
+                error = run.failure([dependency])
+                if error is not None:
+                    raise error
+            await self._start_with_retries(run, program, snapshot.infos.get(program))
+        except asyncio.CancelledError:
+            if not future.done():
+                future.set_exception(StackStopped("a stop cancelled the start"))
+            raise
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            log.warning("start failed program=%s: %s", program, exc)
+        else:
+            if not future.done():
+                future.set_result(None)
+            run.waiting_on.pop(program, None)
+
+    async def _start_with_retries(
+        self, run: _Run, program: Program, first_info: ProcessInfo | None
+    ) -> None:
+        attempt_no = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=wait_fixed(RETRY_PAUSE_S),
+            retry=retry_if_exception(lambda exc: isinstance(exc, ProgramFailed) and exc.retryable),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                attempt_no += 1
+                info = first_info if attempt_no == 1 else None
+                await self._attempt(run, program, info, restart=attempt_no > 1)
+
+    async def _fresh_info(self, program: Program) -> ProcessInfo:
+        info = (await self._infos.get()).get(program)
+        if info is None:
+            raise ProgramFailed(
+                program,
+                f"{program} is not configured in supervisord",
+                state="NOT_CONFIGURED",
+                retryable=False,
+            )
+        return info
+
+    async def _attempt(
+        self, run: _Run, program: Program, info: ProcessInfo | None, *, restart: bool
+    ) -> None:
+        settings = self._settings
+        if info is None:
+            info = await self._fresh_info(program)
+        state = info.state
+        if state in FAILED_STATES or (restart and state in ALIVE_STATES):
+            # BACKOFF would answer ALREADY_STARTED and FATAL needs a fresh
+            # start; a live-but-unready program (hung Chromium) needs a restart.
+            run.waiting_on[program] = f"stopping {state.name}"
+            log.info("restarting program=%s state=%s", program, state.name)
+            await self._supervisor.stop(program)
+            state = ProcessState.STOPPED
+        while state == ProcessState.STOPPING:
+            run.waiting_on[program] = "waiting for a stop to end"
+            await asyncio.sleep(settings.state_interval_s)
+            state = (await self._fresh_info(program)).state
+        if state not in ALIVE_STATES:
+            hook = self._before_start.get(program)
+            if hook is not None:
+                await hook()
+            self.start_calls[program] += 1
+            if await self._supervisor.start(program) and program not in run.started:
+                run.started.append(program)
+        spawned = self._clock()
+        next_state_check = spawned + settings.state_interval_s
+        probe = self._probes[program]
+        while True:
+            result = await probe()
+            if result.ok:
+                log.info(
+                    "ready program=%s after %.0f ms", program, (self._clock() - spawned) * 1000
+                )
+                return
+            now = self._clock()
+            run.waiting_on[program] = f"{state.name}, probe: {result.detail}"
+            if now - spawned > settings.ready_grace_s:
+                raise ProgramFailed(
+                    program,
+                    f"{program} is {state.name} but not ready after "
+                    f"{settings.ready_grace_s:g} s: {result.detail}",
+                    state=state.name,
+                    probe=result.detail,
+                )
+            if now >= next_state_check:
+                info = await self._fresh_info(program)
+                state = info.state
+                if state in FAILED_STATES or state == ProcessState.STOPPED:
+                    tail = await self._supervisor.stderr_tail(program)
+                    raise ProgramFailed(
+                        program,
+                        f"{program} went {state.name} while starting"
+                        + (f": {info.spawnerr}" if info.spawnerr else ""),
+                        state=state.name,
+                        spawnerr=info.spawnerr,
+                        stderr_tail=tail,
+                    )
+                next_state_check = now + settings.state_interval_s
+            await asyncio.sleep(settings.probe_interval_s)
+
+    # -- stop ----------------------------------------------------------------
+
+    async def stop(self) -> StopResult:
+        """Stop the five in reverse dependency order. Idempotent; concurrent
+        stops share one."""
+        if self._stopping is None:
+            task = asyncio.ensure_future(self._stop_all())
+            self._stopping = task
+
+            def clear(done: asyncio.Future[StopResult]) -> None:
+                if self._stopping is done:
+                    self._stopping = None
+                _consume(done)
+
+            task.add_done_callback(clear)
+        return await asyncio.shield(self._stopping)
+
+    async def _stop_all(self) -> StopResult:
+        began = self._clock()
+        run = self._run
+        cancelled = False
+        if run is not None:
+            cancelled = True
+            for task in run.tasks:
+                task.cancel()
+            await asyncio.gather(*run.tasks, return_exceptions=True)
+            if run.finished is not None:
+                await asyncio.wait([run.finished])
+            if self._run is run:
+                self._run = None
+        stopped: list[Program] = []
+        for layer in stop_layers():
+            ordered = [p for p in PROGRAMS if p in layer]
+            results = await asyncio.gather(*(self._supervisor.stop(p) for p in ordered))
+            stopped.extend(
+                p for p, was_running in zip(ordered, results, strict=True) if was_running
+            )
+        elapsed = round((self._clock() - began) * 1000, 2)
+        log.info("stop done in %.0f ms: %s", elapsed, ", ".join(stopped) or "nothing was running")
+        return StopResult(stopped=stopped, elapsed_ms=elapsed, cancelled_start=cancelled)

@@ -1,0 +1,233 @@
+"""The HTTP API: thin handlers over the controller, one error-to-status map."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from browser_stack import xlock
+from browser_stack.config import Settings
+from browser_stack.controller import Controller, EnsureResult
+from browser_stack.errors import (
+    BadRequest,
+    BrowserStackError,
+    SupervisorUnavailable,
+    Unauthorized,
+)
+from browser_stack.probes import build_probes
+from browser_stack.stack import (
+    GATE_PROGRAMS,
+    GATES,
+    PROGRAMS,
+    Gate,
+    Program,
+    parse_gates,
+    parse_program,
+)
+from browser_stack.supervisor import XmlRpcSupervisor
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/v1/browser-stack"
+MAX_BODY_BYTES = 4096
+MAX_ENSURE_TIMEOUT_S = 300.0
+ENSURE_FIELDS = frozenset({"needs", "timeout_s"})
+
+CONTROLLER = web.AppKey("controller", Controller)
+SETTINGS = web.AppKey("settings", Settings)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=_dumps)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _error_response(error: BrowserStackError) -> web.Response:
+    headers = {}
+    if isinstance(error, SupervisorUnavailable):
+        headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    return _json(error.to_dict(), status=error.status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except BrowserStackError as error:
+        if error.status >= 500:
+            log.warning("%s %s -> %d %s", request.method, request.path, error.status, error.message)
+        return _error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "body_too_large",
+        }.get(exc.status, "http_error")
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return _json({"error": code, "message": exc.reason}, status=exc.status, headers=headers)
+
+
+def _authorize(request: web.Request) -> None:
+    token = request.app[SETTINGS].token
+    if not token:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized("this endpoint needs Authorization: Bearer <BROWSER_STACK_TOKEN>")
+
+
+async def _read_object(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def parse_ensure_body(
+    body: dict[str, Any], default_timeout_s: float
+) -> tuple[frozenset[Gate], float]:
+    unknown = sorted(set(body) - ENSURE_FIELDS)
+    if unknown:
+        raise BadRequest(
+            f"unknown field(s) {', '.join(unknown)}; allowed: needs, timeout_s", fields=unknown
+        )
+    needs = body.get("needs", list(GATES))
+    if not isinstance(needs, list) or not needs:
+        raise BadRequest(
+            f"needs must be a non-empty list of {', '.join(GATES)}", allowed=list(GATES)
+        )
+    gates = parse_gates(needs)
+    timeout = body.get("timeout_s", default_timeout_s)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise BadRequest("timeout_s must be a number of seconds")
+    if not 0 < timeout <= MAX_ENSURE_TIMEOUT_S:
+        raise BadRequest(f"timeout_s must be more than 0 and at most {MAX_ENSURE_TIMEOUT_S:g}")
+    return gates, float(timeout)
+
+
+def ensure_payload(result: EnsureResult) -> dict[str, Any]:
+    return {
+        "ready": True,
+        "cold": result.cold,
+        "elapsed_ms": result.elapsed_ms,
+        "needs": sorted(result.gates),
+        "started": [str(p) for p in result.started],
+        "programs": {str(p): s.to_dict() for p, s in result.programs.items()},
+        "endpoints": result.endpoints,
+    }
+
+
+async def ensure(request: web.Request) -> web.Response:
+    _authorize(request)
+    controller = request.app[CONTROLLER]
+    gates, timeout = parse_ensure_body(
+        await _read_object(request), request.app[SETTINGS].ensure_timeout_s
+    )
+    result = await controller.ensure(gates, timeout)
+    headers = {
+        "X-Browser-Stack-Outcome": "cold" if result.cold else "warm",
+        "X-Browser-Stack-Elapsed-Ms": f"{result.elapsed_ms:.2f}",
+    }
+    return _json(ensure_payload(result), headers=headers)
+
+
+async def status(request: web.Request) -> web.Response:
+    controller = request.app[CONTROLLER]
+    snapshot, programs = await controller.status()
+    return _json(
+        {
+            "supervisor": {"reachable": True},
+            "starting": controller.starting,
+            "ready": {g: all(programs[p].ready for p in GATE_PROGRAMS[g]) for g in GATES},
+            "programs": {str(p): s.to_dict() for p, s in programs.items()},
+            "endpoints": controller.endpoints(snapshot),
+        }
+    )
+
+
+async def program_status(request: web.Request) -> web.Response:
+    program = parse_program(request.match_info["name"])
+    _snapshot, programs = await request.app[CONTROLLER].status()
+    return _json({"program": str(program), **programs[program].to_dict()})
+
+
+async def stop(request: web.Request) -> web.Response:
+    _authorize(request)
+    body = await _read_object(request)
+    if body:
+        raise BadRequest("stop takes no body fields", fields=sorted(body))
+    result = await request.app[CONTROLLER].stop()
+    return _json(
+        {
+            "stopped": [str(p) for p in result.stopped],
+            "elapsed_ms": result.elapsed_ms,
+            "cancelled_start": result.cancelled_start,
+        }
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    reachable, why = await request.app[CONTROLLER].supervisor_reachable()
+    supervisor: dict[str, Any] = {"reachable": reachable}
+    if why:
+        supervisor["message"] = why
+    return _json({"ok": True, "supervisor": supervisor, "programs": list(PROGRAMS)})
+
+
+def create_app(settings: Settings, controller: Controller | None = None) -> web.Application:
+    """The aiohttp application. With no controller, real adapters are wired in
+    for the app's lifetime (the composition root)."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    if controller is not None:
+        app[CONTROLLER] = controller
+    else:
+        app.cleanup_ctx.append(_real_parts)
+    app.router.add_post(f"{PREFIX}/ensure", ensure)
+    app.router.add_get(f"{PREFIX}/status", status)
+    app.router.add_get(f"{PREFIX}/programs/{{name}}", program_status)
+    app.router.add_post(f"{PREFIX}/stop", stop)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def _real_parts(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    supervisor = XmlRpcSupervisor(
+        settings.supervisor_url,
+        settings.supervisor_username,
+        settings.supervisor_password,
+        stop_timeout_s=settings.stop_timeout_s,
+    )
+    session = aiohttp.ClientSession()
+    app[CONTROLLER] = Controller(
+        supervisor,
+        build_probes(settings, session),
+        settings,
+        before_start={Program.TIGERVNC: xlock.hook(settings)},
+    )
+    yield
+    await session.close()
+    await supervisor.close()

@@ -1,0 +1,165 @@
+"""Readiness checks. supervisord's RUNNING only means "did not die within
+startsecs"; these say whether a program can be used now."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from browser_stack.config import Settings
+from browser_stack.stack import Program
+
+ATTEMPT_TIMEOUT_S = 1.0
+RFB_PREFIX = b"RFB "
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    detail: str = ""
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+Probe = Callable[[], Awaitable[ProbeResult]]
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
+def unix_accepts(path: str) -> Probe:
+    async def probe() -> ProbeResult:
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
+                _reader, writer = await asyncio.open_unix_connection(path)
+        except (OSError, TimeoutError) as exc:
+            return ProbeResult(False, f"{path}: {exc.__class__.__name__}")
+        await _close(writer)
+        return ProbeResult(True, f"{path} accepts")
+
+    return probe
+
+
+def tcp_accepts(host: str, port: int) -> Probe:
+    async def probe() -> ProbeResult:
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
+                _reader, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError) as exc:
+            return ProbeResult(False, f"{host}:{port}: {exc.__class__.__name__}")
+        await _close(writer)
+        return ProbeResult(True, f"{host}:{port} accepts")
+
+    return probe
+
+
+def rfb_banner(host: str, port: int) -> Probe:
+    """The VNC server sends "RFB 003.008\\n" as soon as a client connects."""
+
+    async def probe() -> ProbeResult:
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
+                reader, writer = await asyncio.open_connection(host, port)
+                try:
+                    banner = await reader.readexactly(12)
+                finally:
+                    await _close(writer)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            return ProbeResult(False, f"{host}:{port}: no RFB banner ({exc.__class__.__name__})")
+        if not banner.startswith(RFB_PREFIX):
+            return ProbeResult(False, f"{host}:{port}: not an RFB banner: {banner!r}")
+        return ProbeResult(True, banner.decode("ascii", "replace").strip())
+
+    return probe
+
+
+def cdp_version(session: aiohttp.ClientSession, host: str, port: int) -> Probe:
+    """Chromium's DevTools HTTP server answers /json/version once CDP is usable."""
+    url = f"http://{host}:{port}/json/version"
+
+    async def probe() -> ProbeResult:
+        try:
+            async with session.get(
+                url, timeout=aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT_S)
+            ) as response:
+                if response.status != 200:
+                    return ProbeResult(False, f"{url}: HTTP {response.status}")
+                body = json.loads(await response.read())
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            return ProbeResult(False, f"{url}: {exc.__class__.__name__}")
+        ws_url = body.get("webSocketDebuggerUrl") if isinstance(body, dict) else None
+        if not isinstance(ws_url, str) or not ws_url:
+            return ProbeResult(False, f"{url}: no webSocketDebuggerUrl in the answer")
+        return ProbeResult(
+            True,
+            str(body.get("Browser", "CDP answers")),
+            {"cdp_ws": ws_url, "browser": str(body.get("Browser", ""))},
+        )
+
+    return probe
+
+
+def wm_claimed(xprop: str, display: str) -> Probe:
+    """An EWMH window manager sets _NET_SUPPORTING_WM_CHECK on the root window."""
+    env = {**os.environ, "DISPLAY": display}
+
+    async def probe() -> ProbeResult:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                xprop,
+                "-root",
+                "_NET_SUPPORTING_WM_CHECK",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+            )
+        except OSError as exc:
+            return ProbeResult(False, f"cannot run {xprop}: {exc}")
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
+                out, _ = await process.communicate()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            return ProbeResult(False, f"{xprop} did not answer on {display}")
+        text = out.decode("utf-8", "replace").strip()
+        if process.returncode == 0 and "window id #" in text:
+            return ProbeResult(True, text)
+        return ProbeResult(False, text or f"{xprop} exited {process.returncode}")
+
+    return probe
+
+
+def all_of(*probes: Probe) -> Probe:
+    async def probe() -> ProbeResult:
+        details = []
+        for each in probes:
+            result = await each()
+            if not result.ok:
+                return result
+            details.append(result.detail)
+        return ProbeResult(True, "; ".join(details))
+
+    return probe
+
+
+def build_probes(settings: Settings, session: aiohttp.ClientSession) -> dict[Program, Probe]:
+    host = "127.0.0.1"
+    return {
+        Program.TIGERVNC: all_of(
+            unix_accepts(settings.x11_socket), rfb_banner(host, settings.vnc_port)
+        ),
+        Program.OPENBOX: wm_claimed(settings.xprop, settings.display),
+        Program.BROWSER: cdp_version(session, host, settings.cdp_port),
+        Program.MCP_SERVER_BROWSER: tcp_accepts(host, settings.mcp_port),
+        Program.WEBSOCAT: tcp_accepts(host, settings.websocket_port),
+    }

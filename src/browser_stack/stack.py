@@ -1,0 +1,106 @@
+"""The fixed allowlist: the five programs, their dependencies and gates.
+
+Nothing outside this module names a program; nothing a request carries can add
+one. Dependencies are of two kinds: what a program needs ready before it may be
+spawned, and what a gate needs ready before a caller may use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from browser_stack.errors import BadRequest, UnknownProgram
+
+
+class Program(StrEnum):
+    TIGERVNC = "tigervnc"
+    OPENBOX = "openbox"
+    BROWSER = "browser"
+    MCP_SERVER_BROWSER = "mcp-server-browser"
+    WEBSOCAT = "websocat"
+
+
+class Gate(StrEnum):
+    CDP = "cdp"
+    MCP = "mcp"
+    VNC = "vnc"
+
+
+PROGRAMS: tuple[Program, ...] = tuple(Program)
+GATES: tuple[Gate, ...] = tuple(Gate)
+
+# Ready before spawn. Chromium, openbox and websocat need the X display (and
+# websocat the VNC port behind it); mcp-server-browser opens its port without a
+# browser and connects to CDP on its first tool call, so it needs nothing.
+SPAWN_AFTER: dict[Program, frozenset[Program]] = {
+    Program.TIGERVNC: frozenset(),
+    Program.OPENBOX: frozenset({Program.TIGERVNC}),
+    Program.BROWSER: frozenset({Program.TIGERVNC}),
+    Program.MCP_SERVER_BROWSER: frozenset(),
+    Program.WEBSOCAT: frozenset({Program.TIGERVNC}),
+}
+
+# Ready before a gate opens.
+GATE_PROGRAMS: dict[Gate, tuple[Program, ...]] = {
+    Gate.CDP: (Program.BROWSER,),
+    Gate.MCP: (Program.MCP_SERVER_BROWSER, Program.BROWSER),
+    Gate.VNC: (Program.TIGERVNC, Program.OPENBOX, Program.WEBSOCAT),
+}
+
+# What a program is useless without, for stopping in reverse order: its spawn
+# needs plus what its gate needs (the MCP server drives the browser).
+USES: dict[Program, frozenset[Program]] = {
+    **SPAWN_AFTER,
+    Program.MCP_SERVER_BROWSER: frozenset({Program.BROWSER}),
+}
+
+
+def parse_program(name: str) -> Program:
+    try:
+        return Program(name)
+    except ValueError:
+        raise UnknownProgram(name, PROGRAMS) from None
+
+
+def parse_gates(names: Iterable[object]) -> frozenset[Gate]:
+    gates: set[Gate] = set()
+    for name in names:
+        if not isinstance(name, str) or name not in Gate._value2member_map_:
+            raise BadRequest(
+                f"unknown need {name!r}; allowed: {', '.join(GATES)}",
+                allowed=list(GATES),
+            )
+        gates.add(Gate(name))
+    return frozenset(gates)
+
+
+def programs_for(gates: Iterable[Gate]) -> frozenset[Program]:
+    return frozenset(p for g in gates for p in GATE_PROGRAMS[g])
+
+
+def stop_layers() -> list[frozenset[Program]]:
+    """Programs grouped so each layer only holds programs nothing left uses.
+
+    Layers stop one after another; the programs within a layer in parallel.
+    """
+    remaining = set(PROGRAMS)
+    layers: list[frozenset[Program]] = []
+    while remaining:
+        used = {dep for p in remaining for dep in USES[p]}
+        layer = frozenset(p for p in remaining if p not in used)
+        if not layer:  # a cycle would be a bug in the tables above
+            raise RuntimeError(f"dependency cycle among {sorted(remaining)}")
+        layers.append(layer)
+        remaining -= layer
+    return layers
+
+
+def dependents_of(program: Program) -> frozenset[Program]:
+    """Every program that, directly or not, uses `program`."""
+    found: set[Program] = set()
+    frontier = {program}
+    while frontier:
+        frontier = {p for p in PROGRAMS if USES[p] & frontier} - found
+        found |= frontier
+    return frozenset(found)

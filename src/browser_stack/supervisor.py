@@ -1,0 +1,247 @@
+"""The only module that speaks supervisord's XML-RPC.
+
+It turns faults into our errors in one table (`_START_FAULTS`, `_STOP_FAULTS`)
+and refuses any program name outside the allowlist before a byte is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import xmlrpc.client
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from browser_stack.errors import ProgramFailed, SupervisorError, SupervisorUnavailable
+from browser_stack.stack import PROGRAMS, Program
+from browser_stack.states import Fault, ProcessState
+
+log = logging.getLogger(__name__)
+
+CALL_TIMEOUT_S = 5.0
+STDERR_TAIL_BYTES = 2000
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    name: str
+    state: ProcessState
+    pid: int = 0
+    start: int = 0
+    now: int = 0
+    spawnerr: str = ""
+    exitstatus: int = 0
+    description: str = ""
+
+    @property
+    def uptime_s(self) -> int:
+        if self.state not in (ProcessState.RUNNING, ProcessState.STARTING) or not self.start:
+            return 0
+        return max(0, self.now - self.start)
+
+    @classmethod
+    def from_xmlrpc(cls, raw: dict[str, Any]) -> ProcessInfo:
+        return cls(
+            name=str(raw.get("name", "")),
+            state=ProcessState.parse(int(raw.get("state", ProcessState.UNKNOWN))),
+            pid=int(raw.get("pid", 0)),
+            start=int(raw.get("start", 0)),
+            now=int(raw.get("now", 0)),
+            spawnerr=str(raw.get("spawnerr", "")),
+            exitstatus=int(raw.get("exitstatus", 0)),
+            description=str(raw.get("description", "")),
+        )
+
+
+class Supervisor(Protocol):
+    """What the controller needs from supervisord; fakes implement the same."""
+
+    async def process_info(self) -> dict[Program, ProcessInfo]:
+        """The five programs' info; a program supervisord does not know is absent."""
+
+    async def start(self, program: Program) -> bool:
+        """Spawn without waiting; False if it was already started."""
+
+    async def stop(self, program: Program) -> bool:
+        """Stop and wait for it; False if it was not running."""
+
+    async def stderr_tail(self, program: Program) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+def _checked(program: Program) -> str:
+    # Belt and braces: the type says Program, but a str can slip through a cast.
+    if program not in PROGRAMS:
+        raise ValueError(f"refusing to touch {program!r}: not in the allowlist")
+    return str(program)
+
+
+class XmlRpcSupervisor:
+    """supervisord over its XML-RPC interface, on a unix socket or over HTTP."""
+
+    def __init__(
+        self,
+        url: str,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        stop_timeout_s: float = 30.0,
+    ) -> None:
+        self._url = url
+        self._auth = aiohttp.BasicAuth(username, password) if username and password else None
+        self._stop_timeout_s = stop_timeout_s
+        self._session: aiohttp.ClientSession | None = None
+        if url.startswith("unix://"):
+            self._socket_path: str | None = url.removeprefix("unix://")
+            self._endpoint = "http://localhost/RPC2"
+        else:
+            self._socket_path = None
+            self._endpoint = url + "/RPC2"
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector: aiohttp.BaseConnector
+            if self._socket_path is not None:
+                connector = aiohttp.UnixConnector(path=self._socket_path, limit=16)
+            else:
+                connector = aiohttp.TCPConnector(limit=16)
+            self._session = aiohttp.ClientSession(connector=connector, auth=self._auth)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def call(self, method: str, *params: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
+        body = xmlrpc.client.dumps(params, method, allow_none=False)
+        try:
+            async with self._get_session().post(
+                self._endpoint,
+                data=body.encode(),
+                headers={"Content-Type": "text/xml"},
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as response:
+                if response.status == 401:
+                    raise SupervisorError(
+                        "supervisord refused our credentials (SUPERVISOR_USERNAME/PASSWORD)"
+                    )
+                if response.status != 200:
+                    raise SupervisorUnavailable(
+                        f"supervisord answered HTTP {response.status} to {method}"
+                    )
+                payload = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise SupervisorUnavailable(
+                f"supervisord at {self._url} is not reachable: {exc.__class__.__name__}: {exc}",
+                supervisor_url=self._url,
+            ) from exc
+        try:
+            (result,), _ = xmlrpc.client.loads(payload, use_builtin_types=True)
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode == Fault.SHUTDOWN_STATE:
+                raise SupervisorUnavailable("supervisord is shutting down") from None
+            raise
+        except Exception as exc:  # a malformed answer is not a fault we can map
+            raise SupervisorError(f"supervisord sent an unreadable answer to {method}") from exc
+        return result
+
+    async def process_info(self) -> dict[Program, ProcessInfo]:
+        raw = await self.call("supervisor.getAllProcessInfo")
+        infos: dict[Program, ProcessInfo] = {}
+        for entry in raw:
+            # Only group-less names match ("group:name" is never one of ours).
+            info = ProcessInfo.from_xmlrpc(entry)
+            if entry.get("group") == info.name and info.name in PROGRAMS:
+                infos[Program(info.name)] = info
+        return infos
+
+    async def start(self, program: Program) -> bool:
+        name = _checked(program)
+        # wait=False is positional on purpose: XML-RPC has no keyword arguments.
+        try:
+            await self.call("supervisor.startProcess", name, False)
+        except xmlrpc.client.Fault as fault:
+            return _map_fault(_START_FAULTS, fault, name)
+        log.info("start requested program=%s", name)
+        return True
+
+    async def stop(self, program: Program) -> bool:
+        name = _checked(program)
+        try:
+            await self.call("supervisor.stopProcess", name, True, timeout_s=self._stop_timeout_s)
+        except xmlrpc.client.Fault as fault:
+            return _map_fault(_STOP_FAULTS, fault, name)
+        log.info("stopped program=%s", name)
+        return True
+
+    async def stderr_tail(self, program: Program) -> str:
+        name = _checked(program)
+        try:
+            text, _offset, _overflow = await self.call(
+                "supervisor.tailProcessStderrLog", name, 0, STDERR_TAIL_BYTES
+            )
+            if not text:  # redirect_stderr=true sends it all to stdout
+                text, _offset, _overflow = await self.call(
+                    "supervisor.tailProcessStdoutLog", name, 0, STDERR_TAIL_BYTES
+                )
+        except (xmlrpc.client.Fault, SupervisorError):
+            return ""
+        return str(text)
+
+
+# What each fault means for an idempotent start or stop: True/False is a
+# success (spawned / was already so), a string is a failure message.
+_START_FAULTS: dict[int, bool | str] = {
+    Fault.ALREADY_STARTED: False,
+    Fault.BAD_NAME: "is not configured in supervisord",
+    Fault.NO_FILE: "has a command that does not exist",
+    Fault.NOT_EXECUTABLE: "has a command that is not executable",
+    Fault.SPAWN_ERROR: "could not be spawned",
+    Fault.ABNORMAL_TERMINATION: "exited while starting",
+}
+_STOP_FAULTS: dict[int, bool | str] = {
+    Fault.NOT_RUNNING: False,
+    Fault.BAD_NAME: "is not configured in supervisord",
+    Fault.FAILED: "did not stop",
+}
+
+# A spawn that failed may work next time; a missing program or file will not.
+_RETRYABLE_FAULTS = frozenset({Fault.SPAWN_ERROR, Fault.ABNORMAL_TERMINATION, Fault.FAILED})
+
+
+def _map_fault(table: dict[int, bool | str], fault: xmlrpc.client.Fault, name: str) -> bool:
+    outcome = table.get(fault.faultCode)
+    if isinstance(outcome, bool):
+        return outcome
+    if outcome is None:
+        raise SupervisorError(
+            f"supervisord fault {fault.faultCode} for {name}: {fault.faultString}",
+            program=name,
+            fault=fault.faultCode,
+        )
+    raise ProgramFailed(
+        name,
+        f"{name} {outcome}: {fault.faultString}",
+        state="UNKNOWN" if fault.faultCode == Fault.BAD_NAME else "FATAL",
+        spawnerr=str(fault.faultString),
+        retryable=fault.faultCode in _RETRYABLE_FAULTS,
+        fault=fault.faultCode,
+    )
+
+
+async def wait_reachable(supervisor: Supervisor, timeout_s: float, interval_s: float = 0.1) -> None:
+    """Poll until supervisord answers or the deadline passes (used at start-up)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            await supervisor.process_info()
+            return
+        except SupervisorUnavailable:
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,78 @@
+"""Stale X display locks.
+
+Xvnc refuses a display whose lock file (/tmp/.X99-lock) names a live pid. After
+a container restart that pid is often reused by an unrelated process, so Xvnc
+goes FATAL and the whole stack with it. Before starting Xvnc we remove a lock
+whose pid is dead or is not an X server, and the socket beside it. A live X
+server's lock is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+import psutil
+
+from browser_stack.config import Settings
+from browser_stack.controller import Hook
+
+log = logging.getLogger(__name__)
+
+X_SERVER_NAMES = frozenset({"Xvnc", "Xtigervnc", "Xvfb", "Xorg", "X", "Xwayland"})
+
+
+def lock_path(settings: Settings) -> str:
+    # Xvnc keeps the lock in the parent of the socket directory (/tmp).
+    return os.path.join(
+        os.path.dirname(settings.x11_socket_dir), f".X{settings.display_number}-lock"
+    )
+
+
+def read_lock_pid(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return int(f.read().strip())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return 0  # unreadable content: nobody can own it
+
+
+def holder_is_x_server(pid: int) -> bool:
+    try:
+        process = psutil.Process(pid)
+        names = {process.name()}
+        with contextlib.suppress(psutil.Error, IndexError):
+            names.add(os.path.basename(process.cmdline()[0]))
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True  # cannot tell: leave it alone
+    return bool(names & X_SERVER_NAMES)
+
+
+def clear_stale_lock(lock: str, socket: str) -> str | None:
+    """Remove a stale lock and socket; return why, or None if nothing was done."""
+    pid = read_lock_pid(lock)
+    if pid is None:
+        return None
+    if pid > 0 and holder_is_x_server(pid):
+        return None
+    why = f"lock {lock} names pid {pid}, which is " + (
+        "not an X server" if pid > 0 and psutil.pid_exists(pid) else "gone"
+    )
+    for path in (lock, socket):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    log.warning("removed stale X lock: %s", why)
+    return why
+
+
+def hook(settings: Settings) -> Hook:
+    async def before_tigervnc() -> None:
+        await asyncio.to_thread(clear_stale_lock, lock_path(settings), settings.x11_socket)
+
+    return before_tigervnc

@@ -1,0 +1,156 @@
+"""Hand-written fakes: a supervisord that replays scripted program behaviour and
+probes that read it. No mocking library."""
+
+from __future__ import annotations
+
+import asyncio
+import xmlrpc.client
+from dataclasses import dataclass, field
+
+from browser_stack.config import Settings
+from browser_stack.controller import Controller
+from browser_stack.errors import SupervisorUnavailable
+from browser_stack.probes import Probe, ProbeResult
+from browser_stack.stack import PROGRAMS, SPAWN_AFTER, Program
+from browser_stack.states import ALIVE_STATES, ProcessState
+from browser_stack.supervisor import _START_FAULTS, ProcessInfo, _map_fault
+
+
+@dataclass
+class FakeProgram:
+    name: Program
+    state: ProcessState = ProcessState.STOPPED
+    pid: int = 0
+    started_at: float = 0.0
+    ready_after_s: float | None = 0.01  # None: the probe never passes
+    crash_on_start: bool = False  # goes BACKOFF then FATAL, like a crash loop
+    start_fault: int | None = None
+    crashes_left: int = 1_000_000
+    spawnerr: str = ""
+    stderr: str = ""
+    hung: bool = False  # RUNNING but the probe fails
+
+
+@dataclass
+class FakeSupervisor:
+    programs: dict[Program, FakeProgram] = field(
+        default_factory=lambda: {p: FakeProgram(p) for p in PROGRAMS}
+    )
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    reachable: bool = True
+    spawn_violations: list[str] = field(default_factory=list)
+    next_pid: int = 100
+    unconfigured: set[Program] = field(default_factory=set)
+    info_calls: int = 0
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def probe_ok(self, program: Program) -> bool:
+        p = self.programs[program]
+        if p.state not in ALIVE_STATES or p.ready_after_s is None or p.hung:
+            return False
+        return self.now() - p.started_at >= p.ready_after_s
+
+    def _check_reachable(self) -> None:
+        if not self.reachable:
+            raise SupervisorUnavailable("supervisord at unix:///fake.sock is not reachable")
+
+    async def process_info(self) -> dict[Program, ProcessInfo]:
+        await asyncio.sleep(0)
+        self._check_reachable()
+        self.info_calls += 1
+        out = {}
+        for name, p in self.programs.items():
+            if name in self.unconfigured:
+                continue
+            if p.state == ProcessState.STARTING and p.ready_after_s is not None:
+                if self.now() - p.started_at >= 0.05:
+                    p.state = ProcessState.RUNNING
+            out[name] = ProcessInfo(
+                name=str(name),
+                state=p.state,
+                pid=p.pid,
+                start=int(p.started_at),
+                now=int(self.now()),
+                spawnerr=p.spawnerr,
+            )
+        return out
+
+    async def start(self, program: Program) -> bool:
+        await asyncio.sleep(0)
+        self._check_reachable()
+        self.calls.append(("start", str(program)))
+        if program in self.unconfigured:
+            fault = xmlrpc.client.Fault(10, f"BAD_NAME: {program}")
+            return _map_fault(_START_FAULTS, fault, str(program))
+        p = self.programs[program]
+        if p.start_fault is not None:
+            return _map_fault(_START_FAULTS, xmlrpc.client.Fault(p.start_fault, "fake"), program)
+        for dependency in SPAWN_AFTER[program]:
+            if not self.probe_ok(dependency):
+                self.spawn_violations.append(f"{program} spawned before {dependency} was ready")
+        if p.state in ALIVE_STATES or p.state == ProcessState.BACKOFF:
+            return False
+        p.started_at = self.now()
+        self.next_pid += 1
+        p.pid = self.next_pid
+        if p.crash_on_start and p.crashes_left > 0:
+            p.crashes_left -= 1
+            p.state = ProcessState.FATAL
+            p.spawnerr = "Exited too quickly (process log may have details)"
+            p.pid = 0
+        else:
+            p.state = ProcessState.STARTING
+            p.spawnerr = ""
+        return True
+
+    async def stop(self, program: Program) -> bool:
+        await asyncio.sleep(0)
+        self._check_reachable()
+        self.calls.append(("stop", str(program)))
+        p = self.programs[program]
+        if p.state not in ALIVE_STATES and p.state != ProcessState.BACKOFF:
+            return False
+        p.state = ProcessState.STOPPED
+        p.pid = 0
+        return True
+
+    async def stderr_tail(self, program: Program) -> str:
+        return self.programs[program].stderr
+
+    async def close(self) -> None:
+        return None
+
+    def starts(self, program: Program | None = None) -> list[str]:
+        return [n for c, n in self.calls if c == "start" and (program is None or n == program)]
+
+
+def fake_probes(supervisor: FakeSupervisor) -> dict[Program, Probe]:
+    def make(program: Program) -> Probe:
+        async def probe() -> ProbeResult:
+            await asyncio.sleep(0)
+            if supervisor.probe_ok(program):
+                data = {"cdp_ws": "ws://127.0.0.1:9222/devtools/browser/fake"}
+                return ProbeResult(True, "ok", data if program == Program.BROWSER else {})
+            return ProbeResult(False, f"{program} not answering")
+
+        return probe
+
+    return {p: make(p) for p in PROGRAMS}
+
+
+FAST = Settings(
+    probe_interval_s=0.001,
+    state_interval_s=0.005,
+    ready_grace_s=0.5,
+    ensure_timeout_s=5.0,
+)
+
+
+def make_controller(
+    supervisor: FakeSupervisor | None = None, settings: Settings = FAST, **kwargs: object
+) -> tuple[Controller, FakeSupervisor]:
+    supervisor = supervisor or FakeSupervisor()
+    controller = Controller(supervisor, fake_probes(supervisor), settings, **kwargs)  # type: ignore[arg-type]
+    return controller, supervisor

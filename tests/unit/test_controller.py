@@ -1,0 +1,254 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from browser_stack.errors import ProgramFailed, ReadinessTimeout, StackStopped, SupervisorUnavailable
+from browser_stack.stack import GATES, PROGRAMS, Gate, Program
+from browser_stack.states import ProcessState
+
+from .fakes import FakeSupervisor, make_controller
+
+pytestmark = pytest.mark.unit
+ALL = frozenset(GATES)
+
+
+async def test_cold_ensure_starts_each_program_once_and_reports_endpoints() -> None:
+    controller, sup = make_controller()
+    result = await controller.ensure(ALL, 5)
+    assert result.cold is True
+    assert sorted(result.started) == sorted(PROGRAMS)
+    assert sorted(sup.starts()) == sorted(PROGRAMS)
+    assert all(status.ready for status in result.programs.values())
+    assert result.endpoints["cdp"] == "http://127.0.0.1:9222"
+    assert result.endpoints["cdp_ws"] == "ws://127.0.0.1:9222/devtools/browser/fake"
+    assert result.endpoints["mcp"] == "http://127.0.0.1:8100/sse"
+    assert result.endpoints["vnc"] == "127.0.0.1:5900"
+    assert result.endpoints["vnc_ws"] == "ws://127.0.0.1:6080"
+
+
+async def test_warm_ensure_starts_nothing() -> None:
+    controller, sup = make_controller()
+    await controller.ensure(ALL, 5)
+    await asyncio.sleep(0.02)
+    calls_before = len(sup.calls)
+    result = await controller.ensure(ALL, 5)
+    assert result.cold is False
+    assert result.started == []
+    assert len(sup.calls) == calls_before
+
+
+async def test_programs_spawn_only_after_what_they_need_is_ready() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.TIGERVNC].ready_after_s = 0.05
+    controller, _ = make_controller(sup)
+    await controller.ensure(ALL, 5)
+    assert sup.spawn_violations == []
+    starts = sup.starts()
+    # Independent programs go first and together; the X clients after X answers.
+    assert set(starts[:2]) == {"tigervnc", "mcp-server-browser"}
+    assert set(starts[2:]) == {"openbox", "browser", "websocat"}
+
+
+async def test_two_hundred_concurrent_ensures_start_each_program_once() -> None:
+    controller, sup = make_controller()
+    results = await asyncio.gather(*(controller.ensure(ALL, 5) for _ in range(200)))
+    assert len(results) == 200
+    for program in PROGRAMS:
+        assert sup.starts(program) == [program]
+    assert sum(r.cold for r in results) >= 1
+    assert all(r.programs[Program.BROWSER].ready for r in results)
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_start() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].ready_after_s = 0.1
+    controller, _ = make_controller(sup)
+    caller = asyncio.ensure_future(controller.ensure(ALL, 5))
+    await asyncio.sleep(0.02)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.programs[Program.BROWSER].ready
+    assert sup.starts(Program.BROWSER) == ["browser"]
+
+
+async def test_cdp_only_answers_before_the_rest_is_ready() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.WEBSOCAT].ready_after_s = 0.3
+    controller, _ = make_controller(sup)
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.programs[Program.BROWSER].ready
+    assert not result.programs[Program.WEBSOCAT].ready
+    # ...and the rest still comes up in the background.
+    result = await controller.ensure(frozenset({Gate.VNC}), 5)
+    assert result.programs[Program.WEBSOCAT].ready
+    assert sup.starts(Program.WEBSOCAT) == ["websocat"]
+
+
+async def test_timeout_names_pending_gates_and_programs_and_start_goes_on() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].ready_after_s = 0.2
+    controller, _ = make_controller(sup)
+    with pytest.raises(ReadinessTimeout) as caught:
+        await controller.ensure(frozenset({Gate.CDP}), 0.05)
+    assert caught.value.fields["pending_gates"] == ["cdp"]
+    assert "browser" in caught.value.fields["pending_programs"]
+    assert caught.value.status == 504
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.programs[Program.BROWSER].ready
+    assert sup.starts(Program.BROWSER) == ["browser"]
+
+
+async def test_crash_loop_is_retried_then_reported_with_state_and_stderr() -> None:
+    sup = FakeSupervisor()
+    chrome = sup.programs[Program.BROWSER]
+    chrome.crash_on_start = True
+    chrome.stderr = "Missing X server or $DISPLAY"
+    controller, _ = make_controller(sup, max_attempts=3)
+    with pytest.raises(ProgramFailed) as caught:
+        await controller.ensure(frozenset({Gate.CDP}), 5)
+    error = caught.value
+    assert error.status == 502
+    assert error.fields["program"] == "browser"
+    assert error.fields["state"] == "FATAL"
+    assert "Exited too quickly" in error.fields["spawnerr"]
+    assert error.fields["stderr_tail"] == "Missing X server or $DISPLAY"
+    assert len(sup.starts(Program.BROWSER)) == 3
+
+
+async def test_a_crash_that_stops_recurring_is_recovered() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].crash_on_start = True
+    sup.programs[Program.BROWSER].crashes_left = 1
+    controller, _ = make_controller(sup)
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.programs[Program.BROWSER].ready
+    assert len(sup.starts(Program.BROWSER)) == 2
+
+
+async def test_fatal_program_found_at_ensure_is_stopped_and_started_again() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].state = ProcessState.FATAL
+    controller, _ = make_controller(sup)
+    result = await controller.ensure(ALL, 5)
+    assert result.programs[Program.BROWSER].ready
+    assert ("stop", "browser") in sup.calls
+
+
+async def test_dependents_fail_with_the_root_cause() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.TIGERVNC].crash_on_start = True
+    sup.programs[Program.TIGERVNC].stderr = "Server is already active for display 99"
+    controller, _ = make_controller(sup)
+    with pytest.raises(ProgramFailed) as caught:
+        await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert caught.value.fields["program"] == "tigervnc"
+    assert sup.starts(Program.BROWSER) == []
+
+
+async def test_running_but_never_ready_is_restarted_then_fails() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].hung = True
+    sup.programs[Program.BROWSER].state = ProcessState.RUNNING
+    controller, _ = make_controller(sup, max_attempts=2)
+    with pytest.raises(ProgramFailed) as caught:
+        await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert "not ready after" in caught.value.message
+    assert ("stop", "browser") in sup.calls
+
+
+async def test_unconfigured_program_is_a_clear_failure_without_retries() -> None:
+    sup = FakeSupervisor(unconfigured={Program.WEBSOCAT})
+    controller, _ = make_controller(sup)
+    with pytest.raises(ProgramFailed) as caught:
+        await controller.ensure(frozenset({Gate.VNC}), 5)
+    assert "not configured" in caught.value.message
+    assert caught.value.fields["state"] == "NOT_CONFIGURED"
+
+
+async def test_supervisor_unreachable_is_reported() -> None:
+    sup = FakeSupervisor(reachable=False)
+    controller, _ = make_controller(sup)
+    with pytest.raises(SupervisorUnavailable):
+        await controller.ensure(ALL, 1)
+    sup.reachable = True
+    result = await controller.ensure(ALL, 5)
+    assert result.cold
+
+
+async def test_a_program_that_died_after_ready_is_started_again() -> None:
+    controller, sup = make_controller()
+    await controller.ensure(ALL, 5)
+    sup.programs[Program.BROWSER].state = ProcessState.EXITED
+    _snapshot, statuses = await controller.status()
+    assert statuses[Program.BROWSER].state == "EXITED"
+    assert not statuses[Program.BROWSER].ready
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.programs[Program.BROWSER].ready
+    assert result.cold
+    assert len(sup.starts(Program.BROWSER)) == 2
+
+
+async def test_stop_goes_in_reverse_dependency_order() -> None:
+    controller, sup = make_controller()
+    await controller.ensure(ALL, 5)
+    result = await controller.stop()
+    stops = [n for c, n in sup.calls if c == "stop"]
+    assert sorted(result.stopped) == sorted(PROGRAMS)
+    assert stops.index("mcp-server-browser") < stops.index("browser")
+    for user in ("openbox", "browser", "websocat"):
+        assert stops.index(user) < stops.index("tigervnc")
+    again = await controller.stop()
+    assert again.stopped == []
+
+
+async def test_stop_during_ensure_fails_the_waiting_callers_with_stopped() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].ready_after_s = 0.3
+    controller, _ = make_controller(sup)
+    waiting = asyncio.ensure_future(controller.ensure(frozenset({Gate.CDP}), 5))
+    await asyncio.sleep(0.05)
+    result = await controller.stop()
+    assert result.cancelled_start
+    with pytest.raises(StackStopped):
+        await waiting
+    assert all(p.state == ProcessState.STOPPED for p in sup.programs.values())
+
+
+async def test_ensure_during_stop_waits_for_the_stop_then_starts() -> None:
+    controller, sup = make_controller()
+    await controller.ensure(ALL, 5)
+    stopping = asyncio.ensure_future(controller.stop())
+    await asyncio.sleep(0)
+    result = await controller.ensure(ALL, 5)
+    await stopping
+    assert result.cold
+    assert all(s.ready for s in result.programs.values())
+    assert len(sup.starts(Program.BROWSER)) == 2
+
+
+async def test_status_never_starts_anything_and_explains_failures() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].state = ProcessState.FATAL
+    sup.programs[Program.BROWSER].spawnerr = "Exited too quickly"
+    sup.programs[Program.BROWSER].stderr = "bind() failed"
+    controller, _ = make_controller(sup)
+    _snapshot, statuses = await controller.status()
+    assert sup.calls == []
+    assert statuses[Program.BROWSER].reason == {
+        "spawnerr": "Exited too quickly",
+        "stderr_tail": "bind() failed",
+    }
+    assert statuses[Program.TIGERVNC].state == "STOPPED"
+
+
+async def test_concurrent_warm_checks_share_rounds() -> None:
+    controller, sup = make_controller()
+    await controller.ensure(ALL, 5)
+    await asyncio.sleep(0.02)
+    rounds_before = controller._snapshots.rounds
+    await asyncio.gather(*(controller.ensure(ALL, 5) for _ in range(100)))
+    assert controller._snapshots.rounds - rounds_before <= 2
