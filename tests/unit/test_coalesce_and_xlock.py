@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from browser_stack.coalesce import Coalescer
+from browser_stack.xlock import clear_stale_lock
+
+pytestmark = pytest.mark.unit
+
+
+async def test_callers_arriving_during_a_round_get_the_next_round() -> None:
+    started: list[int] = []
+    gate = asyncio.Event()
+
+    async def work() -> int:
+        started.append(len(started))
+        await gate.wait()
+        return len(started)
+
+    coalescer = Coalescer(work)
+    first = asyncio.ensure_future(coalescer.get())
+    await asyncio.sleep(0)
+    later = [asyncio.ensure_future(coalescer.get()) for _ in range(50)]
+    await asyncio.sleep(0)
+    gate.set()
+    assert await first == 1
+    # All fifty shared one fresh round that began after they arrived.
+    assert set(await asyncio.gather(*later)) == {2}
+    assert coalescer.rounds == 2
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_round() -> None:
+    async def work() -> str:
+        await asyncio.sleep(0.02)
+        return "done"
+
+    coalescer = Coalescer(work)
+    a = asyncio.ensure_future(coalescer.get())
+    b = asyncio.ensure_future(coalescer.get())
+    await asyncio.sleep(0)
+    a.cancel()
+    assert await b == "done"
+
+
+def _lock(tmp_path: Path, pid: int) -> tuple[str, str]:
+    lock = tmp_path / ".X99-lock"
+    lock.write_text(f"{pid:>10}\n")
+    sock = tmp_path / "X99"
+    sock.write_text("")
+    return str(lock), str(sock)
+
+
+def test_lock_of_a_dead_pid_is_removed(tmp_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    lock, sock = _lock(tmp_path, child.pid)
+    assert "gone" in (clear_stale_lock(lock, sock) or "")
+    assert not os.path.exists(lock)
+    assert not os.path.exists(sock)
+
+
+def test_lock_naming_a_live_non_x_process_is_removed(tmp_path: Path) -> None:
+    lock, sock = _lock(tmp_path, os.getpid())
+    assert "not an X server" in (clear_stale_lock(lock, sock) or "")
+    assert not os.path.exists(lock)
+
+
+def test_lock_of_a_live_x_server_is_kept(tmp_path: Path) -> None:
+    # A process whose executable is called Xvnc, as the kernel reports it.
+    fake_x = tmp_path / "Xvnc"
+    fake_x.symlink_to("/bin/sleep")
+    child = subprocess.Popen([str(fake_x), "30"])
+    try:
+        lock, sock = _lock(tmp_path, child.pid)
+        assert clear_stale_lock(lock, sock) is None
+        assert os.path.exists(lock)
+        assert os.path.exists(sock)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_no_lock_is_nothing_to_do(tmp_path: Path) -> None:
+    assert clear_stale_lock(str(tmp_path / "none"), str(tmp_path / "X99")) is None

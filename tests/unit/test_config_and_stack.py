@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import xmlrpc.client
+
+import pytest
+
+from browser_stack.config import Settings
+from browser_stack.errors import BadRequest, ConfigError, ProgramFailed, SupervisorError, UnknownProgram
+from browser_stack.stack import (
+    PROGRAMS,
+    Program,
+    dependents_of,
+    parse_gates,
+    parse_program,
+    programs_for,
+    stop_layers,
+)
+from browser_stack.supervisor import _START_FAULTS, _STOP_FAULTS, _checked, _map_fault
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_follow_the_aio_image() -> None:
+    s = Settings.from_env({})
+    assert s.supervisor_url == "unix:///var/run/supervisor.sock"
+    assert str(s.listen) == "127.0.0.1:8110"
+    assert (s.cdp_port, s.mcp_port, s.vnc_port, s.websocket_port) == (9222, 8100, 5900, 6080)
+    assert s.x11_socket == "/tmp/.X11-unix/X99"
+
+
+def test_display_with_screen_and_aio_variables() -> None:
+    s = Settings.from_env(
+        {"DISPLAY": ":42.0", "BROWSER_REMOTE_DEBUGGING_PORT": "19222", "BROWSER_STACK_LISTEN": "unix:/run/bs.sock"}
+    )
+    assert s.x11_socket == "/tmp/.X11-unix/X42"
+    assert s.cdp_port == 19222
+    assert s.listen.path == "/run/bs.sock"
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"BROWSER_REMOTE_DEBUGGING_PORT": "http"}, "not a port"),
+        ({"VNC_SERVER_PORT": "70000"}, "between 1 and 65535"),
+        ({"DISPLAY": "remote:1"}, "local display"),
+        ({"DISPLAY": "nonsense"}, "X display"),
+        ({"BROWSER_STACK_LISTEN": "0.0.0.0:8110"}, "BROWSER_STACK_TOKEN"),
+        ({"BROWSER_STACK_LISTEN": "8110"}, "host:port"),
+        ({"BROWSER_STACK_ENSURE_TIMEOUT": "-3"}, "more than 0"),
+        ({"SUPERVISOR_SERVER_URL": "ftp://x"}, "unix:// or http://"),
+        ({"SUPERVISOR_USERNAME": "u"}, "both"),
+        ({"MCP_SERVER_BROWSER_PORT": "9222"}, "both 9222"),
+    ],
+)
+def test_bad_settings_are_one_clear_error(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert fragment in caught.value.message
+
+
+def test_non_loopback_with_token_is_allowed_and_secrets_stay_out_of_repr() -> None:
+    s = Settings.from_env(
+        {
+            "BROWSER_STACK_LISTEN": "0.0.0.0:8110",
+            "BROWSER_STACK_TOKEN": "tok-123",
+            "SUPERVISOR_USERNAME": "admin",
+            "SUPERVISOR_PASSWORD": "pw-456",
+        }
+    )
+    assert "tok-123" not in repr(s)
+    assert "pw-456" not in repr(s)
+
+
+def test_allowlist_is_exactly_the_five() -> None:
+    assert [str(p) for p in PROGRAMS] == [
+        "tigervnc",
+        "openbox",
+        "browser",
+        "mcp-server-browser",
+        "websocat",
+    ]
+    with pytest.raises(UnknownProgram) as caught:
+        parse_program("sshd")
+    assert caught.value.fields["allowed"] == list(PROGRAMS)
+    with pytest.raises(ValueError, match="allowlist"):
+        _checked("sshd")  # type: ignore[arg-type]
+
+
+def test_gates_map_to_programs() -> None:
+    assert programs_for(parse_gates(["cdp"])) == {Program.BROWSER}
+    assert programs_for(parse_gates(["mcp"])) == {Program.BROWSER, Program.MCP_SERVER_BROWSER}
+    assert programs_for(parse_gates(["vnc"])) == {
+        Program.TIGERVNC,
+        Program.OPENBOX,
+        Program.WEBSOCAT,
+    }
+    with pytest.raises(BadRequest):
+        parse_gates(["cdp", "x"])
+
+
+def test_stop_layers_reverse_the_dependencies() -> None:
+    layers = stop_layers()
+    assert layers[0] == {Program.MCP_SERVER_BROWSER, Program.OPENBOX, Program.WEBSOCAT}
+    assert layers[1] == {Program.BROWSER}
+    assert layers[2] == {Program.TIGERVNC}
+    assert dependents_of(Program.TIGERVNC) == set(PROGRAMS) - {Program.TIGERVNC}
+    assert dependents_of(Program.BROWSER) == {Program.MCP_SERVER_BROWSER}
+
+
+def test_fault_table_makes_start_and_stop_idempotent() -> None:
+    assert _map_fault(_START_FAULTS, xmlrpc.client.Fault(60, "ALREADY_STARTED"), "browser") is False
+    assert _map_fault(_STOP_FAULTS, xmlrpc.client.Fault(70, "NOT_RUNNING"), "browser") is False
+
+
+@pytest.mark.parametrize(("code", "retryable"), [(10, False), (20, False), (21, False), (50, True)])
+def test_start_faults_become_program_failures(code: int, retryable: bool) -> None:
+    with pytest.raises(ProgramFailed) as caught:
+        _map_fault(_START_FAULTS, xmlrpc.client.Fault(code, "x"), "browser")
+    assert caught.value.fields["program"] == "browser"
+    assert caught.value.retryable is retryable
+
+
+def test_unexpected_fault_is_a_supervisor_error() -> None:
+    with pytest.raises(SupervisorError):
+        _map_fault(_START_FAULTS, xmlrpc.client.Fault(2, "INCORRECT_PARAMETERS"), "browser")

@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from browser_stack.http_api import create_app
+from browser_stack.stack import PROGRAMS, Program
+
+from .fakes import FAST, FakeSupervisor, make_controller
+
+pytestmark = pytest.mark.unit
+ENSURE = "/v1/browser-stack/ensure"
+
+
+@pytest.fixture
+def sup() -> FakeSupervisor:
+    return FakeSupervisor()
+
+
+@pytest.fixture
+async def client(sup: FakeSupervisor) -> AsyncIterator[TestClient[object, object]]:
+    controller, _ = make_controller(sup)
+    async with TestClient(TestServer(create_app(FAST, controller))) as c:
+        yield c
+
+
+async def test_ensure_answers_the_contract(client: TestClient[object, object]) -> None:
+    response = await client.post(ENSURE, json={"needs": ["cdp", "mcp"], "timeout_s": 5})
+    assert response.status == 200
+    body = await response.json()
+    assert body["ready"] is True
+    assert body["cold"] is True
+    assert isinstance(body["elapsed_ms"], float)
+    assert sorted(body["started"]) == sorted(PROGRAMS)
+    assert body["programs"]["browser"]["ready"] is True
+    assert set(body["endpoints"]) == {"cdp", "cdp_ws", "mcp", "vnc", "vnc_ws"}
+    assert response.headers["X-Browser-Stack-Outcome"] == "cold"
+    assert float(response.headers["X-Browser-Stack-Elapsed-Ms"]) >= 0
+
+
+async def test_empty_body_means_all_gates(client: TestClient[object, object]) -> None:
+    response = await client.post(ENSURE)
+    body = await response.json()
+    assert response.status == 200
+    assert body["needs"] == ["cdp", "mcp", "vnc"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"needs": "cdp"}', "non-empty list"),
+        (b'{"needs": []}', "non-empty list"),
+        (b'{"needs": ["gpu"]}', "unknown need"),
+        (b'{"needs": [1]}', "unknown need"),
+        (b'{"timeout_s": "5"}', "number"),
+        (b'{"timeout_s": true}', "number"),
+        (b'{"timeout_s": -1}', "more than 0"),
+        (b'{"timeout_s": 0}', "more than 0"),
+        (b'{"timeout_s": 1e9}', "at most"),
+        (b'{"program": "sshd"}', "unknown field"),
+    ],
+)
+async def test_bad_ensure_bodies_are_400_and_start_nothing(
+    client: TestClient[object, object], sup: FakeSupervisor, body: bytes, fragment: str
+) -> None:
+    response = await client.post(ENSURE, data=body)
+    assert response.status == 400
+    payload = await response.json()
+    assert payload["error"] == "bad_request"
+    assert fragment in payload["message"]
+    assert sup.calls == []
+
+
+async def test_unknown_need_lists_the_allowed_gates(client: TestClient[object, object]) -> None:
+    response = await client.post(ENSURE, json={"needs": ["sshd"]})
+    assert (await response.json())["allowed"] == ["cdp", "mcp", "vnc"]
+
+
+async def test_oversized_body_is_413(client: TestClient[object, object], sup: FakeSupervisor) -> None:
+    response = await client.post(ENSURE, data=b"{" + b" " * 10_000 + b"}")
+    assert response.status == 413
+    assert (await response.json())["error"] == "body_too_large"
+    assert sup.calls == []
+
+
+async def test_wrong_method_is_405(client: TestClient[object, object]) -> None:
+    response = await client.get(ENSURE)
+    assert response.status == 405
+    assert (await response.json())["error"] == "method_not_allowed"
+
+
+async def test_unknown_route_is_404_json(client: TestClient[object, object]) -> None:
+    response = await client.get("/v1/browser-stack/nothing")
+    assert response.status == 404
+    assert (await response.json())["error"] == "not_found"
+
+
+async def test_unknown_program_is_404_listing_the_allowlist(
+    client: TestClient[object, object], sup: FakeSupervisor
+) -> None:
+    response = await client.get("/v1/browser-stack/programs/sshd")
+    assert response.status == 404
+    body = await response.json()
+    assert body["error"] == "unknown_program"
+    assert body["allowed"] == list(PROGRAMS)
+    assert sup.calls == []
+
+
+async def test_program_status(client: TestClient[object, object]) -> None:
+    response = await client.get("/v1/browser-stack/programs/browser")
+    assert response.status == 200
+    body = await response.json()
+    assert body["program"] == "browser"
+    assert body["state"] == "STOPPED"
+
+
+async def test_failed_program_is_502_with_details(
+    client: TestClient[object, object], sup: FakeSupervisor
+) -> None:
+    sup.programs[Program.BROWSER].crash_on_start = True
+    sup.programs[Program.BROWSER].stderr = "boom"
+    response = await client.post(ENSURE, json={"needs": ["cdp"]})
+    assert response.status == 502
+    body = await response.json()
+    assert body["error"] == "program_failed"
+    assert body["program"] == "browser"
+    assert body["state"] == "FATAL"
+    assert body["stderr_tail"] == "boom"
+
+
+async def test_unreachable_supervisor_is_503_with_retry_after(
+    client: TestClient[object, object], sup: FakeSupervisor
+) -> None:
+    sup.reachable = False
+    response = await client.post(ENSURE)
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "2"
+    assert (await response.json())["error"] == "supervisor_unavailable"
+    health = await client.get("/healthz")
+    assert health.status == 200
+    assert (await health.json())["supervisor"]["reachable"] is False
+
+
+async def test_deadline_is_504_naming_the_gates(
+    client: TestClient[object, object], sup: FakeSupervisor
+) -> None:
+    sup.programs[Program.BROWSER].ready_after_s = None
+    response = await client.post(ENSURE, json={"needs": ["cdp"], "timeout_s": 0.1})
+    assert response.status == 504
+    body = await response.json()
+    assert body["error"] == "readiness_timeout"
+    assert body["pending_gates"] == ["cdp"]
+
+
+async def test_stop_during_ensure_is_409_for_the_waiter(
+    client: TestClient[object, object], sup: FakeSupervisor
+) -> None:
+    sup.programs[Program.BROWSER].ready_after_s = 0.5
+    waiting = asyncio.ensure_future(client.post(ENSURE, json={"needs": ["cdp"]}))
+    await asyncio.sleep(0.05)
+    stop = await client.post("/v1/browser-stack/stop")
+    assert stop.status == 200
+    assert (await stop.json())["cancelled_start"] is True
+    response = await waiting
+    assert response.status == 409
+    assert (await response.json())["error"] == "stopped"
+
+
+async def test_status_is_passive(client: TestClient[object, object], sup: FakeSupervisor) -> None:
+    response = await client.get("/v1/browser-stack/status")
+    assert response.status == 200
+    body = await response.json()
+    assert set(body["programs"]) == set(PROGRAMS)
+    assert body["ready"] == {"cdp": False, "mcp": False, "vnc": False}
+    assert sup.calls == []
+    health = await client.get("/healthz")
+    assert (await health.json())["supervisor"]["reachable"] is True
+    assert sup.calls == []
+
+
+async def test_stop_rejects_a_body_naming_programs(
+    client: TestClient[object, object], sup: FakeSupervisor
+) -> None:
+    response = await client.post("/v1/browser-stack/stop", json={"programs": ["sshd"]})
+    assert response.status == 400
+    assert sup.calls == []
+
+
+async def test_token_guards_mutating_endpoints(sup: FakeSupervisor) -> None:
+    settings = replace(FAST, token="s3cret")
+    controller, _ = make_controller(sup, settings)
+    async with TestClient(TestServer(create_app(settings, controller))) as c:
+        for path in (ENSURE, "/v1/browser-stack/stop"):
+            assert (await c.post(path)).status == 401
+            wrong = await c.post(path, headers={"Authorization": "Bearer nope"})
+            assert wrong.status == 401
+        assert sup.calls == []
+        ok = await c.post(ENSURE, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status == 200
+        assert (await c.get("/v1/browser-stack/status")).status == 200
