@@ -81,6 +81,51 @@ def rfb_banner(host: str, port: int) -> Probe:
     return probe
 
 
+def listening_inode(port: int, proc_net: str = "/proc/net") -> int | None:
+    """The inode of the socket listening on `port` (IPv4 or IPv6), from /proc.
+
+    Reading the kernel's table opens no connection to the listener.
+    """
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"{proc_net}/{table}", encoding="ascii") as f:
+                next(f, None)
+                for line in f:
+                    fields = line.split()
+                    # local_address is HEX_IP:HEX_PORT; state 0A is LISTEN.
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        return int(fields[9])
+        except (OSError, IndexError, ValueError):
+            continue
+    return None
+
+
+def rfb_banner_once(host: str, port: int) -> Probe:
+    """An RFB banner check that connects once per listening socket.
+
+    Xvnc counts every connection closed before the security handshake as a
+    failed login and, after five in ten seconds, blacklists the address for
+    everyone on it (noVNC through websocat included) unless the image passes
+    -BlacklistTimeout=0. So once a listener has shown its banner, later checks
+    only confirm that the same socket (same inode) still listens.
+    """
+    banner = rfb_banner(host, port)
+    verified: dict[str, int | None] = {"inode": None}
+
+    async def probe() -> ProbeResult:
+        inode = listening_inode(port)
+        if inode is None:
+            return ProbeResult(False, f"{host}:{port}: nothing listens")
+        if inode == verified["inode"]:
+            return ProbeResult(True, f"{host}:{port}: RFB listener (verified)")
+        result = await banner()
+        if result.ok:
+            verified["inode"] = inode
+        return result
+
+    return probe
+
+
 def cdp_version(session: aiohttp.ClientSession, host: str, port: int) -> Probe:
     """Chromium's DevTools HTTP server answers /json/version once CDP is usable."""
     url = f"http://{host}:{port}/json/version"
@@ -155,8 +200,9 @@ def all_of(*probes: Probe) -> Probe:
 def build_probes(settings: Settings, session: aiohttp.ClientSession) -> dict[Program, Probe]:
     host = "127.0.0.1"
     return {
+        # The X socket first: it is cheap to poll and answers with the RFB port.
         Program.TIGERVNC: all_of(
-            unix_accepts(settings.x11_socket), rfb_banner(host, settings.vnc_port)
+            unix_accepts(settings.x11_socket), rfb_banner_once(host, settings.vnc_port)
         ),
         Program.OPENBOX: wm_claimed(settings.xprop, settings.display),
         Program.BROWSER: cdp_version(session, host, settings.cdp_port),

@@ -5,7 +5,13 @@ import xmlrpc.client
 import pytest
 
 from browser_stack.config import Settings
-from browser_stack.errors import BadRequest, ConfigError, ProgramFailed, SupervisorError, UnknownProgram
+from browser_stack.errors import (
+    BadRequest,
+    ConfigError,
+    ProgramFailed,
+    SupervisorError,
+    UnknownProgram,
+)
 from browser_stack.stack import (
     PROGRAMS,
     Program,
@@ -30,7 +36,11 @@ def test_defaults_follow_the_aio_image() -> None:
 
 def test_display_with_screen_and_aio_variables() -> None:
     s = Settings.from_env(
-        {"DISPLAY": ":42.0", "BROWSER_REMOTE_DEBUGGING_PORT": "19222", "BROWSER_STACK_LISTEN": "unix:/run/bs.sock"}
+        {
+            "DISPLAY": ":42.0",
+            "BROWSER_REMOTE_DEBUGGING_PORT": "19222",
+            "BROWSER_STACK_LISTEN": "unix:/run/bs.sock",
+        }
     )
     assert s.x11_socket == "/tmp/.X11-unix/X42"
     assert s.cdp_port == 19222

@@ -4,7 +4,12 @@ import asyncio
 
 import pytest
 
-from browser_stack.errors import ProgramFailed, ReadinessTimeout, StackStopped, SupervisorUnavailable
+from browser_stack.errors import (
+    ProgramFailed,
+    ReadinessTimeout,
+    StackStopped,
+    SupervisorUnavailable,
+)
 from browser_stack.stack import GATES, PROGRAMS, Gate, Program
 from browser_stack.states import ProcessState
 

@@ -82,7 +82,9 @@ async def test_unknown_need_lists_the_allowed_gates(client: TestClient[object, o
     assert (await response.json())["allowed"] == ["cdp", "mcp", "vnc"]
 
 
-async def test_oversized_body_is_413(client: TestClient[object, object], sup: FakeSupervisor) -> None:
+async def test_oversized_body_is_413(
+    client: TestClient[object, object], sup: FakeSupervisor
+) -> None:
     response = await client.post(ENSURE, data=b"{" + b" " * 10_000 + b"}")
     assert response.status == 413
     assert (await response.json())["error"] == "body_too_large"

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from browser_stack.probes import (
+    cdp_version,
+    listening_inode,
+    rfb_banner,
+    rfb_banner_once,
+    tcp_accepts,
+    unix_accepts,
+    wm_claimed,
+)
+
+pytestmark = pytest.mark.unit
+
+
+async def _server(banner: bytes, counter: list[int]) -> asyncio.Server:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counter.append(1)
+        writer.write(banner)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_rfb_banner_passes_only_for_rfb() -> None:
+    counter: list[int] = []
+    good = await _server(b"RFB 003.008\n", counter)
+    bad = await _server(b"HTTP/1.1 400\r\n", counter)
+    async with good, bad:
+        good_port = good.sockets[0].getsockname()[1]
+        bad_port = bad.sockets[0].getsockname()[1]
+        assert (await rfb_banner("127.0.0.1", good_port)()).ok
+        result = await rfb_banner("127.0.0.1", bad_port)()
+        assert not result.ok
+        assert "not an RFB banner" in result.detail
+
+
+async def test_rfb_banner_once_connects_once_per_listener() -> None:
+    counter: list[int] = []
+    server = await _server(b"RFB 003.008\n", counter)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        assert listening_inode(port) is not None
+        probe = rfb_banner_once("127.0.0.1", port)
+        results = [await probe() for _ in range(20)]
+        assert all(r.ok for r in results)
+        assert len(counter) == 1
+    assert listening_inode(port) is None
+    assert not (await probe()).ok
+
+
+async def test_tcp_and_unix_probes(tmp_path: Path) -> None:
+    counter: list[int] = []
+    server = await _server(b"", counter)
+    path = str(tmp_path / "X5")
+    unix = await asyncio.start_unix_server(lambda r, w: w.close(), path)
+    async with server, unix:
+        port = server.sockets[0].getsockname()[1]
+        assert (await tcp_accepts("127.0.0.1", port)()).ok
+        assert (await unix_accepts(path)()).ok
+    assert not (await tcp_accepts("127.0.0.1", port)()).ok
+    assert not (await unix_accepts(str(tmp_path / "missing"))()).ok
+
+
+@pytest.fixture
+async def cdp_server() -> AsyncIterator[TestServer]:
+    async def version(request: web.Request) -> web.Response:
+        host = request.host
+        return web.json_response(
+            {"Browser": "Chrome/156", "webSocketDebuggerUrl": f"ws://{host}/devtools/browser/x"}
+        )
+
+    async def empty(request: web.Request) -> web.Response:
+        return web.json_response({"Browser": "Chrome/156"})
+
+    app = web.Application()
+    app.router.add_get("/json/version", version)
+    app.router.add_get("/empty/json/version", empty)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield server
+
+
+async def test_cdp_probe_reads_the_websocket_url(cdp_server: TestServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        port = cdp_server.port
+        assert port is not None
+        result = await cdp_version(session, "127.0.0.1", port)()
+        assert result.ok
+        assert result.data["cdp_ws"] == f"ws://127.0.0.1:{port}/devtools/browser/x"
+        closed = await cdp_version(session, "127.0.0.1", 9)()
+        assert not closed.ok
+
+
+def _script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+async def test_wm_probe_reads_xprop(tmp_path: Path) -> None:
+    claimed = _script(
+        tmp_path / "xprop-yes",
+        'echo "_NET_SUPPORTING_WM_CHECK(WINDOW): window id # 0x400001 on $DISPLAY"\n',
+    )
+    absent = _script(tmp_path / "xprop-no", 'echo "_NET_SUPPORTING_WM_CHECK:  not found."\n')
+    result = await wm_claimed(claimed, ":42")()
+    assert result.ok
+    assert result.detail.endswith(":42")
+    assert not (await wm_claimed(absent, ":42")()).ok
+    missing = await wm_claimed(os.path.join(tmp_path, "nope"), ":42")()
+    assert not missing.ok
+    assert "cannot run" in missing.detail
