@@ -65,7 +65,6 @@ class Settings:
     websocket_port: int = 6080
     public_host: str = "127.0.0.1"
     ensure_timeout_s: float = 30.0
-    start_timeout_s: float = 60.0
     stop_timeout_s: float = 30.0
     ready_grace_s: float = 20.0
     probe_interval_s: float = 0.005
@@ -110,9 +109,6 @@ class Settings:
             ensure_timeout_s=parse_seconds(
                 "BROWSER_STACK_ENSURE_TIMEOUT", text("BROWSER_STACK_ENSURE_TIMEOUT", "30")
             ),
-            start_timeout_s=parse_seconds(
-                "BROWSER_STACK_START_TIMEOUT", text("BROWSER_STACK_START_TIMEOUT", "60")
-            ),
             stop_timeout_s=parse_seconds(
                 "BROWSER_STACK_STOP_TIMEOUT", text("BROWSER_STACK_STOP_TIMEOUT", "30")
             ),
@@ -147,10 +143,6 @@ class Settings:
             if port in seen:
                 raise ConfigError(f"{name} and {seen[port]} are both {port}")
             seen[port] = name
-        if self.ensure_timeout_s > self.start_timeout_s:
-            raise ConfigError(
-                "BROWSER_STACK_ENSURE_TIMEOUT must not exceed BROWSER_STACK_START_TIMEOUT"
-            )
 
 
 def parse_display(value: str) -> int:
