@@ -1,0 +1,93 @@
+"""The real five programs and the sidecar under a private supervisord.
+
+The supervisord config, start and shutdown live in scripts/local_stack.py, which
+scripts/demo.sh uses too. mcp-server-browser is looked for in BROWSER_STACK_NODE_BIN
+(default: the repo's node_modules/.bin, filled by `npm ci`). The tests skip when a
+program is missing, and fail instead when BROWSER_STACK_E2E_REQUIRED=1 (.ci/run sets it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_local_stack() -> ModuleType:
+    if "local_stack" in sys.modules:
+        return sys.modules["local_stack"]
+    spec = importlib.util.spec_from_file_location(
+        "local_stack", REPO / "scripts" / "local_stack.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["local_stack"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+local_stack = _load_local_stack()
+
+
+@dataclass(frozen=True)
+class Stack:
+    base_url: str
+    root: Path
+
+    def processes(self) -> list[psutil.Process]:
+        """Live processes started under this stack's supervisord, itself included."""
+        return list(local_stack.stack_processes(self.root))
+
+    def chromium_processes(self) -> list[str]:
+        found = []
+        for p in local_stack.stack_processes(self.root):
+            try:
+                cmdline = p.cmdline()
+                if "chromium" in p.name() or (cmdline and "chromium" in cmdline[0]):
+                    found.append(f"{p.pid} {' '.join(cmdline)[:100]}")
+            except psutil.Error:  # gone meanwhile
+                continue
+        return found
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    path = local_stack.search_path()
+    missing = local_stack.missing_executables(path)
+    if missing:
+        reason = (
+            f"e2e needs the real programs; not found on PATH: {', '.join(missing)} "
+            f"(mcp-server-browser is looked for in {local_stack.default_node_bin()}, "
+            "set BROWSER_STACK_NODE_BIN; scripts/install-deps.sh installs them all)"
+        )
+        if os.environ.get("BROWSER_STACK_E2E_REQUIRED") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("stack")
+    listen = f"127.0.0.1:{_free_port()}"
+    proc = local_stack.start(root, listen=listen)
+    killed: list[str] = []
+    try:
+        base_url = f"http://{listen}"
+        local_stack.wait_healthy(base_url, root, proc.pid, timeout=60)
+        yield Stack(base_url=base_url, root=root)
+    finally:
+        killed = local_stack.stop(root, proc.pid)
+        proc.wait(timeout=10)
+    assert not killed, "processes outlived supervisord's shutdown:\n" + "\n".join(killed)
