@@ -64,9 +64,10 @@ class FakeSupervisor:
         for name, p in self.programs.items():
             if name in self.unconfigured:
                 continue
-            if p.state == ProcessState.STARTING and p.ready_after_s is not None:
-                if self.now() - p.started_at >= 0.05:
-                    p.state = ProcessState.RUNNING
+            # supervisord says RUNNING only startsecs after the spawn.
+            starting = p.state == ProcessState.STARTING and p.ready_after_s is not None
+            if starting and self.now() - p.started_at >= 0.05:
+                p.state = ProcessState.RUNNING
             out[name] = ProcessInfo(
                 name=str(name),
                 state=p.state,

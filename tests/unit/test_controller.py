@@ -251,7 +251,7 @@ async def test_status_never_starts_anything_and_explains_failures() -> None:
 
 
 async def test_concurrent_warm_checks_share_rounds() -> None:
-    controller, sup = make_controller()
+    controller, _ = make_controller()
     await controller.ensure(ALL, 5)
     await asyncio.sleep(0.02)
     rounds_before = controller._snapshots.rounds
