@@ -153,6 +153,32 @@ async def ensure(request: web.Request) -> web.Response:
     return _json(ensure_payload(result), headers=headers)
 
 
+async def gate(request: web.Request) -> web.Response:
+    """For nginx `auth_request`: ensure one gate, answer 204 when it is ready.
+
+    nginx lets the original request through on any 2xx; on our errors it answers
+    500 itself (auth_request passes on only 401 and 403), and our JSON error body
+    is in the sidecar's log line and in the `X-Browser-Stack-Error` header.
+    """
+    _authorize(request)
+    gates = parse_gates([request.match_info["gate"]])
+    try:
+        result = await request.app[CONTROLLER].ensure(
+            gates, request.app[SETTINGS].ensure_timeout_s
+        )
+    except BrowserStackError as error:
+        response = _error_response(error)
+        response.headers["X-Browser-Stack-Error"] = error.code
+        return response
+    return web.Response(
+        status=204,
+        headers={
+            "X-Browser-Stack-Outcome": "cold" if result.cold else "warm",
+            "X-Browser-Stack-Elapsed-Ms": f"{result.elapsed_ms:.2f}",
+        },
+    )
+
+
 async def status(request: web.Request) -> web.Response:
     controller = request.app[CONTROLLER]
     snapshot, programs = await controller.status()
@@ -207,6 +233,7 @@ def create_app(settings: Settings, controller: Controller | None = None) -> web.
         app.cleanup_ctx.append(_real_parts)
     app.router.add_post(f"{PREFIX}/ensure", ensure)
     app.router.add_get(f"{PREFIX}/status", status)
+    app.router.add_get(f"{PREFIX}/gate/{{gate}}", gate)
     app.router.add_get(f"{PREFIX}/programs/{{name}}", program_status)
     app.router.add_post(f"{PREFIX}/stop", stop)
     app.router.add_get("/healthz", healthz)

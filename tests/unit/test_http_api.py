@@ -206,3 +206,18 @@ async def test_token_guards_mutating_endpoints(sup: FakeSupervisor) -> None:
         ok = await c.post(ENSURE, headers={"Authorization": "Bearer s3cret"})
         assert ok.status == 200
         assert (await c.get("/v1/browser-stack/status")).status == 200
+
+
+async def test_gate_for_auth_request_ensures_one_gate(
+    client: TestClient[object, object], sup: FakeSupervisor
+) -> None:
+    response = await client.get("/v1/browser-stack/gate/cdp")
+    assert response.status == 204
+    assert response.headers["X-Browser-Stack-Outcome"] == "cold"
+    assert sup.starts(Program.BROWSER) == ["browser"]
+    unknown = await client.get("/v1/browser-stack/gate/ssh")
+    assert unknown.status == 400
+    sup.reachable = False
+    down = await client.get("/v1/browser-stack/gate/cdp")
+    assert down.status == 503
+    assert down.headers["X-Browser-Stack-Error"] == "supervisor_unavailable"
