@@ -29,11 +29,13 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from browser_stack.coalesce import Coalescer
 from browser_stack.config import Settings
 from browser_stack.errors import (
+    PortInUse,
     ProgramFailed,
     ReadinessTimeout,
     StackStopped,
     SupervisorUnavailable,
 )
+from browser_stack.ports import PortHolder
 from browser_stack.probes import Probe, ProbeResult
 from browser_stack.stack import (
     GATE_PROGRAMS,
@@ -41,6 +43,7 @@ from browser_stack.stack import (
     SPAWN_AFTER,
     Gate,
     Program,
+    dependents_of,
     programs_for,
     stop_layers,
 )
@@ -53,6 +56,7 @@ MAX_ATTEMPTS = 3
 RETRY_PAUSE_S = 0.2
 
 Hook = Callable[[], Awaitable[None]]
+PortLookup = Callable[[int], Awaitable[PortHolder | None]]
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,7 @@ class Controller:
         *,
         clock: Callable[[], float] = time.monotonic,
         before_start: Mapping[Program, Hook] | None = None,
+        port_holder: PortLookup | None = None,
         max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         missing = set(PROGRAMS) - set(probes)
@@ -177,6 +182,15 @@ class Controller:
         self._settings = settings
         self._clock = clock
         self._before_start = dict(before_start or {})
+        self._port_holder = port_holder
+        # The port each program's probe waits on: held by anything else before
+        # the spawn, the program cannot come up there.
+        self._ports = {
+            Program.TIGERVNC: settings.vnc_port,
+            Program.BROWSER: settings.cdp_port,
+            Program.MCP_SERVER_BROWSER: settings.mcp_port,
+            Program.WEBSOCAT: settings.websocket_port,
+        }
         self._max_attempts = max_attempts
         self._snapshots: Coalescer[Snapshot] = Coalescer(self._take_snapshot)
         self._infos: Coalescer[dict[Program, ProcessInfo]] = Coalescer(supervisor.process_info)
@@ -409,9 +423,13 @@ class Controller:
         if info is None:
             info = await self._fresh_info(program)
         state = info.state
+        restarted_users: list[Program] = []
+        if restart and state in ALIVE_STATES:
+            # Alive but never ready (hung Chromium, dead CDP): restart it, and
+            # the programs that use it, which would keep a dead connection.
+            restarted_users = await self._stop_users(program)
         if state in FAILED_STATES or (restart and state in ALIVE_STATES):
-            # BACKOFF would answer ALREADY_STARTED and FATAL needs a fresh
-            # start; a live-but-unready program (hung Chromium) needs a restart.
+            # BACKOFF would answer ALREADY_STARTED and FATAL needs a fresh start.
             run.waiting_on[program] = f"stopping {state.name}"
             log.info("restarting program=%s state=%s", program, state.name)
             await self._supervisor.stop(program)
@@ -424,6 +442,7 @@ class Controller:
             hook = self._before_start.get(program)
             if hook is not None:
                 await hook()
+            await self._check_port_free(program, state)
             self.start_calls[program] += 1
             if await self._supervisor.start(program) and program not in run.started:
                 run.started.append(program)
@@ -436,6 +455,8 @@ class Controller:
                 log.info(
                     "ready program=%s after %.0f ms", program, (self._clock() - spawned) * 1000
                 )
+                for user in restarted_users:
+                    await self._attempt(run, user, None, restart=False)
                 return
             now = self._clock()
             run.waiting_on[program] = f"{state.name}, probe: {result.detail}"
@@ -462,6 +483,37 @@ class Controller:
                     )
                 next_state_check = now + settings.state_interval_s
             await asyncio.sleep(settings.probe_interval_s)
+
+    async def _check_port_free(self, program: Program, state: ProcessState) -> None:
+        port = self._ports.get(program)
+        if port is None or self._port_holder is None:
+            return
+        holder = await self._port_holder(port)
+        if holder is not None:
+            raise PortInUse(
+                program,
+                f"{program} cannot start: {holder.describe()}",
+                state=state.name,
+                port=port,
+                pid=holder.pid,
+            )
+
+    async def _stop_users(self, program: Program) -> list[Program]:
+        """Stop the alive programs that use `program`, last user first."""
+        infos = await self._infos.get()
+        users = [
+            p
+            for layer in stop_layers()
+            for p in PROGRAMS
+            if p in layer
+            and p in dependents_of(program)
+            and p in infos
+            and infos[p].state in ALIVE_STATES
+        ]
+        for user in users:
+            log.info("stopping program=%s, it uses %s which is being restarted", user, program)
+            await self._supervisor.stop(user)
+        return list(reversed(users))
 
     # -- stop ----------------------------------------------------------------
 

@@ -90,6 +90,17 @@ class ProgramFailed(BrowserStackError):
         self.program = program
 
 
+class PortInUse(ProgramFailed):
+    """Something that is not the program already holds its port or display."""
+
+    code = "port_in_use"
+
+    def __init__(
+        self, program: str, message: str, *, state: str, port: int | str, pid: int | None
+    ) -> None:
+        super().__init__(program, message, state=state, retryable=False, port=port, pid=pid)
+
+
 class SupervisorUnavailable(BrowserStackError):
     """supervisord does not answer (not running, restarting, wrong socket)."""
 

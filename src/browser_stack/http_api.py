@@ -20,6 +20,7 @@ from browser_stack.errors import (
     SupervisorUnavailable,
     Unauthorized,
 )
+from browser_stack.ports import holder_of
 from browser_stack.probes import build_probes
 from browser_stack.stack import (
     GATE_PROGRAMS,
@@ -163,9 +164,7 @@ async def gate(request: web.Request) -> web.Response:
     _authorize(request)
     gates = parse_gates([request.match_info["gate"]])
     try:
-        result = await request.app[CONTROLLER].ensure(
-            gates, request.app[SETTINGS].ensure_timeout_s
-        )
+        result = await request.app[CONTROLLER].ensure(gates, request.app[SETTINGS].ensure_timeout_s)
     except BrowserStackError as error:
         response = _error_response(error)
         response.headers["X-Browser-Stack-Error"] = error.code
@@ -254,6 +253,7 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
         build_probes(settings, session),
         settings,
         before_start={Program.TIGERVNC: xlock.hook(settings)},
+        port_holder=holder_of,
     )
     yield
     await session.close()

@@ -18,6 +18,8 @@ import psutil
 
 from browser_stack.config import Settings
 from browser_stack.controller import Hook
+from browser_stack.errors import PortInUse
+from browser_stack.stack import Program
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,30 @@ def clear_stale_lock(lock: str, socket: str) -> str | None:
     return why
 
 
+def live_holder(lock: str) -> int | None:
+    """The pid of a live X server named by the lock, if any."""
+    pid = read_lock_pid(lock)
+    if pid and holder_is_x_server(pid):
+        return pid
+    return None
+
+
 def hook(settings: Settings) -> Hook:
+    """Run before tigervnc is spawned (it is not alive then, so a live X
+    server on its display is somebody else's)."""
+
     async def before_tigervnc() -> None:
-        await asyncio.to_thread(clear_stale_lock, lock_path(settings), settings.x11_socket)
+        lock = lock_path(settings)
+        await asyncio.to_thread(clear_stale_lock, lock, settings.x11_socket)
+        pid = await asyncio.to_thread(live_holder, lock)
+        if pid is not None:
+            raise PortInUse(
+                Program.TIGERVNC,
+                f"tigervnc cannot start: display {settings.display} is already served "
+                f"by X server pid {pid} ({lock})",
+                state="STOPPED",
+                port=settings.display,
+                pid=pid,
+            )
 
     return before_tigervnc

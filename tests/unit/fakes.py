@@ -29,6 +29,7 @@ class FakeProgram:
     spawnerr: str = ""
     stderr: str = ""
     hung: bool = False  # RUNNING but the probe fails
+    restart_cures_hang: bool = False  # a fresh process is not hung
 
 
 @dataclass
@@ -115,6 +116,8 @@ class FakeSupervisor:
             return False
         p.state = ProcessState.STOPPED
         p.pid = 0
+        if p.restart_cures_hang:
+            p.hung = False
         return True
 
     async def stderr_tail(self, program: Program) -> str:

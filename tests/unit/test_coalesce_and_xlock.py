@@ -88,3 +88,27 @@ def test_lock_of_a_live_x_server_is_kept(tmp_path: Path) -> None:
 
 def test_no_lock_is_nothing_to_do(tmp_path: Path) -> None:
     assert clear_stale_lock(str(tmp_path / "none"), str(tmp_path / "X99")) is None
+
+
+def test_tigervnc_hook_refuses_a_display_served_by_a_live_x_server(tmp_path: Path) -> None:
+    from browser_stack.config import Settings
+    from browser_stack.errors import PortInUse
+    from browser_stack.xlock import hook
+
+    fake_x = tmp_path / "Xvfb"
+    fake_x.symlink_to("/bin/sleep")
+    child = subprocess.Popen([str(fake_x), "30"])
+    try:
+        (tmp_path / ".X11-unix").mkdir()
+        (tmp_path / ".X77-lock").write_text(f"{child.pid:>10}\n")
+        settings = Settings(display=":77", x11_socket_dir=str(tmp_path / ".X11-unix"))
+        with pytest.raises(PortInUse) as caught:
+            asyncio.run(hook(settings)())
+        assert caught.value.fields["pid"] == child.pid
+        assert "already served" in caught.value.message
+    finally:
+        child.kill()
+        child.wait()
+    # The server is gone now: the same lock is stale and the hook clears it.
+    asyncio.run(hook(settings)())
+    assert not (tmp_path / ".X77-lock").exists()

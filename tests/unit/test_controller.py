@@ -257,3 +257,33 @@ async def test_concurrent_warm_checks_share_rounds() -> None:
     rounds_before = controller._snapshots.rounds
     await asyncio.gather(*(controller.ensure(ALL, 5) for _ in range(100)))
     assert controller._snapshots.rounds - rounds_before <= 2
+
+
+async def test_a_foreign_process_on_the_port_is_named_at_once() -> None:
+    from browser_stack.errors import PortInUse
+    from browser_stack.ports import PortHolder
+
+    async def holder(port: int) -> PortHolder | None:
+        return PortHolder(port, 4242, "python3 -m http.server 9222") if port == 9222 else None
+
+    controller, sup = make_controller(port_holder=holder)
+    with pytest.raises(PortInUse) as caught:
+        await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert caught.value.fields["port"] == 9222
+    assert caught.value.fields["pid"] == 4242
+    assert "held by pid 4242" in caught.value.message
+    assert sup.starts(Program.BROWSER) == []  # not retried: it cannot help
+
+
+async def test_a_hung_browser_is_restarted_with_the_mcp_server_that_uses_it() -> None:
+    controller, sup = make_controller()
+    await controller.ensure(ALL, 5)
+    sup.programs[Program.BROWSER].hung = True
+    sup.programs[Program.BROWSER].restart_cures_hang = True
+    result = await controller.ensure(frozenset({Gate.MCP}), 5)
+    assert result.programs[Program.BROWSER].ready
+    stops = [n for c, n in sup.calls if c == "stop"]
+    assert stops == ["mcp-server-browser", "browser"]
+    assert len(sup.starts(Program.BROWSER)) == 2
+    assert len(sup.starts(Program.MCP_SERVER_BROWSER)) == 2
+    assert result.programs[Program.MCP_SERVER_BROWSER].ready

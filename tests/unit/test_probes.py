@@ -122,3 +122,16 @@ async def test_wm_probe_reads_xprop(tmp_path: Path) -> None:
     missing = await wm_claimed(os.path.join(tmp_path, "nope"), ":42")()
     assert not missing.ok
     assert "cannot run" in missing.detail
+
+
+async def test_find_holder_names_the_listening_process() -> None:
+    from browser_stack.ports import find_holder
+
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        holder = find_holder(port)
+        assert holder is not None
+        assert holder.pid == os.getpid()
+        assert f"port {port} is already held by pid {os.getpid()}" in holder.describe()
+    assert find_holder(port) is None

@@ -1,0 +1,43 @@
+"""Who holds a port: the answer to "why did Chromium not come up on 9222?"."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+import psutil
+
+from browser_stack.probes import listening_inode
+
+
+@dataclass(frozen=True)
+class PortHolder:
+    port: int
+    pid: int | None
+    name: str
+
+    def describe(self) -> str:
+        if self.pid is None:
+            return f"port {self.port} is already in use (holder not visible)"
+        return f"port {self.port} is already held by pid {self.pid} ({self.name})"
+
+
+def find_holder(port: int) -> PortHolder | None:
+    """The process listening on `port`, or None if nothing listens there."""
+    if listening_inode(port) is None:  # cheap: one read of /proc/net
+        return None
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                if conn.pid is None:
+                    break
+                name = "?"
+                with contextlib.suppress(psutil.Error):
+                    name = " ".join(psutil.Process(conn.pid).cmdline())[:120] or name
+                return PortHolder(port, conn.pid, name)
+    return PortHolder(port, None, "")
+
+
+async def holder_of(port: int) -> PortHolder | None:
+    return await asyncio.to_thread(find_holder, port)
