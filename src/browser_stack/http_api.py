@@ -20,6 +20,7 @@ from browser_stack.errors import (
     SupervisorUnavailable,
     Unauthorized,
 )
+from browser_stack.openapi import MAX_ENSURE_TIMEOUT_S, PREFIX, spec
 from browser_stack.ports import holder_of
 from browser_stack.probes import build_probes
 from browser_stack.stack import (
@@ -35,9 +36,7 @@ from browser_stack.supervisor import XmlRpcSupervisor
 
 log = logging.getLogger(__name__)
 
-PREFIX = "/v1/browser-stack"
 MAX_BODY_BYTES = 4096
-MAX_ENSURE_TIMEOUT_S = 300.0
 ENSURE_FIELDS = frozenset({"needs", "timeout_s"})
 
 CONTROLLER = web.AppKey("controller", Controller)
@@ -213,6 +212,10 @@ async def stop(request: web.Request) -> web.Response:
     )
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return _json(spec())
+
+
 async def healthz(request: web.Request) -> web.Response:
     reachable, why = await request.app[CONTROLLER].supervisor_reachable()
     supervisor: dict[str, Any] = {"reachable": reachable}
@@ -235,6 +238,7 @@ def create_app(settings: Settings, controller: Controller | None = None) -> web.
     app.router.add_get(f"{PREFIX}/gate/{{gate}}", gate)
     app.router.add_get(f"{PREFIX}/programs/{{name}}", program_status)
     app.router.add_post(f"{PREFIX}/stop", stop)
+    app.router.add_get(f"{PREFIX}/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     return app
 

@@ -1,0 +1,226 @@
+"""The HTTP API described as OpenAPI 3.0, served at /v1/browser-stack/openapi.json
+and used by the fuzz tests (schemathesis) as the contract to check answers against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from browser_stack.stack import GATES, PROGRAMS
+
+PREFIX = "/v1/browser-stack"
+MAX_ENSURE_TIMEOUT_S = 300
+
+_ERROR = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+}
+_PROGRAM_STATUS = {
+    "type": "object",
+    "required": ["state", "pid", "uptime_s", "ready", "probe"],
+    "properties": {
+        "state": {"type": "string"},
+        "pid": {"type": "integer"},
+        "uptime_s": {"type": "integer"},
+        "ready": {"type": "boolean"},
+        "probe": {"type": "string"},
+        "reason": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+_PROGRAMS = {
+    "type": "object",
+    "required": list(PROGRAMS),
+    "properties": {p: {"$ref": "#/components/schemas/ProgramStatus"} for p in PROGRAMS},
+    "additionalProperties": False,
+}
+_ENDPOINTS = {
+    "type": "object",
+    "required": ["cdp", "cdp_ws", "mcp", "vnc", "vnc_ws"],
+    "properties": {k: {"type": "string"} for k in ("cdp", "cdp_ws", "mcp", "vnc", "vnc_ws")},
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "bad request body or parameter",
+        401: "missing or wrong bearer token",
+        404: "unknown program or route",
+        409: "a stop took the stack down while this call waited",
+        413: "body too large",
+        502: "a program failed to start",
+        503: "supervisord unreachable (see Retry-After)",
+        504: "the gates were not ready before the deadline",
+    }
+    return {
+        str(s): {
+            "description": text[s],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for s in statuses
+    }
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def spec() -> dict[str, Any]:
+    gate_param = {
+        "name": "gate",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": list(GATES)},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "browser-stack", "version": "1"},
+        "paths": {
+            f"{PREFIX}/ensure": {
+                "post": {
+                    "summary": "Start what is not running; answer when the gates are ready",
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/EnsureRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json("ready", {"$ref": "#/components/schemas/EnsureResponse"}),
+                        **_errors(400, 401, 409, 413, 502, 503, 504),
+                    },
+                }
+            },
+            f"{PREFIX}/status": {
+                "get": {
+                    "summary": "Per program state and readiness; starts nothing",
+                    "responses": {
+                        "200": _json(
+                            "status",
+                            {
+                                "type": "object",
+                                "required": ["programs", "ready", "endpoints"],
+                                "properties": {
+                                    "programs": _PROGRAMS,
+                                    "ready": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "boolean"},
+                                    },
+                                    "endpoints": _ENDPOINTS,
+                                },
+                            },
+                        ),
+                        **_errors(503),
+                    },
+                }
+            },
+            f"{PREFIX}/programs/{{name}}": {
+                "get": {
+                    "summary": "One program's status; names outside the allowlist are 404",
+                    "parameters": [
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json("status", {"$ref": "#/components/schemas/ProgramStatus"}),
+                        **_errors(404, 503),
+                    },
+                }
+            },
+            f"{PREFIX}/gate/{{gate}}": {
+                "get": {
+                    "summary": "For nginx auth_request: ensure one gate, 204 when ready",
+                    "parameters": [gate_param],
+                    "responses": {
+                        "204": {"description": "ready"},
+                        **_errors(400, 401, 409, 502, 503, 504),
+                    },
+                }
+            },
+            f"{PREFIX}/stop": {
+                "post": {
+                    "summary": "Stop the five in reverse dependency order; idempotent",
+                    "responses": {
+                        "200": _json(
+                            "stopped",
+                            {
+                                "type": "object",
+                                "required": ["stopped", "elapsed_ms", "cancelled_start"],
+                                "properties": {
+                                    "stopped": {
+                                        "type": "array",
+                                        "items": {"type": "string", "enum": list(PROGRAMS)},
+                                    },
+                                    "elapsed_ms": {"type": "number"},
+                                    "cancelled_start": {"type": "boolean"},
+                                },
+                            },
+                        ),
+                        **_errors(400, 401, 413, 503),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "The sidecar is alive; never wakes the stack",
+                    "responses": {
+                        "200": _json(
+                            "alive",
+                            {
+                                "type": "object",
+                                "required": ["ok", "supervisor"],
+                                "properties": {
+                                    "ok": {"type": "boolean"},
+                                    "supervisor": {"type": "object"},
+                                },
+                            },
+                        )
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": _ERROR,
+                "ProgramStatus": _PROGRAM_STATUS,
+                "EnsureRequest": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "needs": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"type": "string", "enum": list(GATES)},
+                        },
+                        "timeout_s": {
+                            "type": "number",
+                            "exclusiveMinimum": True,
+                            "minimum": 0,
+                            "maximum": MAX_ENSURE_TIMEOUT_S,
+                        },
+                    },
+                },
+                "EnsureResponse": {
+                    "type": "object",
+                    "required": ["ready", "cold", "elapsed_ms", "started", "programs", "endpoints"],
+                    "properties": {
+                        "ready": {"type": "boolean", "enum": [True]},
+                        "cold": {"type": "boolean"},
+                        "elapsed_ms": {"type": "number"},
+                        "needs": {"type": "array", "items": {"type": "string"}},
+                        "started": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": list(PROGRAMS)},
+                        },
+                        "programs": _PROGRAMS,
+                        "endpoints": _ENDPOINTS,
+                    },
+                },
+            }
+        },
+    }
