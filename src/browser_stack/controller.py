@@ -428,6 +428,8 @@ class Controller:
             # Alive but never ready (hung Chromium, dead CDP): restart it, and
             # the programs that use it, which would keep a dead connection.
             restarted_users = await self._stop_users(program)
+        if restart and state in ALIVE_STATES:
+            await self._supervisor.resume(program)
         if state in FAILED_STATES or (restart and state in ALIVE_STATES):
             # BACKOFF would answer ALREADY_STARTED and FATAL needs a fresh start.
             run.waiting_on[program] = f"stopping {state.name}"

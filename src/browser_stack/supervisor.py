@@ -67,6 +67,9 @@ class Supervisor(Protocol):
     async def stop(self, program: Program) -> bool:
         """Stop and wait for it; False if it was not running."""
 
+    async def resume(self, program: Program) -> None:
+        """SIGCONT: a stopped (SIGSTOP) process cannot act on the TERM of a stop."""
+
     async def stderr_tail(self, program: Program) -> str: ...
 
     async def close(self) -> None: ...
@@ -177,6 +180,14 @@ class XmlRpcSupervisor:
             return _map_fault(_STOP_FAULTS, fault, name)
         log.info("stopped program=%s", name)
         return True
+
+    async def resume(self, program: Program) -> None:
+        name = _checked(program)
+        try:
+            await self.call("supervisor.signalProcess", name, "CONT")
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode not in (Fault.NOT_RUNNING, Fault.BAD_NAME):
+                raise SupervisorError(f"SIGCONT to {name} failed: {fault.faultString}") from None
 
     async def stderr_tail(self, program: Program) -> str:
         name = _checked(program)

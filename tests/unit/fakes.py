@@ -120,6 +120,9 @@ class FakeSupervisor:
             p.hung = False
         return True
 
+    async def resume(self, program: Program) -> None:
+        self.calls.append(("resume", str(program)))
+
     async def stderr_tail(self, program: Program) -> str:
         return self.programs[program].stderr
 

@@ -284,6 +284,7 @@ async def test_a_hung_browser_is_restarted_with_the_mcp_server_that_uses_it() ->
     assert result.programs[Program.BROWSER].ready
     stops = [n for c, n in sup.calls if c == "stop"]
     assert stops == ["mcp-server-browser", "browser"]
+    assert ("resume", "browser") in sup.calls
     assert len(sup.starts(Program.BROWSER)) == 2
     assert len(sup.starts(Program.MCP_SERVER_BROWSER)) == 2
     assert result.programs[Program.MCP_SERVER_BROWSER].ready
