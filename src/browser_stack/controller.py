@@ -285,6 +285,12 @@ class Controller:
                     else:
                         run = self._run
                         joined = True
+                        if run.failure(needed) is not None:
+                            # That failure is older than this call: let the run
+                            # end and try afresh rather than answer with it.
+                            if run.finished is not None:
+                                await asyncio.wait([run.finished])
+                            continue
                     if any(not run.futures[p].done() for p in needed):
                         cold = True
                     await asyncio.wait([run.futures[p] for p in needed])

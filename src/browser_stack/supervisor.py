@@ -106,11 +106,16 @@ class XmlRpcSupervisor:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            # force_close: a new connection per call. A pooled connection to a
+            # supervisord that restarted fails on its next use and would turn
+            # into a spurious 503; a fresh unix-socket connection costs little.
             connector: aiohttp.BaseConnector
             if self._socket_path is not None:
-                connector = aiohttp.UnixConnector(path=self._socket_path, limit=16)
+                connector = aiohttp.UnixConnector(
+                    path=self._socket_path, limit=16, force_close=True
+                )
             else:
-                connector = aiohttp.TCPConnector(limit=16)
+                connector = aiohttp.TCPConnector(limit=16, force_close=True)
             self._session = aiohttp.ClientSession(connector=connector, auth=self._auth)
         return self._session
 

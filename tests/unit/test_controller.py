@@ -288,3 +288,16 @@ async def test_a_hung_browser_is_restarted_with_the_mcp_server_that_uses_it() ->
     assert len(sup.starts(Program.BROWSER)) == 2
     assert len(sup.starts(Program.MCP_SERVER_BROWSER)) == 2
     assert result.programs[Program.MCP_SERVER_BROWSER].ready
+
+
+async def test_a_failure_older_than_the_call_is_not_handed_to_it() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].crash_on_start = True
+    sup.programs[Program.BROWSER].crashes_left = 3  # fails one whole ensure, then works
+    sup.programs[Program.WEBSOCAT].ready_after_s = 0.3  # keeps the first run alive
+    controller, _ = make_controller(sup, max_attempts=3)
+    with pytest.raises(ProgramFailed):
+        await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert controller.starting  # the failed run is still bringing up websocat
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.programs[Program.BROWSER].ready
