@@ -69,7 +69,7 @@ class Settings:
     ready_grace_s: float = 20.0
     probe_interval_s: float = 0.005
     state_interval_s: float = 0.05
-    xprop: str = "xprop"
+    xprop: str = ""
 
     @property
     def display_number(self) -> int:
@@ -118,7 +118,7 @@ class Settings:
             probe_interval_s=parse_seconds(
                 "BROWSER_STACK_PROBE_INTERVAL", text("BROWSER_STACK_PROBE_INTERVAL", "0.005")
             ),
-            xprop=text("BROWSER_STACK_XPROP", "xprop"),
+            xprop=text("BROWSER_STACK_XPROP", ""),
         )
         settings.validate()
         return settings

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from browser_stack import x11
 from browser_stack.config import Settings
 from browser_stack.stack import Program
 
@@ -152,8 +153,26 @@ def cdp_version(session: aiohttp.ClientSession, host: str, port: int) -> Probe:
     return probe
 
 
-def wm_claimed(xprop: str, display: str) -> Probe:
-    """An EWMH window manager sets _NET_SUPPORTING_WM_CHECK on the root window."""
+def wm_claimed(socket_path: str) -> Probe:
+    """An EWMH window manager sets _NET_SUPPORTING_WM_CHECK on the root window
+    (asked over the X socket itself: no fork per probe)."""
+
+    async def probe() -> ProbeResult:
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
+                window = await x11.wm_check_window(socket_path)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, x11.X11Error) as exc:
+            return ProbeResult(False, f"{socket_path}: {exc.__class__.__name__}: {exc}")
+        if window is None:
+            return ProbeResult(False, "_NET_SUPPORTING_WM_CHECK: not found")
+        return ProbeResult(True, f"_NET_SUPPORTING_WM_CHECK: window id # {window:#x}")
+
+    return probe
+
+
+def wm_claimed_xprop(xprop: str, display: str) -> Probe:
+    """The same question through `xprop -root` (BROWSER_STACK_XPROP), for an X
+    server that wants authorization the native check does not send."""
     env = {**os.environ, "DISPLAY": display}
 
     async def probe() -> ProbeResult:
@@ -204,7 +223,11 @@ def build_probes(settings: Settings, session: aiohttp.ClientSession) -> dict[Pro
         Program.TIGERVNC: all_of(
             unix_accepts(settings.x11_socket), rfb_banner_once(host, settings.vnc_port)
         ),
-        Program.OPENBOX: wm_claimed(settings.xprop, settings.display),
+        Program.OPENBOX: (
+            wm_claimed_xprop(settings.xprop, settings.display)
+            if settings.xprop
+            else wm_claimed(settings.x11_socket)
+        ),
         Program.BROWSER: cdp_version(session, host, settings.cdp_port),
         Program.MCP_SERVER_BROWSER: tcp_accepts(host, settings.mcp_port),
         Program.WEBSOCAT: tcp_accepts(host, settings.websocket_port),

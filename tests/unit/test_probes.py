@@ -18,7 +18,7 @@ from browser_stack.probes import (
     rfb_banner_once,
     tcp_accepts,
     unix_accepts,
-    wm_claimed,
+    wm_claimed_xprop,
 )
 
 pytestmark = pytest.mark.unit
@@ -115,11 +115,11 @@ async def test_wm_probe_reads_xprop(tmp_path: Path) -> None:
         'echo "_NET_SUPPORTING_WM_CHECK(WINDOW): window id # 0x400001 on $DISPLAY"\n',
     )
     absent = _script(tmp_path / "xprop-no", 'echo "_NET_SUPPORTING_WM_CHECK:  not found."\n')
-    result = await wm_claimed(claimed, ":42")()
+    result = await wm_claimed_xprop(claimed, ":42")()
     assert result.ok
     assert result.detail.endswith(":42")
-    assert not (await wm_claimed(absent, ":42")()).ok
-    missing = await wm_claimed(os.path.join(tmp_path, "nope"), ":42")()
+    assert not (await wm_claimed_xprop(absent, ":42")()).ok
+    missing = await wm_claimed_xprop(os.path.join(tmp_path, "nope"), ":42")()
     assert not missing.ok
     assert "cannot run" in missing.detail
 
@@ -135,3 +135,24 @@ async def test_find_holder_names_the_listening_process() -> None:
         assert holder.pid == os.getpid()
         assert f"port {port} is already held by pid {os.getpid()}" in holder.describe()
     assert find_holder(port) is None
+
+
+async def test_native_wm_probe_speaks_x11(tmp_path: Path) -> None:
+    from browser_stack.probes import wm_claimed
+
+    from ..fake_x11 import serve
+
+    window: list[int | None] = [None]
+    path = str(tmp_path / "X5")
+    server = await serve(path, lambda: window[0])
+    async with server:
+        probe = wm_claimed(path)
+        unclaimed = await probe()
+        assert not unclaimed.ok
+        assert "not found" in unclaimed.detail
+        window[0] = 0x20020B
+        claimed = await probe()
+        assert claimed.ok
+        assert claimed.detail.endswith("window id # 0x20020b")
+    gone = await wm_claimed(path)()
+    assert not gone.ok

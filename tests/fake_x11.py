@@ -1,0 +1,78 @@
+"""A tiny X server for tests: answers the connection setup, InternAtom and
+GetProperty of the root window, which is all the window-manager probe asks.
+
+`wm_window()` says which window (if any) holds _NET_SUPPORTING_WM_CHECK now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable
+
+ROOT = 0x3A1
+WM_ATOM = 0x11A
+VENDOR = b"fake-x11"
+
+
+def setup_reply() -> bytes:
+    vendor = VENDOR + b"\0" * ((4 - len(VENDOR) % 4) % 4)
+    fixed = struct.pack(
+        "<IIIIHHBBBBBBBBxxxx",
+        0,  # release
+        0x200000,  # resource-id-base
+        0x1FFFFF,  # resource-id-mask
+        0,  # motion-buffer-size
+        len(VENDOR),
+        0xFFFF,  # maximum-request-length
+        1,  # screens
+        1,  # pixmap formats
+        0,  # image-byte-order
+        0,  # bitmap-format-bit-order
+        32,  # scanline-unit
+        32,  # scanline-pad
+        8,  # min-keycode
+        255,  # max-keycode
+    )
+    pixmap_format = struct.pack("<BBBxxxxx", 24, 32, 32)
+    screen = struct.pack(
+        "<IIIIIHHHHHHIBBBB", ROOT, 0x20, 0, 0, 0, 1280, 720, 0, 0, 1, 1, 0x21, 0, 0, 24, 0
+    )
+    data = fixed + vendor + pixmap_format + screen
+    return struct.pack("<BxHHH", 1, 11, 0, len(data) // 4) + data
+
+
+async def serve(path: str, wm_window: Callable[[], int | None]) -> asyncio.AbstractServer:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readexactly(12)
+            writer.write(setup_reply())
+            sequence = 0
+            while True:
+                header = await reader.readexactly(4)
+                opcode = header[0]
+                length = struct.unpack_from("<H", header, 2)[0] * 4
+                body = await reader.readexactly(length - 4)
+                sequence += 1
+                if opcode == 16:  # InternAtom, only-if-exists
+                    name_len = struct.unpack_from("<H", body, 0)[0]
+                    name = body[4 : 4 + name_len]
+                    atom = WM_ATOM if name == b"_NET_SUPPORTING_WM_CHECK" and wm_window() else 0
+                    writer.write(struct.pack("<BxHII20x", 1, sequence, 0, atom))
+                elif opcode == 20:  # GetProperty
+                    window = wm_window()
+                    if window is None:
+                        writer.write(struct.pack("<BBHIIII12x", 1, 0, sequence, 0, 0, 0, 0))
+                    else:
+                        writer.write(
+                            struct.pack("<BBHIIII12xI", 1, 32, sequence, 1, 33, 0, 1, window)
+                        )
+                else:  # an X error: BadRequest
+                    writer.write(struct.pack("<BBH28x", 0, 1, sequence))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_unix_server(handle, path)
