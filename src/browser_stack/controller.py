@@ -33,6 +33,7 @@ from browser_stack.errors import (
     ProgramFailed,
     ReadinessTimeout,
     StackStopped,
+    SupervisorError,
     SupervisorUnavailable,
 )
 from browser_stack.ports import PortHolder
@@ -228,7 +229,8 @@ class Controller:
     async def supervisor_reachable(self) -> tuple[bool, str]:
         try:
             await self._infos.get()
-        except SupervisorUnavailable as exc:
+        except (SupervisorUnavailable, SupervisorError) as exc:
+            # Refused credentials count as unreachable: nothing can be asked.
             return False, exc.message
         return True, ""
 
