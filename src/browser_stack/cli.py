@@ -10,12 +10,15 @@ import logging
 import os
 import signal
 import sys
+import urllib.parse
 from collections.abc import Sequence
-from typing import Any
 
-from browser_stack import client
+from pythonjsonlogger.json import JsonFormatter
+
+from browser_stack import client, memory
 from browser_stack.config import Settings
 from browser_stack.errors import ConfigError
+from browser_stack.text import status_table
 
 log = logging.getLogger("browser_stack")
 
@@ -36,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         ("ensure", "start what is missing and wait until ready"),
         ("status", "show each program's state and readiness (starts nothing)"),
         ("stop", "stop the five programs"),
+        ("memory", "memory per program (or: memory diff A.json B.json)"),
     ):
         command = sub.add_parser(name, help=text)
         command.add_argument("--url", default=None, help="sidecar URL (BROWSER_STACK_URL)")
@@ -48,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
                 help="gates to wait for: cdp, mcp, vnc (repeat or comma-separate; default all)",
             )
             command.add_argument("--timeout", type=float, default=30.0, help="seconds (30)")
+        if name == "memory":
+            command.add_argument("diff", nargs="*", help="diff A.json B.json: compare two samples")
+            command.add_argument("--sample", default="", help="a name for this sample")
+            command.add_argument(
+                "--format", choices=("json", "markdown"), default="markdown", help="(markdown)"
+            )
     return parser
 
 
@@ -60,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ensure(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "memory":
+            return _memory(args)
         return _stop(args)
     except client.ClientError as exc:
         if getattr(args, "json", False):
@@ -92,31 +104,36 @@ def _ensure(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def format_status(payload: dict[str, Any]) -> str:
-    lines = []
-    for name, program in payload["programs"].items():
-        uptime = program.get("uptime_s", 0)
-        hours, rest = divmod(int(uptime), 3600)
-        minutes, seconds = divmod(rest, 60)
-        where = (
-            f"pid {program['pid']}, uptime {hours}:{minutes:02}:{seconds:02}"
-            if program["pid"]
-            else ""
-        )
-        ready = "ready" if program["ready"] else "not ready"
-        lines.append(f"{name:<20} {program['state']:<10} {where:<28} {ready}")
-        reason = program.get("reason")
-        if reason:
-            for key, value in reason.items():
-                if value:
-                    last = str(value).strip().splitlines()[-3:]
-                    lines.extend(f"    {key}: {line}" for line in last)
-    return "\n".join(lines)
-
-
 def _status(args: argparse.Namespace) -> int:
-    payload, _ = client.call("GET", f"{client.PREFIX}/status", base_url=args.url)
-    print(json.dumps(payload, indent=2) if args.json else format_status(payload))
+    payload, _ = client.call("GET", f"{client.PREFIX}/status?memory=1", base_url=args.url)
+    print(
+        json.dumps(payload, indent=2) if args.json else status_table(payload),
+        end="\n" if args.json else "",
+    )
+    return EXIT_OK
+
+
+def _memory(args: argparse.Namespace) -> int:
+    if args.diff:
+        if len(args.diff) != 3 or args.diff[0] != "diff":
+            print("browser-stack: usage: browser-stack memory diff A.json B.json", file=sys.stderr)
+            return EXIT_USAGE
+        samples = []
+        for path in args.diff[1:]:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    samples.append(json.load(f))
+            except (OSError, ValueError) as exc:
+                print(f"browser-stack: cannot read sample {path}: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+        print(memory.diff(samples[0], samples[1]))
+        return EXIT_OK
+    query = urllib.parse.urlencode({"sample": args.sample})
+    payload, _ = client.call("GET", f"{client.PREFIX}/memory?{query}", base_url=args.url)
+    if args.json or args.format == "json":
+        print(json.dumps(payload, indent=2))
+    else:
+        print(memory.markdown(payload))
     return EXIT_OK
 
 
@@ -130,16 +147,28 @@ def _stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        # One JSON object a line, with the structured fields the code logs
+        # (program, state, elapsed_ms, event, reason) as keys.
+        handler.setFormatter(
+            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=False)
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+
+
 def serve(env: dict[str, str]) -> int:
-    logging.basicConfig(
-        level=env.get("BROWSER_STACK_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = Settings.from_env(env)
     except ConfigError as exc:
         print(f"browser-stack: configuration error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
+    configure_logging(settings)
     try:
         asyncio.run(_serve(settings))
     except OSError as exc:

@@ -70,6 +70,8 @@ class Settings:
     probe_interval_s: float = 0.005
     state_interval_s: float = 0.05
     xprop: str = ""
+    log_format: str = "text"
+    log_level: str = "INFO"
 
     @property
     def display_number(self) -> int:
@@ -119,12 +121,20 @@ class Settings:
                 "BROWSER_STACK_PROBE_INTERVAL", text("BROWSER_STACK_PROBE_INTERVAL", "0.005")
             ),
             xprop=text("BROWSER_STACK_XPROP", ""),
+            log_format=text("BROWSER_STACK_LOG_FORMAT", "text").lower(),
+            log_level=text("BROWSER_STACK_LOG_LEVEL", "INFO").upper(),
         )
         settings.validate()
         return settings
 
     def validate(self) -> None:
         parse_display(self.display)
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"BROWSER_STACK_LOG_FORMAT={self.log_format!r} must be text or json")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(
+                f"BROWSER_STACK_LOG_LEVEL={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR"
+            )
         if not self.listen.is_loopback and not self.token:
             raise ConfigError(
                 f"BROWSER_STACK_LISTEN={self.listen} is not a loopback address; "

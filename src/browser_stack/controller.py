@@ -29,6 +29,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from browser_stack.coalesce import Coalescer
 from browser_stack.config import Settings
 from browser_stack.errors import (
+    BrowserStackError,
     PortInUse,
     ProgramFailed,
     ReadinessTimeout,
@@ -36,6 +37,7 @@ from browser_stack.errors import (
     SupervisorError,
     SupervisorUnavailable,
 )
+from browser_stack.observer import NullObserver, Observer
 from browser_stack.ports import PortHolder
 from browser_stack.probes import Probe, ProbeResult
 from browser_stack.stack import (
@@ -173,6 +175,7 @@ class Controller:
         clock: Callable[[], float] = time.monotonic,
         before_start: Mapping[Program, Hook] | None = None,
         port_holder: PortLookup | None = None,
+        observer: Observer | None = None,
         max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         missing = set(PROGRAMS) - set(probes)
@@ -184,6 +187,7 @@ class Controller:
         self._clock = clock
         self._before_start = dict(before_start or {})
         self._port_holder = port_holder
+        self._observer: Observer = observer or NullObserver()
         # The port each program's probe waits on: held by anything else before
         # the spawn, the program cannot come up there.
         self._ports = {
@@ -226,6 +230,10 @@ class Controller:
                 reasons[program] = {"probe": snapshot.probes[program].detail}
         return snapshot, program_statuses(snapshot, reasons)
 
+    async def process_infos(self) -> Mapping[Program, ProcessInfo]:
+        """supervisord's view alone (no probes), fresh."""
+        return await self._infos.get()
+
     async def supervisor_reachable(self) -> tuple[bool, str]:
         try:
             await self._infos.get()
@@ -259,6 +267,17 @@ class Controller:
         SupervisorUnavailable.
         """
         began = self._clock()
+        try:
+            result = await self._ensure(gates, timeout_s, began)
+        except BrowserStackError as error:
+            self._observer.ensure_done(error.code, self._clock() - began)
+            raise
+        self._observer.ensure_done("cold" if result.cold else "warm", self._clock() - began)
+        if result.joined:
+            self._observer.ensure_joined()
+        return result
+
+    async def _ensure(self, gates: frozenset[Gate], timeout_s: float, began: float) -> EnsureResult:
         needed = programs_for(gates)
         cold = False
         joined = False
@@ -359,6 +378,7 @@ class Controller:
             else:
                 run.tasks.append(asyncio.create_task(self._bring_up(run, program, snapshot)))
         run.finished = asyncio.ensure_future(self._finish(run))
+        self._observer.start_begun()
         log.info("start begins: %s", ", ".join(p for p in PROGRAMS if not snapshot.ready(p)))
         return run
 
@@ -368,10 +388,13 @@ class Controller:
         if self._run is run:
             self._run = None
         failed = run.failure(PROGRAMS)
+        elapsed = self._clock() - began
+        self._observer.start_ended(elapsed, failed is None)
         log.info(
             "start ends in %.0f ms: %s",
-            (self._clock() - began) * 1000,
+            elapsed * 1000,
             f"failed ({failed})" if failed else "all ready",
+            extra={"elapsed_ms": round(elapsed * 1000, 1), "ok": failed is None},
         )
 
     async def _bring_up(self, run: _Run, program: Program, snapshot: Snapshot) -> None:
@@ -391,7 +414,14 @@ class Controller:
         except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
-            log.warning("start failed program=%s: %s", program, exc)
+            state = exc.fields.get("state", "") if isinstance(exc, BrowserStackError) else ""
+            log.warning(
+                "start failed program=%s state=%s: %s",
+                program,
+                state,
+                exc,
+                extra={"program": str(program), "state": state, "event": "failed"},
+            )
         else:
             if not future.done():
                 future.set_result(None)
@@ -462,8 +492,19 @@ class Controller:
         while True:
             result = await probe()
             if result.ok:
+                elapsed = self._clock() - spawned
+                self._observer.program_ready(str(program), elapsed)
                 log.info(
-                    "ready program=%s after %.0f ms", program, (self._clock() - spawned) * 1000
+                    "ready program=%s state=%s after %.0f ms",
+                    program,
+                    state.name,
+                    elapsed * 1000,
+                    extra={
+                        "program": str(program),
+                        "state": state.name,
+                        "elapsed_ms": round(elapsed * 1000, 1),
+                        "event": "ready",
+                    },
                 )
                 for user in restarted_users:
                     await self._attempt(run, user, None, restart=False)
@@ -527,11 +568,11 @@ class Controller:
 
     # -- stop ----------------------------------------------------------------
 
-    async def stop(self) -> StopResult:
+    async def stop(self, reason: str = "request") -> StopResult:
         """Stop the five in reverse dependency order. Idempotent; concurrent
         stops share one."""
         if self._stopping is None:
-            task = asyncio.ensure_future(self._stop_all())
+            task = asyncio.ensure_future(self._stop_all(reason))
             self._stopping = task
 
             def clear(done: asyncio.Future[StopResult]) -> None:
@@ -542,7 +583,7 @@ class Controller:
             task.add_done_callback(clear)
         return await asyncio.shield(self._stopping)
 
-    async def _stop_all(self) -> StopResult:
+    async def _stop_all(self, reason: str) -> StopResult:
         began = self._clock()
         run = self._run
         cancelled = False
@@ -563,5 +604,13 @@ class Controller:
                 p for p, was_running in zip(ordered, results, strict=True) if was_running
             )
         elapsed = round((self._clock() - began) * 1000, 2)
-        log.info("stop done in %.0f ms: %s", elapsed, ", ".join(stopped) or "nothing was running")
+        if stopped:
+            self._observer.stopped(reason)
+        log.info(
+            "stop (%s) done in %.0f ms: %s",
+            reason,
+            elapsed,
+            ", ".join(stopped) or "nothing was running",
+            extra={"event": "stop", "reason": reason, "elapsed_ms": elapsed},
+        )
         return StopResult(stopped=stopped, elapsed_ms=elapsed, cancelled_start=cancelled)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -11,7 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from browser_stack import xlock
+from browser_stack import memory, xlock
 from browser_stack.config import Settings
 from browser_stack.controller import Controller, EnsureResult
 from browser_stack.errors import (
@@ -20,6 +21,7 @@ from browser_stack.errors import (
     SupervisorUnavailable,
     Unauthorized,
 )
+from browser_stack.metrics import CONTENT_TYPE, Metrics
 from browser_stack.openapi import MAX_ENSURE_TIMEOUT_S, PREFIX, spec
 from browser_stack.ports import holder_of
 from browser_stack.probes import build_probes
@@ -33,6 +35,7 @@ from browser_stack.stack import (
     parse_program,
 )
 from browser_stack.supervisor import XmlRpcSupervisor
+from browser_stack.text import status_table
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ MAX_BODY_BYTES = 4096
 ENSURE_FIELDS = frozenset({"needs", "timeout_s"})
 
 CONTROLLER = web.AppKey("controller", Controller)
+METRICS = web.AppKey("metrics", Metrics)
 SETTINGS = web.AppKey("settings", Settings)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -178,17 +182,65 @@ async def gate(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
+    """Passive. ?format=text: a table for people; ?memory=1 (implied by text):
+    each program's memory, which costs a read of every process's smaps."""
+    text_format = _query_choice(request, "format", ("json", "text")) == "text"
+    with_memory = text_format or _query_choice(request, "memory", ("0", "1")) == "1"
     controller = request.app[CONTROLLER]
     snapshot, programs = await controller.status()
-    return _json(
-        {
-            "supervisor": {"reachable": True},
-            "starting": controller.starting,
-            "ready": {g: all(programs[p].ready for p in GATE_PROGRAMS[g]) for g in GATES},
-            "programs": {str(p): s.to_dict() for p, s in programs.items()},
-            "endpoints": controller.endpoints(snapshot),
-        }
-    )
+    payload: dict[str, Any] = {
+        "supervisor": {"reachable": True},
+        "starting": controller.starting,
+        "ready": {g: all(programs[p].ready for p in GATE_PROGRAMS[g]) for g in GATES},
+        "programs": {str(p): s.to_dict() for p, s in programs.items()},
+        "endpoints": controller.endpoints(snapshot),
+    }
+    if with_memory:
+        sample = await _memory_report(request, "")
+        payload["memory"] = sample["programs"]
+    if text_format:
+        return web.Response(text=status_table(payload), content_type="text/plain")
+    return _json(payload)
+
+
+def _query_choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str:
+    value = request.query.get(name, allowed[0])
+    if value not in allowed:
+        raise BadRequest(f"{name} must be one of {', '.join(allowed)}", allowed=list(allowed))
+    return value
+
+
+async def _memory_report(request: web.Request, sample: str) -> dict[str, Any]:
+    infos = await request.app[CONTROLLER].process_infos()
+    pids = {p: info.pid for p, info in infos.items()}
+    states = {p: info.state.name for p, info in infos.items()}
+    return await asyncio.to_thread(memory.report, pids, states, sample)
+
+
+async def memory_sample(request: web.Request) -> web.Response:
+    sample = request.query.get("sample", "")
+    if len(sample) > 100:
+        raise BadRequest("sample names are at most 100 characters")
+    fmt = _query_choice(request, "format", ("json", "markdown"))
+    report = await _memory_report(request, sample)
+    if fmt == "markdown":
+        return web.Response(text=memory.markdown(report) + "\n", content_type="text/markdown")
+    return _json(report)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    try:
+        snapshot = await request.app[CONTROLLER].snapshot()
+    except SupervisorUnavailable:
+        snapshot = None
+    if snapshot is not None:
+        states = {str(p): int(i.state) for p, i in snapshot.infos.items()}
+        ready = {str(p): snapshot.ready(p) for p in PROGRAMS}
+        pids = {p: i.pid for p, i in snapshot.infos.items()}
+        sample = await asyncio.to_thread(memory.report, pids, {}, "")
+        metrics.update_programs(states, ready, sample["programs"])
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def program_status(request: web.Request) -> web.Response:
@@ -224,11 +276,14 @@ async def healthz(request: web.Request) -> web.Response:
     return _json({"ok": True, "supervisor": supervisor, "programs": list(PROGRAMS)})
 
 
-def create_app(settings: Settings, controller: Controller | None = None) -> web.Application:
+def create_app(
+    settings: Settings, controller: Controller | None = None, metrics: Metrics | None = None
+) -> web.Application:
     """The aiohttp application. With no controller, real adapters are wired in
     for the app's lifetime (the composition root)."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app[SETTINGS] = settings
+    app[METRICS] = metrics or Metrics()
     if controller is not None:
         app[CONTROLLER] = controller
     else:
@@ -239,6 +294,8 @@ def create_app(settings: Settings, controller: Controller | None = None) -> web.
     app.router.add_get(f"{PREFIX}/programs/{{name}}", program_status)
     app.router.add_post(f"{PREFIX}/stop", stop)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
+    app.router.add_get(f"{PREFIX}/memory", memory_sample)
+    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/healthz", healthz)
     return app
 
@@ -258,6 +315,7 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
         settings,
         before_start={Program.TIGERVNC: xlock.hook(settings)},
         port_holder=holder_of,
+        observer=app[METRICS],
     )
     yield
     await session.close()

@@ -174,7 +174,7 @@ class XmlRpcSupervisor:
             await self.call("supervisor.startProcess", name, False)
         except xmlrpc.client.Fault as fault:
             return _map_fault(_START_FAULTS, fault, name)
-        log.info("start requested program=%s", name)
+        log.info("start requested program=%s", name, extra={"program": name, "event": "start"})
         return True
 
     async def stop(self, program: Program) -> bool:
@@ -183,7 +183,11 @@ class XmlRpcSupervisor:
             await self.call("supervisor.stopProcess", name, True, timeout_s=self._stop_timeout_s)
         except xmlrpc.client.Fault as fault:
             return _map_fault(_STOP_FAULTS, fault, name)
-        log.info("stopped program=%s", name)
+        log.info(
+            "stopped program=%s state=STOPPED",
+            name,
+            extra={"program": name, "state": "STOPPED", "event": "stopped"},
+        )
         return True
 
     async def resume(self, program: Program) -> None:

@@ -40,8 +40,7 @@ def parse_setup_root(head: bytes, data: bytes) -> int:
     if head[0] != 1:  # 0 failed, 2 authenticate
         reason = data[: head[1]] if head[0] == 0 else data
         raise X11Error(
-            "X server refused the connection: "
-            + reason.decode("latin-1", "replace").strip("\0 \n")
+            "X server refused the connection: " + reason.decode("latin-1", "replace").strip("\0 \n")
         )
     vendor_len = struct.unpack_from("<H", data, 16)[0]
     formats = data[21]

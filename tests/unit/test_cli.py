@@ -49,3 +49,29 @@ async def test_ensure_status_stop_against_a_sidecar(capsys: pytest.CaptureFixtur
         code = await asyncio.to_thread(main, ["ensure", "--url", url, "--needs", "cdp"])
         assert code == EXIT_FAILED
         assert "program_failed" in capsys.readouterr().err
+
+
+def test_json_logs_carry_structured_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import logging
+
+    from browser_stack.cli import configure_logging
+    from browser_stack.config import Settings
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging(Settings.from_env({"BROWSER_STACK_LOG_FORMAT": "json"}))
+        logging.getLogger("browser_stack.controller").info(
+            "ready program=browser",
+            extra={"program": "browser", "state": "STARTING", "elapsed_ms": 246.0},
+        )
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["message"] == "ready program=browser"
+    assert line["program"] == "browser"
+    assert line["state"] == "STARTING"
+    assert line["elapsed_ms"] == 246.0
+    assert line["levelname"] == "INFO"

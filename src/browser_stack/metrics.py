@@ -1,0 +1,114 @@
+"""Prometheus metrics (prometheus-client), in a registry of the app's own."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from browser_stack.stack import PROGRAMS
+
+START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """Implements the controller's Observer and renders the text format."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.ensure_requests = Counter(
+            "browser_stack_ensure_requests", "Ensure calls by outcome", ["outcome"], registry=r
+        )
+        self.ensure_joined_total = Counter(
+            "browser_stack_ensure_joined",
+            "Ensure calls that joined a start already in flight",
+            registry=r,
+        )
+        self.cold_starts = Counter(
+            "browser_stack_cold_starts", "Starts of (part of) the stack", registry=r
+        )
+        self.start_duration = Histogram(
+            "browser_stack_start_duration_seconds",
+            "From the start's beginning to each program's readiness; program=stack: all five",
+            ["program"],
+            buckets=START_BUCKETS,
+            registry=r,
+        )
+        self.ensure_duration = Histogram(
+            "browser_stack_ensure_duration_seconds",
+            "Ensure latency by outcome",
+            ["outcome"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, *START_BUCKETS[2:]),
+            registry=r,
+        )
+        self.stops = Counter(
+            "browser_stack_stops", "Stops of the stack by reason", ["reason"], registry=r
+        )
+        self.program_state = Gauge(
+            "browser_stack_program_state",
+            "supervisord's state code (0 STOPPED, 10 STARTING, 20 RUNNING, 30 BACKOFF, "
+            "40 STOPPING, 100 EXITED, 200 FATAL, 1000 UNKNOWN; -1 not configured)",
+            ["program"],
+            registry=r,
+        )
+        self.program_ready_gauge = Gauge(
+            "browser_stack_program_ready",
+            "1 when the program's probe passes",
+            ["program"],
+            registry=r,
+        )
+        self.program_memory = Gauge(
+            "browser_stack_program_memory_bytes",
+            "Memory of the program's process tree",
+            ["program", "kind"],
+            registry=r,
+        )
+        self.program_processes = Gauge(
+            "browser_stack_program_processes",
+            "Processes in the program's tree",
+            ["program"],
+            registry=r,
+        )
+
+    # -- Observer ----------------------------------------------------------
+
+    def ensure_done(self, outcome: str, seconds: float) -> None:
+        self.ensure_requests.labels(outcome).inc()
+        self.ensure_duration.labels(outcome).observe(seconds)
+
+    def ensure_joined(self) -> None:
+        self.ensure_joined_total.inc()
+
+    def start_begun(self) -> None:
+        self.cold_starts.inc()
+
+    def program_ready(self, program: str, seconds: float) -> None:
+        self.start_duration.labels(program).observe(seconds)
+
+    def start_ended(self, seconds: float, ok: bool) -> None:
+        if ok:
+            self.start_duration.labels("stack").observe(seconds)
+
+    def stopped(self, reason: str) -> None:
+        self.stops.labels(reason).inc()
+
+    # -- gauges, refreshed at scrape time ----------------------------------
+
+    def update_programs(
+        self, states: Mapping[str, int], ready: Mapping[str, bool], memory: Mapping[str, Any]
+    ) -> None:
+        for program in PROGRAMS:
+            name = str(program)
+            self.program_state.labels(name).set(states.get(name, -1))
+            self.program_ready_gauge.labels(name).set(1 if ready.get(name) else 0)
+            tree = memory.get(name)
+            if tree is not None:
+                self.program_processes.labels(name).set(tree["processes"])
+                for kind in ("uss", "pss", "rss"):
+                    self.program_memory.labels(name, kind).set(tree[f"{kind}_bytes"])
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,43 @@
+"""What the controller reports as it works; metrics listen, the controller
+does not know who does."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Observer(Protocol):
+    def ensure_done(self, outcome: str, seconds: float) -> None:
+        """outcome: "warm", "cold" or an error code ("program_failed", ...)."""
+
+    def ensure_joined(self) -> None:
+        """A caller joined a start already in flight."""
+
+    def start_begun(self) -> None: ...
+
+    def program_ready(self, program: str, seconds: float) -> None: ...
+
+    def start_ended(self, seconds: float, ok: bool) -> None: ...
+
+    def stopped(self, reason: str) -> None:
+        """The stack was stopped: "request" or an idle reason."""
+
+
+class NullObserver:
+    def ensure_done(self, outcome: str, seconds: float) -> None:
+        pass
+
+    def ensure_joined(self) -> None:
+        pass
+
+    def start_begun(self) -> None:
+        pass
+
+    def program_ready(self, program: str, seconds: float) -> None:
+        pass
+
+    def start_ended(self, seconds: float, ok: bool) -> None:
+        pass
+
+    def stopped(self, reason: str) -> None:
+        pass
