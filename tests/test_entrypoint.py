@@ -208,3 +208,169 @@ def test_shellcheck(script: Path) -> None:
         cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- AIO mode: `browser-stack-entrypoint --aio /opt/gem/run.sh` in front of the image ---
+
+FAKE_RUN_SH = """#!/bin/sh
+# Stands in for the AIO image's /opt/gem/run.sh: records what it was given.
+here=$(dirname "$0")
+env -0 > "$here/run.env"
+printf '%s\\0' "$@" > "$here/run.args"
+echo "$$" > "$here/run.pid"
+exit "${FAKE_RUN_EXIT:-0}"
+"""
+IMAGE_SWITCHES = ("DISABLE_BROWSER", "DISABLE_MCP_BROWSER", "DISABLE_VNC")
+# Variables a shell may add to the environment it passes on.
+SHELL_NOISE = ("PWD", "OLDPWD", "SHLVL", "_")
+
+
+def image_root(tmp_path: Path) -> Path:
+    """tmp_path laid out like the image: opt/gem/run.sh, opt/gem/supervisord/, var/log."""
+    gem = tmp_path / "opt" / "gem"
+    (gem / "supervisord").mkdir(parents=True)
+    shutil.copy(REPO / "supervisord.d" / "browser-stack.conf", gem / "supervisord")
+    run_sh = gem / "run.sh"
+    run_sh.write_text(FAKE_RUN_SH)
+    run_sh.chmod(0o755)
+    return tmp_path
+
+
+def run_aio(
+    root: Path, *args: str, **env: str | None
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run `entrypoint --aio <root>/opt/gem/run.sh ARGS` with exactly PATH, the log dir
+    and env (None = unset); returns the result and the entrypoint's pid."""
+    base = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "BROWSER_STACK_LOG_DIR": str(root / "var" / "log" / "browser-stack"),
+    }
+    base.update({k: v for k, v in env.items() if v is not None})
+    for k, v in env.items():
+        if v is None:
+            base.pop(k, None)
+    proc = subprocess.Popen(
+        [str(ENTRYPOINT), "--aio", str(root / "opt" / "gem" / "run.sh"), *args],
+        env=base,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
+
+
+def recorded_env(root: Path) -> dict[str, str]:
+    raw = (root / "opt" / "gem" / "run.env").read_text()
+    pairs = (item.split("=", 1) for item in raw.split("\0") if item)
+    return {k: v for k, v in pairs if k not in SHELL_NOISE}
+
+
+def ran(root: Path) -> bool:
+    return (root / "opt" / "gem" / "run.env").exists()
+
+
+@pytest.mark.parametrize(
+    ("disable", "autostart"),
+    list(itertools.product(SWITCH_VALUES, SWITCH_VALUES)),
+    ids=lambda v: "unset" if v is None else repr(v),
+)
+def test_aio_switches(tmp_path: Path, disable: str | None, autostart: str | None) -> None:
+    root = image_root(tmp_path)
+    given: dict[str, str | None] = {
+        "DISABLE_BROWSER_STACK": disable,
+        "AUTOSTART_BROWSER_STACK": autostart,
+        # what a deployment may already pass to the image
+        "DISABLE_BROWSER": "false",
+        "DISABLE_JUPYTER": "true",
+        "WAIT_PORTS": "8079,9222,8091",
+        "DISPLAY": ":99",
+    }
+    result, _pid = run_aio(root, **given)
+    lazy = expected_autostart(SWITCH_VALUES[disable], SWITCH_VALUES[autostart])
+    if lazy is None:
+        assert result.returncode == 2
+        assert not ran(root)
+        assert result.stderr.startswith("browser-stack-entrypoint: invalid ")
+        return
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    env = recorded_env(root)
+    want = {k: v for k, v in given.items() if v is not None}
+    want["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
+    want["BROWSER_STACK_LOG_DIR"] = str(root / "var" / "log" / "browser-stack")
+    if lazy == "false":  # the switch is on: the image must not autostart the five
+        want.update(
+            DISABLE_BROWSER="true",
+            DISABLE_MCP_BROWSER="true",
+            DISABLE_VNC="true",
+            WAIT_PORTS="8079,8091",
+        )
+    # Unset (or explicitly autostarting): exactly the environment it was given.
+    assert env == want
+    assert (root / "var" / "log" / "browser-stack").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("wait_ports", "extra", "want"),
+    [
+        (None, {}, "8079,8091"),  # empty: run.sh would wait for 9222
+        ("", {}, "8079,8091"),
+        ("8079,8091", {}, "8079,8091"),
+        ("9222", {}, "8079,8091"),
+        ("9222,8100,5900,6080,8888", {}, "8888"),
+        ("127.0.0.1:9222, 8091 ,8888", {}, "8091,8888"),
+        ("*,9222", {}, "*"),  # no globbing
+        ("9222,9333", {"BROWSER_REMOTE_DEBUGGING_PORT": "9333"}, "9222"),
+        ("8100,18100", {"MCP_SERVER_BROWSER_PORT": "18100"}, "8100"),
+        ("9222", {"BROWSER_STACK_AIO_WAIT_PORTS": "8091"}, "8091"),
+    ],
+)
+def test_aio_wait_ports(
+    tmp_path: Path, wait_ports: str | None, extra: dict[str, str], want: str
+) -> None:
+    root = image_root(tmp_path)
+    result, _ = run_aio(root, DISABLE_BROWSER_STACK="true", WAIT_PORTS=wait_ports, **extra)
+    assert result.returncode == 0, result.stderr
+    assert recorded_env(root)["WAIT_PORTS"] == want
+
+
+def test_aio_unset_leaves_wait_ports_alone(tmp_path: Path) -> None:
+    root = image_root(tmp_path)
+    result, _ = run_aio(root, WAIT_PORTS="9222")
+    assert result.returncode == 0, result.stderr
+    env = recorded_env(root)
+    assert env["WAIT_PORTS"] == "9222"
+    assert not set(IMAGE_SWITCHES) & set(env)
+
+
+def test_aio_execs_run_sh_with_args_and_exit_code(tmp_path: Path) -> None:
+    root = image_root(tmp_path)
+    result, pid = run_aio(root, "a b", "", FAKE_RUN_EXIT="7", DISABLE_BROWSER_STACK="true")
+    assert result.returncode == 7
+    args = (root / "opt" / "gem" / "run.args").read_text().split("\0")[:-1]
+    assert args == ["a b", ""]
+    # exec, not a child: run.sh runs as the entrypoint's own process (PID 1 in a container)
+    assert int((root / "opt" / "gem" / "run.pid").read_text()) == pid
+
+
+@pytest.mark.parametrize(
+    "name", ["BROWSER_REMOTE_DEBUGGING_PORT", "MCP_SERVER_BROWSER_PORT", "VNC_SERVER_PORT"]
+)
+def test_aio_invalid_port_is_checked_only_when_lazy(tmp_path: Path, name: str) -> None:
+    root = image_root(tmp_path)
+    result, _ = run_aio(root, DISABLE_BROWSER_STACK="true", **{name: "9x"})
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"browser-stack-entrypoint: invalid {name}='9x' (expected a port number 1-65535)\n"
+    )
+    assert not ran(root)
+    result, _ = run_aio(root, **{name: "9x"})  # switch off: not ours to judge
+    assert result.returncode == 0, result.stderr
+    assert recorded_env(root)[name] == "9x"
+
+
+def test_aio_without_command_is_a_usage_error(tmp_path: Path) -> None:
+    result = run(tmp_path, ["--aio"])
+    assert result.returncode == 2
+    assert "usage: browser-stack-entrypoint --aio COMMAND" in result.stderr
