@@ -1,0 +1,105 @@
+"""browser_stack.client (sync and async) against the running sidecar and the real stack.
+
+This is what a DeerFlow browser tool calls before it connects. The module starts
+with the stack stopped and leaves it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from browser_stack import client
+
+from .conftest import Stack, _free_port
+from .test_real_stack import assert_all_stopped, call
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stopped_before_and_after(stack: Stack) -> Iterator[None]:
+    assert_all_stopped(stack)
+    yield
+    status, out = call(stack, "POST", "/v1/browser-stack/stop")
+    assert status == 200, out
+    assert_all_stopped(stack)
+
+
+def test_bad_needs_raise_bad_request_and_start_nothing(stack: Stack) -> None:
+    with pytest.raises(client.BadRequest) as caught:
+        client.ensure_browser_stack(stack.base_url, needs=["cdp", "nope"], timeout=10)
+    assert caught.value.status == 400
+    assert caught.value.code == "bad_request"
+    assert "browser-stack answered 400 bad_request" in str(caught.value)
+    assert_all_stopped(stack)
+
+
+def test_healthcheck_module_never_wakes_the_stack(stack: Stack) -> None:
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "browser_stack.client", "healthz", "--url", stack.base_url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    assert_all_stopped(stack)
+
+
+def test_sync_ensure_returns_endpoints_that_answer(stack: Stack) -> None:
+    ready = client.ensure_browser_stack(stack.base_url, needs=["cdp"], timeout=60)
+    assert ready.cold is True
+    assert ready["ready"] is True and "browser" in ready["started"]
+    with urllib.request.urlopen(ready.endpoints["cdp"] + "/json/version", timeout=10) as r:
+        assert json.loads(r.read())["webSocketDebuggerUrl"] == ready.endpoints["cdp_ws"]
+
+
+def test_async_ensure_warm_then_other_gates(stack: Stack) -> None:
+    async def run() -> tuple[client.Ensured, client.Ensured]:
+        warm = await client.aensure_browser_stack(stack.base_url, needs="cdp", timeout=30)
+        more = await client.aensure_browser_stack(stack.base_url, needs="mcp,vnc", timeout=60)
+        return warm, more
+
+    warm, more = asyncio.run(run())
+    assert warm.cold is False
+    # (the cdp ensure before started the whole stack; mcp and vnc may be ready already)
+    assert more["ready"] is True
+    assert more.endpoints["mcp"].endswith("/sse")
+    assert set(more["needs"]) == {"mcp", "vnc"}
+
+
+def test_readiness_timeout_is_a_clear_exception(stack: Stack) -> None:
+    status, out = call(stack, "POST", "/v1/browser-stack/stop")
+    assert status == 200, out
+    with pytest.raises(client.ReadinessTimeout) as caught:
+        client.ensure_browser_stack(stack.base_url, needs=["vnc"], timeout=0.001)
+    assert caught.value.status == 504
+    assert caught.value.pending_gates == ["vnc"]
+    # the start goes on: a second call with time to wait gets it
+    ready = client.ensure_browser_stack(stack.base_url, needs=["vnc"], timeout=60)
+    assert ready["ready"] is True
+
+
+def test_unreachable_sync_and_async() -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(client.Unreachable, match="no answer from browser-stack at"):
+        client.ensure_browser_stack(url, timeout=5)
+    with pytest.raises(client.Unreachable, match="no answer from browser-stack at"):
+        asyncio.run(client.aensure_browser_stack(url, timeout=5))
+    done = subprocess.run(
+        [sys.executable, "-m", "browser_stack.client", "healthz", "--url", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("browser-stack healthz: no answer")

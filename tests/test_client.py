@@ -1,0 +1,217 @@
+"""browser_stack.client against a hand-written fake sidecar: every error code maps
+to its exception, sync and async alike, and the requests carry what they should.
+The client against the real sidecar is in tests/e2e/test_client_e2e.py."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from browser_stack import client
+
+pytestmark = pytest.mark.unit
+
+
+class FakeSidecar:
+    def __init__(self) -> None:
+        self.status = 200
+        self.body: bytes = b"{}"
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                fake.requests.append(
+                    (self.command, self.path, dict(self.headers), self.rfile.read(n))
+                )
+                self.send_response(fake.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(fake.body)))
+                self.end_headers()
+                self.wfile.write(fake.body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def answer(self, status: int, payload: Any) -> None:
+        self.status = status
+        self.body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeSidecar]:
+    fake = FakeSidecar()
+    thread = threading.Thread(target=fake.server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+@pytest.fixture
+def fake(server: FakeSidecar, monkeypatch: pytest.MonkeyPatch) -> FakeSidecar:
+    monkeypatch.delenv("BROWSER_STACK_TOKEN", raising=False)
+    server.requests.clear()
+    server.answer(200, {"ready": True, "cold": True, "elapsed_ms": 5.5, "endpoints": {}})
+    return server
+
+
+def ensure_both(fake: FakeSidecar, **kwargs: Any) -> list[BaseException | client.Ensured]:
+    """Call the sync and the async ensure with the same arguments."""
+    import asyncio
+
+    out: list[BaseException | client.Ensured] = []
+    for fn in (
+        lambda: client.ensure_browser_stack(fake.url, **kwargs),
+        lambda: asyncio.run(client.aensure_browser_stack(fake.url, **kwargs)),
+    ):
+        try:
+            out.append(fn())
+        except client.BrowserStackClientError as exc:
+            out.append(exc)
+    return out
+
+
+ERRORS = [
+    (400, "bad_request", client.BadRequest),
+    (401, "unauthorized", client.Unauthorized),
+    (409, "stopped", client.StackStopped),
+    (502, "program_failed", client.ProgramFailed),
+    (502, "port_in_use", client.ProgramFailed),
+    (502, "supervisor_error", client.ProgramFailed),
+    (503, "supervisor_unavailable", client.SupervisorUnavailable),
+    (504, "readiness_timeout", client.ReadinessTimeout),
+    (404, "not_found", client.ClientError),
+    (500, "something_new", client.ClientError),
+]
+
+
+@pytest.mark.parametrize(("status", "code", "cls"), ERRORS)
+def test_each_error_code_is_its_exception(
+    fake: FakeSidecar, status: int, code: str, cls: type[client.ClientError]
+) -> None:
+    fake.answer(status, {"error": code, "message": "why it failed"})
+    for exc in ensure_both(fake, needs=["cdp"]):
+        assert type(exc) is cls
+        assert isinstance(exc, client.ClientError)
+        assert (exc.status, exc.code, exc.message) == (status, code, "why it failed")
+        assert str(exc) == f"browser-stack answered {status} {code}: why it failed"
+
+
+def test_program_failed_names_program_and_last_stderr_line(fake: FakeSidecar) -> None:
+    fake.answer(
+        502,
+        {
+            "error": "program_failed",
+            "message": "browser could not start",
+            "program": "browser",
+            "state": "FATAL",
+            "stderr_tail": "line 1\nMissing X server or $DISPLAY\n\n",
+        },
+    )
+    for exc in ensure_both(fake):
+        assert isinstance(exc, client.ProgramFailed)
+        assert (exc.program, exc.state) == ("browser", "FATAL")
+        assert str(exc).endswith("(last stderr line: Missing X server or $DISPLAY)")
+
+
+def test_readiness_timeout_lists_pending_gates(fake: FakeSidecar) -> None:
+    fake.answer(504, {"error": "readiness_timeout", "message": "m", "pending_gates": ["vnc"]})
+    for exc in ensure_both(fake):
+        assert isinstance(exc, client.ReadinessTimeout)
+        assert exc.pending_gates == ["vnc"]
+
+
+@pytest.mark.parametrize("body", [b"<html>bad gateway</html>", b"[1, 2]", b""])
+def test_error_without_json_object_is_still_a_client_error(fake: FakeSidecar, body: bytes) -> None:
+    fake.answer(502, body)
+    for exc in ensure_both(fake):
+        assert type(exc) is client.ClientError
+        assert exc.code == "http_error"
+        assert exc.status == 502
+
+
+def test_request_body_and_answer(fake: FakeSidecar) -> None:
+    results = ensure_both(fake, needs="cdp, mcp", timeout=12)
+    for got in results:
+        assert isinstance(got, client.Ensured)
+        assert got.cold is True and got.elapsed_ms == 5.5 and got.endpoints == {}
+        assert got["ready"] is True  # still the sidecar's dict
+    for method, path, headers, body in fake.requests:
+        assert (method, path) == ("POST", "/v1/browser-stack/ensure")
+        assert json.loads(body) == {"needs": ["cdp", "mcp"], "timeout_s": 12}
+        assert headers["Content-Type"] == "application/json"
+        assert "Authorization" not in headers
+
+
+def test_default_needs_are_left_to_the_sidecar(fake: FakeSidecar) -> None:
+    ensure_both(fake)
+    assert [json.loads(r[3]) for r in fake.requests] == [{"timeout_s": 30.0}] * 2
+
+
+def test_token_from_argument_or_environment(
+    fake: FakeSidecar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ensure_both(fake, token="arg-token")
+    monkeypatch.setenv("BROWSER_STACK_TOKEN", "env-token")
+    ensure_both(fake)
+    auths = [r[2].get("Authorization") for r in fake.requests]
+    assert auths == ["Bearer arg-token"] * 2 + ["Bearer env-token"] * 2
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), True])
+def test_bad_timeout_is_a_value_error_before_any_request(fake: FakeSidecar, timeout: float) -> None:
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        client.ensure_browser_stack(fake.url, timeout=timeout)
+    assert fake.requests == []
+
+
+def test_async_uses_a_given_session(fake: FakeSidecar) -> None:
+    import asyncio
+
+    import aiohttp
+
+    async def run() -> client.Ensured:
+        async with aiohttp.ClientSession() as session:
+            out = await client.aensure_browser_stack(fake.url, session=session)
+            assert not session.closed  # the caller's session stays open
+            return out
+
+    assert asyncio.run(run())["ready"] is True
+
+
+@pytest.mark.parametrize(
+    ("env", "url"),
+    [
+        ({}, "http://127.0.0.1:8110"),
+        ({"BROWSER_STACK_URL": "http://x:1/"}, "http://x:1"),
+        ({"BROWSER_STACK_LISTEN": "127.0.0.1:9000"}, "http://127.0.0.1:9000"),
+        ({"BROWSER_STACK_LISTEN": "0.0.0.0:9000"}, "http://127.0.0.1:9000"),
+        ({"BROWSER_STACK_LISTEN": "[::1]:9000"}, "http://[::1]:9000"),
+        ({"BROWSER_STACK_LISTEN": "unix:/run/bs.sock"}, "http://127.0.0.1:8110"),
+    ],
+)
+def test_healthcheck_url(env: dict[str, str], url: str) -> None:
+    assert client.healthcheck_url(env) == url
+
+
+def test_healthz_main(fake: FakeSidecar, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.answer(200, {"ok": True, "supervisor": {"reachable": False}})
+    assert client.main(["healthz", "--url", fake.url]) == 0
+    assert fake.requests[-1][:2] == ("GET", "/healthz")
+    fake.answer(200, {"ok": False})
+    assert client.main(["healthz", "--url", fake.url]) == 1
+    fake.answer(503, {"error": "x", "message": "y"})
+    assert client.main(["healthz", "--url", fake.url]) == 1
+    assert "browser-stack answered 503 x: y" in capsys.readouterr().err
