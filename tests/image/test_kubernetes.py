@@ -1,0 +1,98 @@
+"""deploy/kubernetes/aio-sandbox-pod.yaml: valid against Kubernetes' own schemas
+(kubernetes-validate, strict: no unknown fields), and what it promises: the opt-in
+env, probes that cannot wake the stack, memory requests for the lazy idle state."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFEST = REPO / "deploy" / "kubernetes" / "aio-sandbox-pod.yaml"
+NGINX = REPO / "deploy" / "nginx" / "browser-stack.conf"
+# the oldest still-common minor and the newest the validator ships
+VERSIONS = ("1.29.0", "latest")
+UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+
+
+def required(module: str) -> ModuleType:
+    """A dev extra (kubernetes-validate brings PyYAML): skip without it, fail in CI."""
+    try:
+        return __import__(module)
+    except ImportError:
+        reason = f"{module} not installed (PyPI kubernetes-validate, a dev extra)"
+        if os.environ.get("BROWSER_STACK_E2E_REQUIRED") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+def mib(quantity: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
+    return int(number) * UNITS[unit] / 2**20
+
+
+@pytest.fixture(scope="module")
+def pod() -> dict[str, Any]:
+    yaml = required("yaml")
+    [doc] = list(yaml.safe_load_all(MANIFEST.read_text()))
+    assert isinstance(doc, dict)
+    return doc
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_schema_valid_strict(pod: dict[str, Any], version: str) -> None:
+    kubernetes_validate = required("kubernetes_validate")
+    if version == "latest":
+        version = kubernetes_validate.latest_version()
+    kubernetes_validate.validate(pod, version, strict=True)
+
+
+def test_schema_check_really_rejects(pod: dict[str, Any]) -> None:
+    import copy
+
+    kubernetes_validate = required("kubernetes_validate")
+
+    bad = copy.deepcopy(pod)
+    bad["spec"]["containers"][0]["env"][0]["valu"] = "typo"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_opt_in_env(pod: dict[str, Any]) -> None:
+    [container] = pod["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["DISABLE_BROWSER_STACK"] == "true"  # a string, as env values must be
+
+
+def test_probes_only_ask_healthz_through_the_gateway(pod: dict[str, Any]) -> None:
+    [container] = pod["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"] == 8080
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = container[kind]
+        assert set(probe) - {"periodSeconds", "timeoutSeconds", "failureThreshold"} == {
+            "httpGet"
+        }, kind
+        assert probe["httpGet"] == {"path": "/browser-stack/healthz", "port": "http"}, kind
+    # ... which the shipped gateway snippet sends to the sidecar's /healthz (the prefix
+    # is stripped), the one endpoint that never wakes the stack
+    assert re.search(
+        r"location /browser-stack/ \{\s*proxy_pass http://127\.0\.0\.1:8110/;", NGINX.read_text()
+    )
+
+
+def test_memory_sized_for_the_lazy_idle_state(pod: dict[str, Any]) -> None:
+    [container] = pod["spec"]["containers"]
+    resources = container["resources"]
+    request = mib(resources["requests"]["memory"])
+    limit = mib(resources["limits"]["memory"])
+    # idle: ~143-178 MiB (image, stack stopped) + the sidecar; awake: + the five (~550 MiB PSS)
+    assert 200 <= request <= 320, request
+    assert limit >= 178 + 45 + 550 + 256, limit
