@@ -18,6 +18,7 @@ from browser_stack.errors import ConfigError
 DEFAULT_SUPERVISOR_URL = "unix:///var/run/supervisor.sock"
 DEFAULT_LISTEN = "127.0.0.1:8110"
 MAX_TIMEOUT_S = 600.0
+MAX_IDLE_S = 7 * 24 * 3600.0
 _DISPLAY_RE = re.compile(r"^(?P<host>[^:]*):(?P<number>\d+)(?:\.(?P<screen>\d+))?$")
 
 
@@ -70,6 +71,8 @@ class Settings:
     probe_interval_s: float = 0.005
     state_interval_s: float = 0.05
     xprop: str = ""
+    idle_timeout_s: float = 0.0
+    idle_min_uptime_s: float = 60.0
     log_format: str = "text"
     log_level: str = "INFO"
 
@@ -121,6 +124,14 @@ class Settings:
                 "BROWSER_STACK_PROBE_INTERVAL", text("BROWSER_STACK_PROBE_INTERVAL", "0.005")
             ),
             xprop=text("BROWSER_STACK_XPROP", ""),
+            idle_timeout_s=parse_seconds(
+                "BROWSER_STACK_IDLE_TIMEOUT", text("BROWSER_STACK_IDLE_TIMEOUT", "0"), zero_ok=True
+            ),
+            idle_min_uptime_s=parse_seconds(
+                "BROWSER_STACK_IDLE_MIN_UPTIME",
+                text("BROWSER_STACK_IDLE_MIN_UPTIME", "60"),
+                zero_ok=True,
+            ),
             log_format=text("BROWSER_STACK_LOG_FORMAT", "text").lower(),
             log_level=text("BROWSER_STACK_LOG_LEVEL", "INFO").upper(),
         )
@@ -174,13 +185,16 @@ def parse_port(name: str, value: str) -> int:
     return port
 
 
-def parse_seconds(name: str, value: str) -> float:
+def parse_seconds(name: str, value: str, *, zero_ok: bool = False, limit: float = 0) -> float:
+    limit = limit or (MAX_IDLE_S if zero_ok else MAX_TIMEOUT_S)
     try:
         seconds = float(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a number of seconds") from None
-    if not 0 < seconds <= MAX_TIMEOUT_S:
-        raise ConfigError(f"{name}={value!r} must be more than 0 and at most {MAX_TIMEOUT_S:g}")
+    low_ok = seconds >= 0 if zero_ok else seconds > 0
+    if not low_ok or not seconds <= limit:
+        low = "0 or more" if zero_ok else "more than 0"
+        raise ConfigError(f"{name}={value!r} must be {low} and at most {limit:g}")
     return seconds
 
 

@@ -202,6 +202,8 @@ class Controller:
         self._run: _Run | None = None
         self._stopping: asyncio.Task[StopResult] | None = None
         self.start_calls: dict[Program, int] = dict.fromkeys(PROGRAMS, 0)
+        # When an ensure last came or went: activity for the idle stop.
+        self.last_ensure = 0.0
 
     # -- reading -------------------------------------------------------------
 
@@ -266,12 +268,14 @@ class Controller:
         came first), ReadinessTimeout (deadline passed; the start goes on) and
         SupervisorUnavailable.
         """
-        began = self._clock()
+        began = self.last_ensure = self._clock()
         try:
             result = await self._ensure(gates, timeout_s, began)
         except BrowserStackError as error:
             self._observer.ensure_done(error.code, self._clock() - began)
             raise
+        finally:
+            self.last_ensure = self._clock()
         self._observer.ensure_done("cold" if result.cold else "warm", self._clock() - began)
         if result.joined:
             self._observer.ensure_joined()

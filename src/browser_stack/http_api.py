@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -21,8 +22,9 @@ from browser_stack.errors import (
     SupervisorUnavailable,
     Unauthorized,
 )
+from browser_stack.idle import IdleMonitor, IdlePolicy, public_ports
 from browser_stack.metrics import CONTENT_TYPE, Metrics
-from browser_stack.openapi import MAX_ENSURE_TIMEOUT_S, PREFIX, spec
+from browser_stack.openapi import MAX_ENSURE_TIMEOUT_S, MAX_LEASE_S, PREFIX, spec
 from browser_stack.ports import holder_of
 from browser_stack.probes import build_probes
 from browser_stack.stack import (
@@ -44,6 +46,7 @@ ENSURE_FIELDS = frozenset({"needs", "timeout_s"})
 
 CONTROLLER = web.AppKey("controller", Controller)
 METRICS = web.AppKey("metrics", Metrics)
+IDLE = web.AppKey("idle", IdleMonitor)
 SETTINGS = web.AppKey("settings", Settings)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -195,6 +198,9 @@ async def status(request: web.Request) -> web.Response:
         "programs": {str(p): s.to_dict() for p, s in programs.items()},
         "endpoints": controller.endpoints(snapshot),
     }
+    idle = request.app.get(IDLE)
+    if idle is not None:
+        payload["idle"] = idle.describe()
     if with_memory:
         sample = await _memory_report(request, "")
         payload["memory"] = sample["programs"]
@@ -264,6 +270,23 @@ async def stop(request: web.Request) -> web.Response:
     )
 
 
+async def lease(request: web.Request) -> web.Response:
+    """Hold the stack up for ttl_s without a connection (no start: ensure starts)."""
+    _authorize(request)
+    body = await _read_object(request)
+    unknown = sorted(set(body) - {"ttl_s"})
+    if unknown:
+        raise BadRequest(f"unknown field(s) {', '.join(unknown)}; allowed: ttl_s", fields=unknown)
+    ttl = body.get("ttl_s")
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise BadRequest("ttl_s must be a number of seconds")
+    if not 0 < ttl <= MAX_LEASE_S:
+        raise BadRequest(f"ttl_s must be more than 0 and at most {MAX_LEASE_S:g}")
+    idle = request.app[IDLE]
+    held = idle.lease(float(ttl))
+    return _json({"held_s": round(held, 1), "idle_stop": idle.policy.enabled})
+
+
 async def openapi(request: web.Request) -> web.Response:
     return _json(spec())
 
@@ -277,7 +300,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def create_app(
-    settings: Settings, controller: Controller | None = None, metrics: Metrics | None = None
+    settings: Settings,
+    controller: Controller | None = None,
+    metrics: Metrics | None = None,
+    idle: IdleMonitor | None = None,
 ) -> web.Application:
     """The aiohttp application. With no controller, real adapters are wired in
     for the app's lifetime (the composition root)."""
@@ -286,13 +312,18 @@ def create_app(
     app[METRICS] = metrics or Metrics()
     if controller is not None:
         app[CONTROLLER] = controller
+        app[IDLE] = idle or IdleMonitor(
+            controller, IdlePolicy(settings.idle_timeout_s, settings.idle_min_uptime_s), {}
+        )
     else:
         app.cleanup_ctx.append(_real_parts)
+    app.cleanup_ctx.append(_idle_task)
     app.router.add_post(f"{PREFIX}/ensure", ensure)
     app.router.add_get(f"{PREFIX}/status", status)
     app.router.add_get(f"{PREFIX}/gate/{{gate}}", gate)
     app.router.add_get(f"{PREFIX}/programs/{{name}}", program_status)
     app.router.add_post(f"{PREFIX}/stop", stop)
+    app.router.add_post(f"{PREFIX}/lease", lease)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
     app.router.add_get(f"{PREFIX}/memory", memory_sample)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -309,7 +340,7 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
         stop_timeout_s=settings.stop_timeout_s,
     )
     session = aiohttp.ClientSession()
-    app[CONTROLLER] = Controller(
+    controller = Controller(
         supervisor,
         build_probes(settings, session),
         settings,
@@ -317,6 +348,23 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
         port_holder=holder_of,
         observer=app[METRICS],
     )
+    app[CONTROLLER] = controller
+    app[IDLE] = IdleMonitor(
+        controller,
+        IdlePolicy(settings.idle_timeout_s, settings.idle_min_uptime_s),
+        public_ports(settings),
+    )
     yield
     await session.close()
     await supervisor.close()
+
+
+async def _idle_task(app: web.Application) -> AsyncIterator[None]:
+    """The idle monitor runs for the app's lifetime when idle stop is on."""
+    idle = app[IDLE]
+    task = asyncio.create_task(idle.run()) if idle.policy.enabled else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

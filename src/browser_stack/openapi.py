@@ -9,6 +9,7 @@ from browser_stack.stack import GATES, PROGRAMS
 
 PREFIX = "/v1/browser-stack"
 MAX_ENSURE_TIMEOUT_S = 300
+MAX_LEASE_S = 24 * 3600
 
 _ERROR = {
     "type": "object",
@@ -162,6 +163,83 @@ def spec() -> dict[str, Any]:
                             },
                         ),
                         **_errors(400, 401, 413, 503),
+                    },
+                }
+            },
+            f"{PREFIX}/lease": {
+                "post": {
+                    "summary": "Hold the stack up for ttl_s without a connection",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["ttl_s"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "ttl_s": {
+                                            "type": "number",
+                                            "exclusiveMinimum": True,
+                                            "minimum": 0,
+                                            "maximum": MAX_LEASE_S,
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            "held",
+                            {
+                                "type": "object",
+                                "required": ["held_s", "idle_stop"],
+                                "properties": {
+                                    "held_s": {"type": "number"},
+                                    "idle_stop": {"type": "boolean"},
+                                },
+                            },
+                        ),
+                        **_errors(400, 401, 413),
+                    },
+                }
+            },
+            f"{PREFIX}/memory": {
+                "get": {
+                    "summary": "Memory per program, the sidecar's and the cgroup's",
+                    "parameters": [
+                        {
+                            "name": "sample",
+                            "in": "query",
+                            "schema": {"type": "string", "maxLength": 100},
+                        },
+                        {
+                            "name": "format",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": ["json", "markdown"]},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "a memory sample",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": [
+                                            "timestamp",
+                                            "programs",
+                                            "total",
+                                            "sidecar",
+                                            "cgroup",
+                                        ],
+                                    }
+                                },
+                                "text/markdown": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_errors(400, 503),
                     },
                 }
             },

@@ -1,0 +1,230 @@
+"""Idle auto-stop: stop the stack when nobody has used it for a while.
+
+Activity is an ensure call, a lease, or an established connection to one of
+the stack's public ports from anything but the stack itself and this sidecar
+(mcp-server-browser keeps two CDP connections to Chromium for good once used,
+websocat holds one to Xvnc per viewer, and the sidecar's own probes come and
+go: none of those is a user). Never stop while a user connection is open;
+keep a minimum time up after a start so the stack does not flap.
+
+`IdlePolicy.decide` is pure (a clock value in, a decision out); `IdleMonitor`
+gathers the facts and acts on the decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from browser_stack.memory import process_tree
+from browser_stack.states import ALIVE_STATES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the monitor saw at one moment."""
+
+    now: float
+    stack_up: bool
+    # Seconds since the most recent start among the running programs.
+    youngest_uptime_s: float
+    # Open user connections per public port name ("cdp", "mcp", "vnc", "vnc_ws").
+    connections: Mapping[str, int]
+    last_ensure: float
+    lease_until: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    stop: bool
+    idle_for_s: float
+    stops_in_s: float | None
+    held_by: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
+class IdlePolicy:
+    timeout_s: float
+    min_uptime_s: float
+    # The last moment something used the stack (connection seen, ensure, lease end).
+    last_activity: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.timeout_s > 0
+
+    def decide(self, facts: Facts) -> Decision:
+        held_by = [
+            f"{name}: {count} connection{'s' if count != 1 else ''}"
+            for name, count in sorted(facts.connections.items())
+            if count
+        ]
+        if held_by:
+            # A connection open is activity for as long as it stays open.
+            self.last_activity = facts.now
+        self.last_activity = max(self.last_activity, facts.last_ensure)
+        if facts.lease_until > facts.now:
+            held_by.append(f"lease: {facts.lease_until - facts.now:.0f} s left")
+        self.last_activity = max(self.last_activity, min(facts.lease_until, facts.now))
+        idle_for = max(0.0, facts.now - self.last_activity)
+        if not self.enabled or not facts.stack_up:
+            return Decision(False, idle_for, None, held_by)
+        if held_by:
+            return Decision(False, idle_for, None, held_by)
+        until_timeout = self.timeout_s - idle_for
+        until_min_uptime = self.min_uptime_s - facts.youngest_uptime_s
+        stops_in = max(0.0, until_timeout, until_min_uptime)
+        if stops_in > 0:
+            if until_min_uptime > 0 and until_min_uptime >= until_timeout:
+                held_by.append(f"minimum uptime: {until_min_uptime:.0f} s left")
+            return Decision(False, idle_for, stops_in, held_by)
+        return Decision(True, idle_for, 0.0, [], reason=f"no activity for {idle_for:.0f} s")
+
+
+def user_connections(
+    ports: Mapping[str, int], own_pids: set[int], connections: Iterable[Any] | None = None
+) -> dict[str, int]:
+    """Established connections to `ports` whose client is not one of `own_pids`.
+
+    Both ends of a loopback connection appear in the kernel's table: the
+    client's end tells who connects. A client on another host has no local
+    end and always counts.
+    """
+    table = list(connections) if connections is not None else psutil.net_connections("tcp")
+    # (local ip, local port, remote ip, remote port, pid) of each established one.
+    established: list[tuple[str, int, str, int, int | None]] = [
+        (c.laddr[0], c.laddr[1], c.raddr[0], c.raddr[1], c.pid)
+        for c in table
+        if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.raddr
+    ]
+    owner = {(lip, lport): pid for lip, lport, _rip, _rport, pid in established}
+    by_port = {port: name for name, port in ports.items()}
+    counts: Counter[str] = Counter()
+    for _lip, lport, rip, rport, _pid in established:
+        name = by_port.get(lport)
+        if name is None:
+            continue  # not the server end of one of our ports
+        client = owner.get((rip, rport), -1)
+        if client in own_pids:
+            continue
+        counts[name] += 1
+    return {name: counts.get(name, 0) for name in ports}
+
+
+def stack_pids(main_pids: Iterable[int]) -> set[int]:
+    pids = {os.getpid()}
+    for pid in main_pids:
+        pids.update(p.pid for p in process_tree(pid))
+    return pids
+
+
+class IdleMonitor:
+    """Checks the facts every `interval_s` and stops the stack when idle."""
+
+    def __init__(
+        self,
+        controller: Any,
+        policy: IdlePolicy,
+        ports: Mapping[str, int],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        interval_s: float | None = None,
+        extra_connections: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
+        self._controller = controller
+        self.policy = policy
+        self._ports = dict(ports)
+        self._clock = clock
+        self._interval_s = interval_s or min(5.0, max(0.2, policy.timeout_s / 10))
+        self._extra_connections = extra_connections
+        self.lease_until = 0.0
+        self.last_decision: Decision | None = None
+        self.stops: list[str] = []
+        policy.last_activity = clock()  # a restarted sidecar starts the count anew
+
+    def lease(self, ttl_s: float) -> float:
+        """Hold the stack up for `ttl_s` from now; returns seconds held."""
+        self.lease_until = max(self.lease_until, self._clock() + ttl_s)
+        return self.lease_until - self._clock()
+
+    async def facts(self) -> Facts:
+        infos = await self._controller.process_infos()
+        alive = {p: i for p, i in infos.items() if i.state in ALIVE_STATES}
+        youngest = min((i.uptime_s for i in alive.values()), default=0)
+        connections: dict[str, int] = dict.fromkeys(self._ports, 0)
+        if alive:
+            pids = [i.pid for i in alive.values()]
+            connections = await asyncio.to_thread(
+                lambda: user_connections(self._ports, stack_pids(pids))
+            )
+        if self._extra_connections is not None:
+            for name, count in self._extra_connections().items():
+                connections[name] = connections.get(name, 0) + count
+        return Facts(
+            now=self._clock(),
+            stack_up=bool(alive),
+            youngest_uptime_s=float(youngest),
+            connections=connections,
+            last_ensure=self._controller.last_ensure,
+            lease_until=self.lease_until,
+        )
+
+    async def check(self) -> Decision:
+        decision = self.policy.decide(await self.facts())
+        if decision.stop:
+            # Look again just before acting: a client may have connected since.
+            decision = self.policy.decide(await self.facts())
+        self.last_decision = decision
+        if decision.stop and not self._controller.starting:
+            log.info(
+                "idle stop: %s (timeout %g s)",
+                decision.reason,
+                self.policy.timeout_s,
+                extra={"event": "idle_stop", "reason": decision.reason},
+            )
+            self.stops.append(decision.reason)
+            await self._controller.stop(reason="idle")
+        return decision
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # supervisord away: try again later
+                await self.check()
+            await asyncio.sleep(self._interval_s)
+
+    def describe(self) -> dict[str, Any]:
+        decision = self.last_decision
+        return {
+            "enabled": self.policy.enabled,
+            "timeout_s": self.policy.timeout_s,
+            "min_uptime_s": self.policy.min_uptime_s,
+            "idle_for_s": round(decision.idle_for_s, 1) if decision else 0.0,
+            "stops_in_s": (
+                round(decision.stops_in_s, 1)
+                if decision and decision.stops_in_s is not None
+                else None
+            ),
+            "held_by": decision.held_by if decision else [],
+            "idle_stops": len(self.stops),
+        }
+
+
+def public_ports(settings: Any) -> dict[str, int]:
+    return {
+        "cdp": settings.cdp_port,
+        "mcp": settings.mcp_port,
+        "vnc": settings.vnc_port,
+        "vnc_ws": settings.websocket_port,
+    }
