@@ -250,7 +250,7 @@ class _End(asyncio.Protocol):
         if not self.got_eof:
             self.got_eof = True
             if self.peer is not None:
-                pass
+                self.peer.send_eof()
                 if self.peer.got_eof:
                     self.conn.close()
             else:
