@@ -25,6 +25,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module", autouse=True)
 def stopped_before_and_after(stack: Stack) -> Iterator[None]:
+    # start from a stopped stack whatever an earlier module left
+    status, out = call(stack, "POST", "/v1/browser-stack/stop")
+    assert status == 200, out
     assert_all_stopped(stack)
     yield
     status, out = call(stack, "POST", "/v1/browser-stack/stop")

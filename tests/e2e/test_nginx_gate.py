@@ -33,6 +33,9 @@ pytestmark = pytest.mark.e2e
 def gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     if nginx_binary() is None or shutil.which("curl") is None:
         pytest.fail("nginx and curl are needed (scripts/install-deps.sh --dev)", pytrace=False)
+    # start from a stopped stack whatever an earlier module left
+    status, out = call(stack, "POST", "/v1/browser-stack/stop")
+    assert status == 200, out
     sidecar = stack.base_url.removeprefix("http://")
     with running_gateway(tmp_path_factory.mktemp("gateway"), Upstreams(sidecar=sidecar)) as gw:
         yield gw
