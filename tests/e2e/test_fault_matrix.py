@@ -80,7 +80,7 @@ class Sidecar:
         return out
 
 
-def start_sidecar(stack: Stack, listen: str | None = None) -> Sidecar:
+def start_sidecar(stack: Stack, listen: str | None = None, **extra_env: str) -> Sidecar:
     listen = listen or f"127.0.0.1:{_free_port()}"
     log = stack.root / f"sidecar-{listen.replace(':', '-')}.log"
     env = {
@@ -89,6 +89,7 @@ def start_sidecar(stack: Stack, listen: str | None = None) -> Sidecar:
         "BROWSER_STACK_LISTEN": listen,
         "BROWSER_STACK_READY_GRACE": str(READY_GRACE_S),
         "BROWSER_STACK_ENSURE_TIMEOUT": "60",
+        **extra_env,
     }
     with open(log, "ab") as out:
         process = subprocess.Popen(

@@ -1,0 +1,147 @@
+"""Idle auto-stop on the real stack, with a short timeout.
+
+A sidecar with BROWSER_STACK_IDLE_TIMEOUT=3 runs beside the stack's own (which
+has idle stop off) on the same supervisord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .conftest import Stack
+from .test_fault_matrix import Sidecar, kill_sidecar, start_sidecar, wait_for
+from .test_real_stack import assert_all_stopped
+
+pytestmark = pytest.mark.e2e
+
+IDLE_TIMEOUT_S = 3
+MIN_UPTIME_S = 1
+
+
+@pytest.fixture(scope="module")
+def idle_sidecar(stack: Stack) -> Iterator[Sidecar]:
+    running = start_sidecar(
+        stack,
+        BROWSER_STACK_IDLE_TIMEOUT=str(IDLE_TIMEOUT_S),
+        BROWSER_STACK_IDLE_MIN_UPTIME=str(MIN_UPTIME_S),
+    )
+    try:
+        yield running
+    finally:
+        kill_sidecar(running)
+        assert_all_stopped(stack)
+
+
+def all_stopped(sidecar: Sidecar) -> bool:
+    return all(p["state"] == "STOPPED" for p in sidecar.status()["programs"].values())
+
+
+def test_an_idle_stack_is_stopped(stack: Stack, idle_sidecar: Sidecar) -> None:
+    status, out = idle_sidecar.ensure()
+    assert status == 200, out
+    began = time.monotonic()
+    wait_for(lambda: all_stopped(idle_sidecar), timeout=30, what="the idle stop")
+    waited = time.monotonic() - began
+    assert waited >= IDLE_TIMEOUT_S - 0.5  # not before the timeout (coarse: no timing race)
+    idle = idle_sidecar.status()["idle"]
+    assert idle["enabled"] is True
+    assert idle["idle_stops"] >= 1
+    assert "idle stop: no activity" in idle_sidecar.log.read_text()
+    assert_all_stopped(stack)
+
+
+def test_an_open_cdp_connection_holds_the_stack_until_it_closes(
+    stack: Stack, idle_sidecar: Sidecar
+) -> None:
+    from playwright.async_api import async_playwright
+
+    status, out = idle_sidecar.ensure({"needs": ["cdp"]})
+    assert status == 200, out
+    cdp = out["endpoints"]["cdp"]
+
+    async def hold_then_close() -> list[str]:
+        async with async_playwright() as p:
+            browser = await p.chromium.connect_over_cdp(cdp)
+            # Well past the timeout with the connection open.
+            await asyncio.sleep(IDLE_TIMEOUT_S + 3)
+            idle = idle_sidecar.status()["idle"]
+            assert not all_stopped(idle_sidecar)
+            await browser.close()
+            return list(idle["held_by"])
+
+    held_by = asyncio.run(hold_then_close())
+    assert any(reason.startswith("cdp: ") for reason in held_by), held_by
+    wait_for(lambda: all_stopped(idle_sidecar), timeout=30, what="the stop after close")
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<html><body>profile test</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_cookies_and_local_storage_survive_an_idle_stop(
+    stack: Stack, idle_sidecar: Sidecar
+) -> None:
+    from playwright.async_api import async_playwright
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        status, out = idle_sidecar.ensure({"needs": ["cdp"]})
+        assert status == 200, out
+
+        async def write() -> None:
+            async with async_playwright() as p:
+                browser = await p.chromium.connect_over_cdp(out["endpoints"]["cdp"])
+                page = await browser.contexts[0].new_page()  # the persistent profile
+                await page.goto(origin)
+                await page.evaluate(
+                    """() => {
+                        document.cookie = "kept=cookie-value; max-age=86400; path=/";
+                        localStorage.setItem("kept", "storage-value");
+                    }"""
+                )
+                await page.close()
+                await browser.close()
+
+        asyncio.run(write())
+        wait_for(lambda: all_stopped(idle_sidecar), timeout=30, what="the idle stop")
+        assert not stack.chromium_processes()
+
+        status, out = idle_sidecar.ensure({"needs": ["cdp"]})
+        assert status == 200, out
+        assert out["cold"] is True
+
+        async def read() -> tuple[str, str]:
+            async with async_playwright() as p:
+                browser = await p.chromium.connect_over_cdp(out["endpoints"]["cdp"])
+                page = await browser.contexts[0].new_page()
+                await page.goto(origin)
+                cookie = await page.evaluate("() => document.cookie")
+                stored = await page.evaluate("() => localStorage.getItem('kept')")
+                await page.close()
+                await browser.close()
+                return str(cookie), str(stored)
+
+        cookie, stored = asyncio.run(read())
+        assert "kept=cookie-value" in cookie
+        assert stored == "storage-value"
+        wait_for(lambda: all_stopped(idle_sidecar), timeout=30, what="the idle stop")
+    finally:
+        server.shutdown()
+        server.server_close()
