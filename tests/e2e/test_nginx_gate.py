@@ -117,7 +117,7 @@ def test_warm_gate_cost(gateway: Gateway) -> None:
         return statistics.median(times)
 
     gated = median_ms(gateway.url + "/cdp/json/version")
-    direct = median_ms("http://127.0.0.1:9222/json/version")
+    direct = median_ms(f"http://127.0.0.1:{Upstreams(sidecar='').cdp}/json/version")
     print(f"warm /json/version: through gated nginx {gated:.1f} ms, direct {direct:.1f} ms")
     assert gated < 500
 

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,12 +43,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _env_port(name: str, default: int) -> int:
+    # The e2e stack's programs listen where the AIO variables say.
+    return int(os.environ.get(name) or default)
+
+
 @dataclass(frozen=True)
 class Upstreams:
     sidecar: str  # host:port of the sidecar
-    cdp: int = 9222
-    vnc_ws: int = 6080
-    mcp: int = 8100
+    cdp: int = field(default_factory=lambda: _env_port("BROWSER_REMOTE_DEBUGGING_PORT", 9222))
+    vnc_ws: int = field(default_factory=lambda: _env_port("WEBSOCKET_PROXY_PORT", 6080))
+    mcp: int = field(default_factory=lambda: _env_port("MCP_SERVER_BROWSER_PORT", 8100))
 
 
 @dataclass(frozen=True)
