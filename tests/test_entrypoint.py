@@ -374,3 +374,28 @@ def test_aio_without_command_is_a_usage_error(tmp_path: Path) -> None:
     result = run(tmp_path, ["--aio"])
     assert result.returncode == 2
     assert "usage: browser-stack-entrypoint --aio COMMAND" in result.stderr
+
+
+def test_program_ports_follow_the_public_ports_without_the_proxy(tmp_path: Path) -> None:
+    env = exported(run(tmp_path, BROWSER_REMOTE_DEBUGGING_PORT="9333"))
+    assert env["BROWSER_STACK_PROGRAM_CDP_PORT"] == "9333"
+    assert env["BROWSER_STACK_PROGRAM_MCP_PORT"] == "8100"
+    assert env["BROWSER_STACK_PROGRAM_VNC_PORT"] == "5900"
+    assert env["BROWSER_STACK_PROGRAM_WS_PORT"] == "6080"
+
+
+def test_program_ports_move_behind_the_activation_proxy(tmp_path: Path) -> None:
+    env = exported(
+        run(tmp_path, BROWSER_STACK_ACTIVATION="proxy", BROWSER_STACK_INTERNAL_MCP_PORT="28100")
+    )
+    assert env["BROWSER_STACK_PROGRAM_CDP_PORT"] == "19222"
+    assert env["BROWSER_STACK_PROGRAM_MCP_PORT"] == "28100"
+    assert env["BROWSER_STACK_PROGRAM_VNC_PORT"] == "15900"
+    assert env["BROWSER_STACK_PROGRAM_WS_PORT"] == "16080"
+    assert env["BROWSER_REMOTE_DEBUGGING_PORT"] == "9222"  # clients still use the public one
+
+
+def test_unknown_activation_mode_exits_2(tmp_path: Path) -> None:
+    result = run(tmp_path, BROWSER_STACK_ACTIVATION="socket")
+    assert result.returncode == 2
+    assert "BROWSER_STACK_ACTIVATION" in result.stderr

@@ -71,10 +71,41 @@ class Settings:
     probe_interval_s: float = 0.005
     state_interval_s: float = 0.05
     xprop: str = ""
+    # proxy: the sidecar listens on the public ports above and the programs on
+    # the internal ones (BROWSER_STACK_ACTIVATION, BROWSER_STACK_INTERNAL_*_PORT).
+    activation: str = "off"
+    proxy_host: str = "127.0.0.1"
+    internal_cdp_port: int = 19222
+    internal_mcp_port: int = 18100
+    internal_vnc_port: int = 15900
+    internal_websocket_port: int = 16080
     idle_timeout_s: float = 0.0
     idle_min_uptime_s: float = 60.0
     log_format: str = "text"
     log_level: str = "INFO"
+
+    @property
+    def public_ports(self) -> dict[str, int]:
+        """Where clients connect (the AIO variables), by route name."""
+        return {
+            "cdp": self.cdp_port,
+            "mcp": self.mcp_port,
+            "vnc": self.vnc_port,
+            "vnc_ws": self.websocket_port,
+        }
+
+    @property
+    def program_ports(self) -> dict[str, int]:
+        """Where the programs listen: the public ports, or with the activation
+        proxy in front of them, the internal ones."""
+        if self.activation != "proxy":
+            return self.public_ports
+        return {
+            "cdp": self.internal_cdp_port,
+            "mcp": self.internal_mcp_port,
+            "vnc": self.internal_vnc_port,
+            "vnc_ws": self.internal_websocket_port,
+        }
 
     @property
     def display_number(self) -> int:
@@ -124,6 +155,12 @@ class Settings:
                 "BROWSER_STACK_PROBE_INTERVAL", text("BROWSER_STACK_PROBE_INTERVAL", "0.005")
             ),
             xprop=text("BROWSER_STACK_XPROP", ""),
+            activation=text("BROWSER_STACK_ACTIVATION", "off").lower(),
+            proxy_host=text("BROWSER_STACK_PROXY_HOST", "127.0.0.1"),
+            internal_cdp_port=internal_port(env, "CDP", "BROWSER_REMOTE_DEBUGGING_PORT", 9222),
+            internal_mcp_port=internal_port(env, "MCP", "MCP_SERVER_BROWSER_PORT", 8100),
+            internal_vnc_port=internal_port(env, "VNC", "VNC_SERVER_PORT", 5900),
+            internal_websocket_port=internal_port(env, "WS", "WEBSOCKET_PROXY_PORT", 6080),
             idle_timeout_s=parse_seconds(
                 "BROWSER_STACK_IDLE_TIMEOUT", text("BROWSER_STACK_IDLE_TIMEOUT", "0"), zero_ok=True
             ),
@@ -153,17 +190,39 @@ class Settings:
             )
         if (self.supervisor_username is None) != (self.supervisor_password is None):
             raise ConfigError("set both SUPERVISOR_USERNAME and SUPERVISOR_PASSWORD, or neither")
+        if self.activation not in ("off", "proxy"):
+            raise ConfigError(f"BROWSER_STACK_ACTIVATION={self.activation!r} must be off or proxy")
         ports = {
             "VNC_SERVER_PORT": self.vnc_port,
             "BROWSER_REMOTE_DEBUGGING_PORT": self.cdp_port,
             "MCP_SERVER_BROWSER_PORT": self.mcp_port,
             "WEBSOCKET_PROXY_PORT": self.websocket_port,
         }
+        if self.activation == "proxy":
+            ports.update(
+                {
+                    "BROWSER_STACK_INTERNAL_CDP_PORT": self.internal_cdp_port,
+                    "BROWSER_STACK_INTERNAL_MCP_PORT": self.internal_mcp_port,
+                    "BROWSER_STACK_INTERNAL_VNC_PORT": self.internal_vnc_port,
+                    "BROWSER_STACK_INTERNAL_WS_PORT": self.internal_websocket_port,
+                }
+            )
         seen: dict[int, str] = {}
         for name, port in ports.items():
             if port in seen:
                 raise ConfigError(f"{name} and {seen[port]} are both {port}")
             seen[port] = name
+
+
+def internal_port(env: Mapping[str, str], kind: str, public_var: str, default: int) -> int:
+    """BROWSER_STACK_INTERNAL_<kind>_PORT, by default the public port + 10000
+    (the entrypoint computes the same for the programs' files)."""
+    name = f"BROWSER_STACK_INTERNAL_{kind}_PORT"
+    value = env.get(name, "").strip()
+    if value:
+        return parse_port(name, value)
+    public = parse_port(public_var, env.get(public_var, "").strip() or str(default))
+    return parse_port(name, str(public + 10000))
 
 
 def parse_display(value: str) -> int:

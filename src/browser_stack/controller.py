@@ -190,11 +190,12 @@ class Controller:
         self._observer: Observer = observer or NullObserver()
         # The port each program's probe waits on: held by anything else before
         # the spawn, the program cannot come up there.
+        ports = settings.program_ports
         self._ports = {
-            Program.TIGERVNC: settings.vnc_port,
-            Program.BROWSER: settings.cdp_port,
-            Program.MCP_SERVER_BROWSER: settings.mcp_port,
-            Program.WEBSOCAT: settings.websocket_port,
+            Program.TIGERVNC: ports["vnc"],
+            Program.BROWSER: ports["cdp"],
+            Program.MCP_SERVER_BROWSER: ports["mcp"],
+            Program.WEBSOCAT: ports["vnc_ws"],
         }
         self._max_attempts = max_attempts
         self._snapshots: Coalescer[Snapshot] = Coalescer(self._take_snapshot)
@@ -253,11 +254,20 @@ class Controller:
         host = s.public_host
         return {
             "cdp": f"http://{host}:{s.cdp_port}",
-            "cdp_ws": snapshot.probes[Program.BROWSER].data.get("cdp_ws", ""),
+            "cdp_ws": self._public_ws(snapshot.probes[Program.BROWSER].data.get("cdp_ws", "")),
             "mcp": f"http://{host}:{s.mcp_port}/sse",
             "vnc": f"{host}:{s.vnc_port}",
             "vnc_ws": f"ws://{host}:{s.websocket_port}",
         }
+
+    def _public_ws(self, url: str) -> str:
+        # Chromium names the port it was asked on; behind the activation proxy
+        # the probe asked the internal port, and clients must use the public one.
+        s = self._settings
+        if s.activation == "proxy" and url:
+            internal = f"127.0.0.1:{s.internal_cdp_port}/"
+            return url.replace(internal, f"{s.public_host}:{s.cdp_port}/", 1)
+        return url
 
     # -- ensure --------------------------------------------------------------
 

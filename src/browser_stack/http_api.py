@@ -22,11 +22,12 @@ from browser_stack.errors import (
     SupervisorUnavailable,
     Unauthorized,
 )
-from browser_stack.idle import IdleMonitor, IdlePolicy, public_ports
+from browser_stack.idle import IdleMonitor, IdlePolicy
 from browser_stack.metrics import CONTENT_TYPE, Metrics
 from browser_stack.openapi import MAX_ENSURE_TIMEOUT_S, MAX_LEASE_S, PREFIX, spec
 from browser_stack.ports import holder_of
 from browser_stack.probes import build_probes
+from browser_stack.proxy import ROUTE_GATES, ActivationProxy, Route
 from browser_stack.stack import (
     GATE_PROGRAMS,
     GATES,
@@ -47,6 +48,7 @@ ENSURE_FIELDS = frozenset({"needs", "timeout_s"})
 CONTROLLER = web.AppKey("controller", Controller)
 METRICS = web.AppKey("metrics", Metrics)
 IDLE = web.AppKey("idle", IdleMonitor)
+PROXY = web.AppKey("proxy", ActivationProxy)
 SETTINGS = web.AppKey("settings", Settings)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -101,7 +103,7 @@ def _authorize(request: web.Request) -> None:
 
 async def _read_object(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
-    if not raw.strip():
+    if not raw:  # no body at all; whitespace alone is not JSON
         return {}
     try:
         body = json.loads(raw)
@@ -201,6 +203,9 @@ async def status(request: web.Request) -> web.Response:
     idle = request.app.get(IDLE)
     if idle is not None:
         payload["idle"] = idle.describe()
+    proxy = request.app.get(PROXY)
+    if proxy is not None:
+        payload["proxy"] = {name: st.to_dict() for name, st in proxy.stats().items()}
     if with_memory:
         sample = await _memory_report(request, "")
         payload["memory"] = sample["programs"]
@@ -246,6 +251,9 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
         pids = {p: i.pid for p, i in snapshot.infos.items()}
         sample = await asyncio.to_thread(memory.report, pids, {}, "")
         metrics.update_programs(states, ready, sample["programs"])
+    proxy = request.app.get(PROXY)
+    if proxy is not None:
+        metrics.update_proxy({name: st.to_dict() for name, st in proxy.stats().items()})
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -349,14 +357,45 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
         observer=app[METRICS],
     )
     app[CONTROLLER] = controller
+    proxy = _activation_proxy(settings, controller) if settings.activation == "proxy" else None
     app[IDLE] = IdleMonitor(
         controller,
         IdlePolicy(settings.idle_timeout_s, settings.idle_min_uptime_s),
-        public_ports(settings),
+        # The programs' own ports: behind the proxy, its stats count the public
+        # side, and this catches clients that connect to the programs directly.
+        settings.program_ports,
+        extra_connections=(
+            (lambda: {n: s.open_connections for n, s in proxy.stats().items()}) if proxy else None
+        ),
     )
+    if proxy is not None:
+        await proxy.start()
+        app[PROXY] = proxy
     yield
+    if proxy is not None:
+        await proxy.close()
     await session.close()
     await supervisor.close()
+
+
+def _activation_proxy(settings: Settings, controller: Controller) -> ActivationProxy:
+    internal = settings.program_ports
+    routes = [
+        Route(
+            name=name,
+            listen_host=settings.proxy_host,
+            listen_port=port,
+            upstream_host="127.0.0.1",
+            upstream_port=internal[name],
+            gates=ROUTE_GATES[name],
+        )
+        for name, port in settings.public_ports.items()
+    ]
+
+    async def ensure(gates: frozenset[Gate]) -> object:
+        return await controller.ensure(gates, settings.ensure_timeout_s)
+
+    return ActivationProxy(routes, ensure, ensure_timeout_s=settings.ensure_timeout_s + 5)
 
 
 async def _idle_task(app: web.Application) -> AsyncIterator[None]:

@@ -219,12 +219,3 @@ class IdleMonitor:
             "held_by": decision.held_by if decision else [],
             "idle_stops": len(self.stops),
         }
-
-
-def public_ports(settings: Any) -> dict[str, int]:
-    return {
-        "cdp": settings.cdp_port,
-        "mcp": settings.mcp_port,
-        "vnc": settings.vnc_port,
-        "vnc_ws": settings.websocket_port,
-    }

@@ -73,6 +73,25 @@ class Metrics:
             registry=r,
         )
 
+        self.proxy_connections = Gauge(
+            "browser_stack_proxy_open_connections",
+            "Connections open through the activation proxy, per public port",
+            ["route"],
+            registry=r,
+        )
+        self.proxy_accepted = Gauge(
+            "browser_stack_proxy_accepted_connections",
+            "Connections accepted by the activation proxy since start",
+            ["route"],
+            registry=r,
+        )
+        self.proxy_bytes = Gauge(
+            "browser_stack_proxy_bytes",
+            "Bytes spliced by the activation proxy since start",
+            ["route", "direction"],
+            registry=r,
+        )
+
     # -- Observer ----------------------------------------------------------
 
     def ensure_done(self, outcome: str, seconds: float) -> None:
@@ -109,6 +128,13 @@ class Metrics:
                 self.program_processes.labels(name).set(tree["processes"])
                 for kind in ("uss", "pss", "rss"):
                     self.program_memory.labels(name, kind).set(tree[f"{kind}_bytes"])
+
+    def update_proxy(self, stats: Mapping[str, Mapping[str, Any]]) -> None:
+        for route, st in stats.items():
+            self.proxy_connections.labels(route).set(st["open_connections"])
+            self.proxy_accepted.labels(route).set(st["accepted"])
+            self.proxy_bytes.labels(route, "up").set(st["bytes_up"])
+            self.proxy_bytes.labels(route, "down").set(st["bytes_down"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -218,17 +218,18 @@ def all_of(*probes: Probe) -> Probe:
 
 def build_probes(settings: Settings, session: aiohttp.ClientSession) -> dict[Program, Probe]:
     host = "127.0.0.1"
+    ports = settings.program_ports
     return {
         # The X socket first: it is cheap to poll and answers with the RFB port.
         Program.TIGERVNC: all_of(
-            unix_accepts(settings.x11_socket), rfb_banner_once(host, settings.vnc_port)
+            unix_accepts(settings.x11_socket), rfb_banner_once(host, ports["vnc"])
         ),
         Program.OPENBOX: (
             wm_claimed_xprop(settings.xprop, settings.display)
             if settings.xprop
             else wm_claimed(settings.x11_socket)
         ),
-        Program.BROWSER: cdp_version(session, host, settings.cdp_port),
-        Program.MCP_SERVER_BROWSER: tcp_accepts(host, settings.mcp_port),
-        Program.WEBSOCAT: tcp_accepts(host, settings.websocket_port),
+        Program.BROWSER: cdp_version(session, host, ports["cdp"]),
+        Program.MCP_SERVER_BROWSER: tcp_accepts(host, ports["mcp"]),
+        Program.WEBSOCAT: tcp_accepts(host, ports["vnc_ws"]),
     }

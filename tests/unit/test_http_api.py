@@ -221,3 +221,12 @@ async def test_gate_for_auth_request_ensures_one_gate(
     down = await client.get("/v1/browser-stack/gate/cdp")
     assert down.status == 503
     assert down.headers["X-Browser-Stack-Error"] == "supervisor_unavailable"
+
+
+async def test_whitespace_body_is_not_json(
+    client: TestClient[object, object], sup: FakeSupervisor
+) -> None:
+    # Found by the schemathesis fuzz: "\t" was taken for an empty body.
+    response = await client.post(ENSURE, data=b"\t")
+    assert response.status == 400
+    assert sup.calls == []
