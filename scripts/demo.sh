@@ -58,6 +58,10 @@ cat <<EOF
 The browser stack is up. Try:
   curl -s $base/healthz
   curl -s $base/v1/browser-stack/status
+  curl -s '$base/v1/browser-stack/status?format=text'      # a table, with memory
+  curl -s '$base/v1/browser-stack/memory?format=markdown'
+  curl -s $base/metrics
+  BROWSER_STACK_URL=$base .venv/bin/browser-stack status
   curl -s -X POST $base/v1/browser-stack/stop
   curl -s -X POST $base/v1/browser-stack/ensure -H 'Content-Type: application/json' -d '{"needs": ["cdp"]}'
   curl -s http://127.0.0.1:9222/json/version          # CDP, once ensured
