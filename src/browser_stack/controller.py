@@ -213,11 +213,13 @@ class Controller:
         return await self._snapshots.get()
 
     async def _take_snapshot(self) -> Snapshot:
+        began = self._clock()
         infos_task = asyncio.ensure_future(self._supervisor.process_info())
         try:
             results = await asyncio.gather(*(self._probes[p]() for p in PROGRAMS))
         finally:
             infos = await infos_task
+        self._observer.round_done(self._clock() - began)
         return Snapshot(infos=infos, probes=dict(zip(PROGRAMS, results, strict=True)))
 
     async def status(self) -> tuple[Snapshot, dict[Program, ProgramStatus]]:

@@ -44,6 +44,15 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, *START_BUCKETS[2:]),
             registry=r,
         )
+        # Its count is the number of CDP /json/version requests made outside a
+        # start: one per round, however many ensure calls shared the round.
+        self.round_duration = Histogram(
+            "browser_stack_verification_round_seconds",
+            "Verification rounds (supervisord's state and every probe), shared by "
+            "concurrent ensure, status and metrics calls",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
         self.stops = Counter(
             "browser_stack_stops", "Stops of the stack by reason", ["reason"], registry=r
         )
@@ -100,6 +109,9 @@ class Metrics:
 
     def ensure_joined(self) -> None:
         self.ensure_joined_total.inc()
+
+    def round_done(self, seconds: float) -> None:
+        self.round_duration.observe(seconds)
 
     def start_begun(self) -> None:
         self.cold_starts.inc()

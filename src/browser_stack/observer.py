@@ -13,6 +13,9 @@ class Observer(Protocol):
     def ensure_joined(self) -> None:
         """A caller joined a start already in flight."""
 
+    def round_done(self, seconds: float) -> None:
+        """A verification round (supervisord's state and every probe) ended."""
+
     def start_begun(self) -> None: ...
 
     def program_ready(self, program: str, seconds: float) -> None: ...
@@ -28,6 +31,9 @@ class NullObserver:
         pass
 
     def ensure_joined(self) -> None:
+        pass
+
+    def round_done(self, seconds: float) -> None:
         pass
 
     def start_begun(self) -> None:
