@@ -27,7 +27,7 @@ fi
 #    the window-manager probe, curl for the demo; Node.js/npm and venv only when missing.
 packages=(chromium tigervnc-standalone-server openbox x11-utils curl ca-certificates)
 if [ "$dev" = 1 ]; then
-    packages+=(shellcheck nginx)  # nginx: the gateway tests run their own on free ports
+    packages+=(shellcheck nginx wrk)  # nginx: the gateway tests run their own on free ports; wrk: bench/run.py
 fi
 if ! command -v npm >/dev/null 2>&1; then
     packages+=(nodejs npm)
