@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from browser_stack.probes import (
+    _listening_inode_proc,
     cdp_version,
     listening_inode,
     rfb_banner,
@@ -59,6 +61,23 @@ async def test_rfb_banner_once_connects_once_per_listener() -> None:
         assert len(counter) == 1
     assert listening_inode(port) is None
     assert not (await probe()).ok
+
+
+def test_listening_inode_agrees_with_proc_net() -> None:
+    # The netlink answer and the /proc/net fallback name the same socket.
+    with socket.socket() as v4, socket.socket(socket.AF_INET6) as v6:
+        v4.bind(("127.0.0.1", 0))
+        v6.bind(("::1", 0))
+        for s in (v4, v6):
+            s.listen()
+            port = s.getsockname()[1]
+            assert (
+                listening_inode(port)
+                == _listening_inode_proc(port, "/proc/net")
+                == (os.fstat(s.fileno()).st_ino)
+            )
+        unused = v4.getsockname()[1]
+    assert listening_inode(unused) is None
 
 
 async def test_tcp_and_unix_probes(tmp_path: Path) -> None:
