@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
@@ -78,8 +79,18 @@ class Snapshot:
         # probe alone could be answered by a foreign process on the port.
         return self.state(program) in ALIVE_STATES and self.probes[program].ok
 
+    @cached_property
+    def _unready(self) -> frozenset[Program]:
+        return frozenset(p for p in PROGRAMS if not self.ready(p))
+
     def not_ready(self, programs: Iterable[Program]) -> list[Program]:
-        return [p for p in programs if not self.ready(p)]
+        return [p for p in programs if p in self._unready]
+
+    @cached_property
+    def statuses(self) -> dict[Program, ProgramStatus]:
+        """Each program's status, built once per round and shared, read-only, by
+        every answer the round serves."""
+        return program_statuses(self)
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,7 @@ class EnsureResult:
     cold: bool
     elapsed_ms: float
     started: list[Program]
+    # Shared by every result answered from the same round: read-only.
     programs: dict[Program, ProgramStatus]
     endpoints: dict[str, str]
     joined: bool = False
@@ -200,6 +212,8 @@ class Controller:
         self._max_attempts = max_attempts
         self._snapshots: Coalescer[Snapshot] = Coalescer(self._take_snapshot)
         self._infos: Coalescer[dict[Program, ProcessInfo]] = Coalescer(supervisor.process_info)
+        self._last_endpoints: tuple[Snapshot, dict[str, str]] | None = None
+        self._needed: dict[frozenset[Gate], frozenset[Program]] = {}
         self._run: _Run | None = None
         self._stopping: asyncio.Task[StopResult] | None = None
         self.start_calls: dict[Program, int] = dict.fromkeys(PROGRAMS, 0)
@@ -262,6 +276,13 @@ class Controller:
             "vnc_ws": f"ws://{host}:{s.websocket_port}",
         }
 
+    def _shared_endpoints(self, snapshot: Snapshot) -> dict[str, str]:
+        # Once per round, like Snapshot.statuses: a round serves many answers.
+        last = self._last_endpoints
+        if last is None or last[0] is not snapshot:
+            last = self._last_endpoints = (snapshot, self.endpoints(snapshot))
+        return last[1]
+
     def _public_ws(self, url: str) -> str:
         # Chromium names the port it was asked on; behind the activation proxy
         # the probe asked the internal port, and clients must use the public one.
@@ -294,7 +315,9 @@ class Controller:
         return result
 
     async def _ensure(self, gates: frozenset[Gate], timeout_s: float, began: float) -> EnsureResult:
-        needed = programs_for(gates)
+        needed = self._needed.get(gates)
+        if needed is None:
+            needed = self._needed[gates] = programs_for(gates)
         cold = False
         joined = False
         run: _Run | None = None
@@ -378,8 +401,8 @@ class Controller:
             cold=cold,
             elapsed_ms=round((self._clock() - began) * 1000, 2),
             started=list(run.started) if run is not None else [],
-            programs=program_statuses(snapshot),
-            endpoints=self.endpoints(snapshot),
+            programs=snapshot.statuses,
+            endpoints=self._shared_endpoints(snapshot),
             joined=joined,
         )
 

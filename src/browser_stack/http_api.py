@@ -148,6 +148,43 @@ def ensure_payload(result: EnsureResult) -> dict[str, Any]:
     }
 
 
+class RoundJson:
+    """The programs and endpoints of an ensure answer, as JSON, encoded once per
+    verification round: every answer from one round shares those two objects
+    (read-only), and a busy round serves dozens of callers."""
+
+    def __init__(self) -> None:
+        self._key: tuple[object, object] = (None, None)
+        self._text = ""
+
+    def tail(self, result: EnsureResult) -> str:
+        """`,"programs":{...},"endpoints":{...}}`, the end of the answer's object."""
+        programs, endpoints = self._key
+        if programs is not result.programs or endpoints is not result.endpoints:
+            # Holding the objects keeps their ids from being reused by others.
+            self._key = (result.programs, result.endpoints)
+            encoded = {str(p): s.to_dict() for p, s in result.programs.items()}
+            self._text = f',"programs":{_dumps(encoded)},"endpoints":{_dumps(result.endpoints)}}}'
+        return self._text
+
+
+ROUND_JSON = web.AppKey("round_json", RoundJson)
+
+
+def ensure_body(result: EnsureResult, shared: RoundJson) -> str:
+    """The JSON of ensure_payload(result), with the round's part encoded once."""
+    head = _dumps(
+        {
+            "ready": True,
+            "cold": result.cold,
+            "elapsed_ms": result.elapsed_ms,
+            "needs": sorted(result.gates),
+            "started": [str(p) for p in result.started],
+        }
+    )
+    return head[:-1] + shared.tail(result)
+
+
 async def ensure(request: web.Request) -> web.Response:
     _authorize(request)
     controller = request.app[CONTROLLER]
@@ -159,7 +196,8 @@ async def ensure(request: web.Request) -> web.Response:
         "X-Browser-Stack-Outcome": "cold" if result.cold else "warm",
         "X-Browser-Stack-Elapsed-Ms": f"{result.elapsed_ms:.2f}",
     }
-    return _json(ensure_payload(result), headers=headers)
+    body = ensure_body(result, request.app[ROUND_JSON])
+    return web.Response(text=body, content_type="application/json", headers=headers)
 
 
 async def gate(request: web.Request) -> web.Response:
@@ -318,6 +356,7 @@ def create_app(
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
+    app[ROUND_JSON] = RoundJson()
     if controller is not None:
         app[CONTROLLER] = controller
         app[IDLE] = idle or IdleMonitor(

@@ -7,8 +7,9 @@ from dataclasses import replace
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from browser_stack.http_api import create_app
-from browser_stack.stack import PROGRAMS, Program
+from browser_stack.http_api import RoundJson, _dumps, create_app, ensure_body, ensure_payload
+from browser_stack.stack import GATES, PROGRAMS, Gate, Program
+from browser_stack.states import ProcessState
 
 from .fakes import FAST, FakeSupervisor, make_controller
 
@@ -40,6 +41,23 @@ async def test_ensure_answers_the_contract(client: TestClient[object, object]) -
     assert set(body["endpoints"]) == {"cdp", "cdp_ws", "mcp", "vnc", "vnc_ws"}
     assert response.headers["X-Browser-Stack-Outcome"] == "cold"
     assert float(response.headers["X-Browser-Stack-Elapsed-Ms"]) >= 0
+
+
+async def test_ensure_body_is_the_payload_with_the_round_part_encoded_once(
+    sup: FakeSupervisor,
+) -> None:
+    controller, _ = make_controller(sup)
+    shared = RoundJson()
+    cold = await controller.ensure(frozenset(GATES), 5)
+    warm = [await controller.ensure(frozenset({Gate.CDP}), 5) for _ in range(2)]
+    for result in (cold, *warm):
+        assert ensure_body(result, shared) == _dumps(ensure_payload(result))
+    # A later round's answer is encoded afresh: a program died meanwhile.
+    sup.programs[Program.WEBSOCAT].state = ProcessState.EXITED
+    later = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert later.programs is not warm[-1].programs
+    assert ensure_body(later, shared) == _dumps(ensure_payload(later))
+    assert '"websocat":{"state":"EXITED"' in ensure_body(later, shared)
 
 
 async def test_empty_body_means_all_gates(client: TestClient[object, object]) -> None:
