@@ -9,6 +9,9 @@ Concurrency contract:
 - Every ensure that arrives while a start is running joins that start: one
   `startProcess` per program, whatever the number of callers.
 - A caller that goes away (timeout, disconnect) does not cancel the start.
+- What the callers' gates need is spawned first; the rest of the stack once
+  that is ready and the round the callers answer from has ended, so that it
+  does not take CPU from them.
 - A stop cancels a start in flight; its waiting callers get `StackStopped`
   (409). An ensure that arrives while a stop runs waits for the stop to end,
   then starts the stack again.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -158,10 +162,17 @@ class _Run:
     """One bring-up of the stack, shared by every ensure that joins it."""
 
     futures: dict[Program, asyncio.Future[None]]
+    # Set when a program may be spawned: at once for what the callers' gates
+    # need, for the rest once those are ready.
+    released: dict[Program, asyncio.Event] = field(default_factory=dict)
     started: list[Program] = field(default_factory=list)
     waiting_on: dict[Program, str] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     finished: asyncio.Future[None] | None = None
+
+    def release(self, programs: Iterable[Program]) -> None:
+        for program in programs:
+            self.released[program].set()
 
     def failure(self, programs: Iterable[Program]) -> BaseException | None:
         for program in programs:
@@ -210,10 +221,12 @@ class Controller:
             Program.WEBSOCAT: ports["vnc_ws"],
         }
         self._max_attempts = max_attempts
-        self._snapshots: Coalescer[Snapshot] = Coalescer(self._take_snapshot)
-        self._infos: Coalescer[dict[Program, ProcessInfo]] = Coalescer(supervisor.process_info)
+        self._snapshots: Coalescer[Snapshot] = Coalescer(self._take_snapshot, clock)
+        self._infos: Coalescer[dict[Program, ProcessInfo]] = Coalescer(
+            supervisor.process_info, clock
+        )
         self._last_endpoints: tuple[Snapshot, dict[str, str]] | None = None
-        self._needed: dict[frozenset[Gate], frozenset[Program]] = {}
+        self._needed: dict[frozenset[Gate], tuple[frozenset[Program], frozenset[Program]]] = {}
         self._run: _Run | None = None
         self._stopping: asyncio.Task[StopResult] | None = None
         self.start_calls: dict[Program, int] = dict.fromkeys(PROGRAMS, 0)
@@ -222,9 +235,12 @@ class Controller:
 
     # -- reading -------------------------------------------------------------
 
-    async def snapshot(self) -> Snapshot:
-        """A fresh snapshot: concurrent callers share one round, never an old one."""
-        return await self._snapshots.get()
+    async def snapshot(self, since: float | None = None) -> Snapshot:
+        """A fresh snapshot: concurrent callers share one round, never an old one.
+
+        Fresh means begun after this call, or with `since` (the controller's
+        clock), begun at or after it."""
+        return await self._snapshots.get(since)
 
     async def _take_snapshot(self) -> Snapshot:
         began = self._clock()
@@ -315,9 +331,7 @@ class Controller:
         return result
 
     async def _ensure(self, gates: frozenset[Gate], timeout_s: float, began: float) -> EnsureResult:
-        needed = self._needed.get(gates)
-        if needed is None:
-            needed = self._needed[gates] = programs_for(gates)
+        needed, first = self._needed.get(gates) or self._plan(gates)
         cold = False
         joined = False
         run: _Run | None = None
@@ -329,13 +343,13 @@ class Controller:
                             await asyncio.shield(self._stopping)
                         continue
                     if self._run is None:
-                        snapshot = await self.snapshot()
+                        snapshot = await self.snapshot(began)
                         if not snapshot.not_ready(PROGRAMS):
                             return self._result(gates, snapshot, cold, began, run, joined)
                         if self._stopping is not None:
                             continue
                         if self._run is None:
-                            self._run = self._begin(snapshot)
+                            self._run = self._begin(snapshot, first)
                         else:
                             joined = True
                         run = self._run
@@ -351,6 +365,8 @@ class Controller:
                             if run.finished is not None:
                                 await asyncio.wait([run.finished])
                             continue
+                    # A caller that joins a run may need what it has not released yet.
+                    run.release(first)
                     if any(not run.futures[p].done() for p in needed):
                         cold = True
                     await asyncio.wait([run.futures[p] for p in needed])
@@ -358,8 +374,8 @@ class Controller:
                     if error is not None:
                         raise error
                     # Readiness seen during the run may be stale by now: answer
-                    # only from a fresh round.
-                    snapshot = await self.snapshot()
+                    # only from a round that began after this call arrived.
+                    snapshot = await self.snapshot(began)
                     if not snapshot.not_ready(needed):
                         return self._result(gates, snapshot, cold, began, run, joined)
                     log.warning(
@@ -406,9 +422,26 @@ class Controller:
             joined=joined,
         )
 
-    def _begin(self, snapshot: Snapshot) -> _Run:
+    def _plan(self, gates: frozenset[Gate]) -> tuple[frozenset[Program], frozenset[Program]]:
+        """What `gates` need ready, and what must be spawned for that (their
+        spawn dependencies too); cached, there are seven gate sets."""
+        needed = programs_for(gates)
+        first = set(needed)
+        frontier = list(needed)
+        while frontier:
+            for dependency in SPAWN_AFTER[frontier.pop()]:
+                if dependency not in first:
+                    first.add(dependency)
+                    frontier.append(dependency)
+        plan = self._needed[gates] = (needed, frozenset(first))
+        return plan
+
+    def _begin(self, snapshot: Snapshot, first: frozenset[Program]) -> _Run:
         loop = asyncio.get_running_loop()
-        run = _Run(futures={p: loop.create_future() for p in PROGRAMS})
+        run = _Run(
+            futures={p: loop.create_future() for p in PROGRAMS},
+            released={p: asyncio.Event() for p in PROGRAMS},
+        )
         for future in run.futures.values():
             future.add_done_callback(_consume)
         for program in PROGRAMS:
@@ -416,10 +449,24 @@ class Controller:
                 run.futures[program].set_result(None)
             else:
                 run.tasks.append(asyncio.create_task(self._bring_up(run, program, snapshot)))
+        # What the caller's gates need goes first; the rest waits until those
+        # are ready, so that on a small machine it does not compete with them
+        # for CPU (mcp-server-browser's start costs as much as Chromium's).
+        run.release(first)
+        run.tasks.append(asyncio.create_task(self._release_rest(run, first)))
         run.finished = asyncio.ensure_future(self._finish(run))
         self._observer.start_begun()
         log.info("start begins: %s", ", ".join(p for p in PROGRAMS if not snapshot.ready(p)))
         return run
+
+    async def _release_rest(self, run: _Run, first: frozenset[Program]) -> None:
+        await asyncio.wait([run.futures[p] for p in first])
+        # The callers waiting for `first` answer from the round that starts now
+        # (it began after they arrived); spawning the rest during it would slow
+        # it down (supervisord forks them, their starts take the CPU).
+        with contextlib.suppress(Exception):
+            await self.snapshot(-math.inf)
+        run.release(PROGRAMS)
 
     async def _finish(self, run: _Run) -> None:
         began = self._clock()
@@ -439,6 +486,9 @@ class Controller:
     async def _bring_up(self, run: _Run, program: Program, snapshot: Snapshot) -> None:
         future = run.futures[program]
         try:
+            if not run.released[program].is_set():
+                run.waiting_on[program] = "deferred until the gates asked for are ready"
+                await run.released[program].wait()
             for dependency in SPAWN_AFTER[program]:
                 run.waiting_on[program] = f"waiting for {dependency}"
                 await asyncio.wait([run.futures[dependency]])

@@ -35,6 +35,31 @@ async def test_callers_arriving_during_a_round_get_the_next_round() -> None:
     assert coalescer.rounds == 2
 
 
+async def test_a_caller_may_join_a_round_that_began_after_its_since() -> None:
+    now = [10.0]
+    gate = asyncio.Event()
+    rounds: list[int] = []
+
+    async def work() -> int:
+        rounds.append(len(rounds) + 1)
+        number = len(rounds)
+        await gate.wait()
+        return number
+
+    coalescer = Coalescer(work, clock=lambda: now[0])
+    first = asyncio.ensure_future(coalescer.get())
+    await asyncio.sleep(0)
+    now[0] = 11.0
+    # Began at 10: news enough for a caller that arrived at 9.5, not at 10.5.
+    joins = asyncio.ensure_future(coalescer.get(since=9.5))
+    waits = asyncio.ensure_future(coalescer.get(since=10.5))
+    await asyncio.sleep(0)
+    gate.set()
+    assert await first == await joins == 1
+    assert await waits == 2
+    assert coalescer.rounds == 2
+
+
 async def test_a_cancelled_caller_does_not_cancel_the_round() -> None:
     async def work() -> str:
         await asyncio.sleep(0.02)

@@ -93,6 +93,35 @@ async def test_cdp_only_answers_before_the_rest_is_ready() -> None:
     assert sup.starts(Program.WEBSOCAT) == ["websocat"]
 
 
+async def test_what_the_gates_do_not_need_is_spawned_once_they_are_ready() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].ready_after_s = 0.05
+    controller, _ = make_controller(sup)
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.programs[Program.BROWSER].ready
+    starts = sup.starts()
+    # Chromium's start does not share the CPU with the programs CDP does not need.
+    assert starts[:2] == ["tigervnc", "browser"]
+    assert set(starts[2:]) <= {"mcp-server-browser", "openbox", "websocat"}
+    await controller.ensure(ALL, 5)
+    assert sorted(sup.starts()) == sorted(PROGRAMS)
+    assert sup.spawn_violations == []
+
+
+async def test_a_caller_joining_a_start_releases_what_its_gates_need() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].ready_after_s = 0.3
+    controller, _ = make_controller(sup)
+    cdp = asyncio.ensure_future(controller.ensure(frozenset({Gate.CDP}), 5))
+    await asyncio.sleep(0.05)
+    assert "websocat" not in sup.starts()
+    vnc = await controller.ensure(frozenset({Gate.VNC}), 5)
+    # VNC did not wait for the browser the first caller needs.
+    assert vnc.programs[Program.WEBSOCAT].ready
+    assert not vnc.programs[Program.BROWSER].ready
+    assert (await cdp).programs[Program.BROWSER].ready
+
+
 async def test_timeout_names_pending_gates_and_programs_and_start_goes_on() -> None:
     sup = FakeSupervisor()
     sup.programs[Program.BROWSER].ready_after_s = 0.2

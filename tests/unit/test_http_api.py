@@ -36,7 +36,8 @@ async def test_ensure_answers_the_contract(client: TestClient[object, object]) -
     assert body["ready"] is True
     assert body["cold"] is True
     assert isinstance(body["elapsed_ms"], float)
-    assert sorted(body["started"]) == sorted(PROGRAMS)
+    # What these gates need; the rest is spawned once they are ready.
+    assert {"tigervnc", "browser", "mcp-server-browser"} <= set(body["started"]) <= set(PROGRAMS)
     assert body["programs"]["browser"]["ready"] is True
     assert set(body["endpoints"]) == {"cdp", "cdp_ws", "mcp", "vnc", "vnc_ws"}
     assert response.headers["X-Browser-Stack-Outcome"] == "cold"
