@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import json
 import logging
@@ -410,6 +411,15 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
     if proxy is not None:
         await proxy.start()
         app[PROXY] = proxy
+    # What startup built (modules, the app and its adapters, some 40,000
+    # objects) lives as long as the process. Frozen, it is left out of the
+    # cyclic collector's full passes, which took 30-40 ms each under load: the
+    # p99 of warm ensures at 64 clients. A request's garbage is freed by
+    # reference counting; collecting the young generation every 700 container
+    # allocations (the default) cost 5% of the CPU at 64 clients, for nothing.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     yield
     if proxy is not None:
         await proxy.close()
