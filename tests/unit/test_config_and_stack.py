@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+import base64
 import xmlrpc.client
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +13,7 @@ from browser_stack.errors import (
     ConfigError,
     ProgramFailed,
     SupervisorError,
+    SupervisorUnavailable,
     UnknownProgram,
 )
 from browser_stack.stack import (
@@ -24,6 +28,7 @@ from browser_stack.stack import (
 from browser_stack.supervisor import (
     _START_FAULTS,
     _STOP_FAULTS,
+    XmlRpcSupervisor,
     _checked,
     _map_fault,
     loads_response,
@@ -170,3 +175,45 @@ def test_xmlrpc_fault_decodes_to_a_fault() -> None:
     with pytest.raises(xmlrpc.client.Fault) as caught:
         loads_response(payload)
     assert (caught.value.faultCode, caught.value.faultString) == (60, "ALREADY_STARTED: browser")
+
+
+async def _http_server(status: bytes, body: bytes, seen: list[bytes]) -> asyncio.Server:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        seen.append(head + await reader.readexactly(length))
+        writer.write(b"HTTP/1.0 " + status + b"\r\nContent-Type: text/xml\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_xmlrpc_over_http_sends_one_request_with_credentials() -> None:
+    seen: list[bytes] = []
+    answer = xmlrpc.client.dumps((1,), methodresponse=True).encode()
+    async with await _http_server(b"200 OK", answer, seen) as server:
+        port = server.sockets[0].getsockname()[1]
+        sup = XmlRpcSupervisor(f"http://127.0.0.1:{port}", "user", "secret")
+        assert await sup.call("supervisor.getAPIVersion") == 1
+    request = seen[0]
+    assert request.startswith(b"POST /RPC2 HTTP/1.0\r\n")
+    assert b"Authorization: Basic " + base64.b64encode(b"user:secret") in request
+    assert xmlrpc.client.loads(request.split(b"\r\n\r\n", 1)[1])[1] == "supervisor.getAPIVersion"
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(b"401 Unauthorized", SupervisorError), (b"500 Oops", SupervisorUnavailable)],
+)
+async def test_xmlrpc_http_errors(status: bytes, error: type[Exception]) -> None:
+    async with await _http_server(status, b"", []) as server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(error):
+            await XmlRpcSupervisor(f"http://127.0.0.1:{port}").call("supervisor.getState")
+
+
+async def test_xmlrpc_unreachable_is_supervisor_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(SupervisorUnavailable) as caught:
+        await XmlRpcSupervisor(f"unix://{tmp_path}/none.sock").call("supervisor.getState")
+    assert caught.value.fields["supervisor_url"] == f"unix://{tmp_path}/none.sock"
