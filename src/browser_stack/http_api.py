@@ -417,9 +417,11 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
     # p99 of warm ensures at 64 clients. A request's garbage is freed by
     # reference counting; collecting the young generation every 700 container
     # allocations (the default) cost 5% of the CPU at 64 clients, for nothing.
+    # 5,000 keeps what cyclic garbage there is (a transport per X11 check)
+    # under a megabyte: 10,000 let the sidecar grow 2 MiB in 10,000 requests.
     gc.collect()
     gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
+    gc.set_threshold(5_000, 10, 10)
     yield
     if proxy is not None:
         await proxy.close()
