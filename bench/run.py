@@ -42,6 +42,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -71,6 +72,7 @@ COLD_METHODS = ("ensure-all", "ensure-cdp", "crit-all", "crit-cdp", "hand")
 ENSURE = "/v1/browser-stack/ensure"
 PROBE_INTERVAL_S = 0.005
 SETTLE_S = 0.5  # after a stop: let the kernel free the ports and the X lock
+WARM_SETTLE_S = 10.0
 MIB = 1024 * 1024
 SIDECAR = "browser-stack"
 
@@ -414,21 +416,54 @@ def parse_wrk(text: str) -> dict[str, float]:
     }
 
 
-async def wrk(bench: Bench, path: str, connections: int, seconds: float, lua: Path | None) -> str:
+async def wrk(url: str, connections: int, seconds: float, lua: Path | None) -> dict[str, float]:
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "5s"]
     if lua is not None:
         args += ["-s", str(lua)]
     process = await asyncio.create_subprocess_exec(
-        *args, bench.base + path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *args, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     out, _ = await process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"wrk failed: {out.decode(errors='replace')}")
-    return out.decode()
+    return parse_wrk(out.decode())
 
 
 def _counter(metrics: dict[str, float], name: str) -> float:
     return metrics.get(name, 0.0)
+
+
+# A bare aiohttp handler on this machine, now: how fast the machine is running
+# during this section (this VM's speed drifts by up to 2x within minutes).
+BARE_APP = """\
+import sys
+from aiohttp import web
+async def ok(request):
+    return web.json_response({"ok": True})
+app = web.Application()
+app.router.add_get("/", ok)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+
+@contextlib.asynccontextmanager
+async def bare_app() -> Any:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", BARE_APP, str(port))
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            await asyncio.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        await process.wait()
 
 
 async def section_warm(
@@ -439,42 +474,57 @@ async def section_warm(
     lua = bench.root / "post_ensure.lua"
     lua.write_text(POST_LUA)
     await bench.ensure()
-    await wrk(bench, ENSURE, 16, 2, lua)  # warm-up, not counted
+    # Chromium keeps a core busy for a few seconds after it answers CDP.
+    await asyncio.sleep(WARM_SETTLE_S)
+    await wrk(bench.base + ENSURE, 16, 2, lua)  # warm-up, not counted
     raw: dict[str, list[dict[str, float]]] = {}
-    for repeat in range(repeats):
-        for c in clients:
-            # Alternate which goes first so neither always runs on a hotter machine.
-            pair = [("ensure", ENSURE, lua), ("healthz", "/healthz", None)]
-            for name, path, script in pair if (repeat + c) % 2 == 0 else pair[::-1]:
-                before = await bench.metrics()
-                figures = parse_wrk(await wrk(bench, path, c, seconds, script))
-                after = await bench.metrics()
-                rounds_key = "browser_stack_verification_round_seconds_count"
-                warm_key = 'browser_stack_ensure_requests_total{outcome="warm"}'
-                figures["rounds"] = _counter(after, rounds_key) - _counter(before, rounds_key)
-                figures["warm_answers"] = _counter(after, warm_key) - _counter(before, warm_key)
-                figures["other_answers"] = sum(
-                    v - before.get(k, 0.0)
-                    for k, v in after.items()
-                    if k.startswith("browser_stack_ensure_requests_total") and k != warm_key
-                )
-                raw.setdefault(f"{name} c={c}", []).append(figures)
-                print(
-                    f"  warm {name:7} c={c:<3} p50 {figures['p50_ms']:.2f} ms"
-                    f"  p99 {figures['p99_ms']:.2f} ms  {figures['rps']:.0f} req/s"
-                    f"  rounds {figures['rounds']:.0f}",
-                    flush=True,
-                )
-    results = {}
+    rounds_key = "browser_stack_verification_round_seconds_count"
+    warm_key = 'browser_stack_ensure_requests_total{outcome="warm"}'
+    async with bare_app() as bare_url:
+        for repeat in range(repeats):
+            for c in clients:
+                # Alternate which goes first so neither always runs on a hotter machine.
+                pair = [("ensure", ENSURE, lua), ("healthz", "/healthz", None)]
+                for name, path, script in pair if (repeat + c) % 2 == 0 else pair[::-1]:
+                    before = await bench.metrics()
+                    figures = await wrk(bench.base + path, c, seconds, script)
+                    after = await bench.metrics()
+                    figures["rounds"] = _counter(after, rounds_key) - _counter(before, rounds_key)
+                    figures["warm_answers"] = _counter(after, warm_key) - _counter(before, warm_key)
+                    figures["other_answers"] = sum(
+                        v - before.get(k, 0.0)
+                        for k, v in after.items()
+                        if k.startswith("browser_stack_ensure_requests_total") and k != warm_key
+                    )
+                    raw.setdefault(f"{name} c={c}", []).append(figures)
+                    print(
+                        f"  warm {name:7} c={c:<3} p50 {figures['p50_ms']:.2f} ms"
+                        f"  p99 {figures['p99_ms']:.2f} ms  {figures['rps']:.0f} req/s"
+                        f"  rounds {figures['rounds']:.0f}",
+                        flush=True,
+                    )
+            figures = await wrk(bare_url, 64, seconds, None)
+            raw.setdefault("bare aiohttp c=64", []).append(figures)
+            print(f"  bare aiohttp c=64 {figures['rps']:.0f} req/s", flush=True)
+    results: dict[str, dict[str, Any]] = {}
     for key, runs in raw.items():
-        # The median run by throughput stands for the configuration.
-        median_run = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
-        results[key] = {**median_run, "runs": len(runs)}
+        # Each figure's median over the repeats.
+        totals = ("rounds", "warm_answers", "other_answers")
+        results[key] = {
+            k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0] if k not in totals
+        }
+        results[key].update({k: sum(r[k] for r in runs) for k in totals if k in runs[0]})
+        results[key]["runs"] = len(runs)
     for c in clients:
-        e = results[f"ensure c={c}"]
+        e, ensure_runs = results[f"ensure c={c}"], raw[f"ensure c={c}"]
         e["ensure_per_round"] = round(e["warm_answers"] / e["rounds"], 1) if e["rounds"] else 0
-        e["cdp_requests_per_s"] = round(e["rounds"] / seconds, 1)
-        e["rps_vs_healthz"] = round(e["rps"] / results[f"healthz c={c}"]["rps"], 3)
+        e["cdp_requests_per_s"] = round(e["rounds"] / (seconds * len(ensure_runs)), 1)
+        # Each ensure run against the /healthz run next to it, then the median.
+        paired = [
+            a["rps"] / b["rps"] for a, b in zip(ensure_runs, raw[f"healthz c={c}"], strict=True)
+        ]
+        e["rps_vs_healthz"] = round(statistics.median(paired), 3)
+        e["rps_vs_healthz_runs"] = [round(x, 3) for x in paired]
     return {"seconds": seconds, "repeats": repeats, "results": results, "all_runs": raw}
 
 
@@ -735,7 +785,7 @@ def report_warm(r: dict[str, Any], clients: tuple[int, ...]) -> str:
                 f"{e['non_2xx'] + h['non_2xx']:.0f}",
             ]
         )
-    return table(
+    out = table(
         [
             "clients",
             "ensure p50 ms",
@@ -751,6 +801,13 @@ def report_warm(r: dict[str, Any], clients: tuple[int, ...]) -> str:
         ],
         rows,
     )
+    bare = r["results"].get("bare aiohttp c=64")
+    if bare:
+        out += (
+            f"\n\nA bare aiohttp handler (one JSON line, no I/O), same machine, same minutes: "
+            f"{bare['rps']:.0f} req/s at 64 clients, p99 {bare['p99_ms']:.1f} ms."
+        )
+    return out
 
 
 def report_memory(r: dict[str, Any]) -> str:
