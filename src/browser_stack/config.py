@@ -125,6 +125,8 @@ class Settings:
             value = env.get(name, "")
             return value or None
 
+        activation = text("BROWSER_STACK_ACTIVATION", "off").lower()
+        proxy = activation == "proxy"
         settings = cls(
             supervisor_url=parse_supervisor_url(
                 text("SUPERVISOR_SERVER_URL", DEFAULT_SUPERVISOR_URL)
@@ -155,12 +157,14 @@ class Settings:
                 "BROWSER_STACK_PROBE_INTERVAL", text("BROWSER_STACK_PROBE_INTERVAL", "0.005")
             ),
             xprop=text("BROWSER_STACK_XPROP", ""),
-            activation=text("BROWSER_STACK_ACTIVATION", "off").lower(),
+            activation=activation,
             proxy_host=text("BROWSER_STACK_PROXY_HOST", "127.0.0.1"),
-            internal_cdp_port=internal_port(env, "CDP", "BROWSER_REMOTE_DEBUGGING_PORT", 9222),
-            internal_mcp_port=internal_port(env, "MCP", "MCP_SERVER_BROWSER_PORT", 8100),
-            internal_vnc_port=internal_port(env, "VNC", "VNC_SERVER_PORT", 5900),
-            internal_websocket_port=internal_port(env, "WS", "WEBSOCKET_PROXY_PORT", 6080),
+            internal_cdp_port=internal_port(
+                env, "CDP", "BROWSER_REMOTE_DEBUGGING_PORT", 9222, proxy
+            ),
+            internal_mcp_port=internal_port(env, "MCP", "MCP_SERVER_BROWSER_PORT", 8100, proxy),
+            internal_vnc_port=internal_port(env, "VNC", "VNC_SERVER_PORT", 5900, proxy),
+            internal_websocket_port=internal_port(env, "WS", "WEBSOCKET_PROXY_PORT", 6080, proxy),
             idle_timeout_s=parse_seconds(
                 "BROWSER_STACK_IDLE_TIMEOUT", text("BROWSER_STACK_IDLE_TIMEOUT", "0"), zero_ok=True
             ),
@@ -214,15 +218,28 @@ class Settings:
             seen[port] = name
 
 
-def internal_port(env: Mapping[str, str], kind: str, public_var: str, default: int) -> int:
+def internal_port(
+    env: Mapping[str, str], kind: str, public_var: str, default: int, proxy: bool
+) -> int:
     """BROWSER_STACK_INTERNAL_<kind>_PORT, by default the public port + 10000
-    (the entrypoint computes the same for the programs' files)."""
+    (the entrypoint computes the same for the programs' files).
+
+    Only the activation proxy uses these ports. Without it a set value is still
+    checked (bad input is an error wherever it is), but the default is not
+    derived: a public port above 55535 has no +10000 and needs none."""
     name = f"BROWSER_STACK_INTERNAL_{kind}_PORT"
     value = env.get(name, "").strip()
     if value:
         return parse_port(name, value)
     public = parse_port(public_var, env.get(public_var, "").strip() or str(default))
-    return parse_port(name, str(public + 10000))
+    if not proxy:
+        return public + 10000 if public + 10000 <= 65535 else 0
+    if public + 10000 > 65535:
+        raise ConfigError(
+            f"{public_var}={public} leaves no room for the default internal port "
+            f"(public + 10000); set {name} for BROWSER_STACK_ACTIVATION=proxy"
+        )
+    return public + 10000
 
 
 def parse_display(value: str) -> int:

@@ -71,6 +71,11 @@ def test_display_with_screen_and_aio_variables() -> None:
         ({"SUPERVISOR_SERVER_URL": "ftp://x"}, "unix:// or http://"),
         ({"SUPERVISOR_USERNAME": "u"}, "both"),
         ({"MCP_SERVER_BROWSER_PORT": "9222"}, "both 9222"),
+        (
+            {"BROWSER_STACK_ACTIVATION": "proxy", "BROWSER_REMOTE_DEBUGGING_PORT": "60000"},
+            "set BROWSER_STACK_INTERNAL_CDP_PORT",
+        ),
+        ({"BROWSER_STACK_INTERNAL_MCP_PORT": "70000"}, "between 1 and 65535"),
     ],
 )
 def test_bad_settings_are_one_clear_error(env: dict[str, str], fragment: str) -> None:
@@ -217,3 +222,22 @@ async def test_xmlrpc_unreachable_is_supervisor_unavailable(tmp_path: Path) -> N
     with pytest.raises(SupervisorUnavailable) as caught:
         await XmlRpcSupervisor(f"unix://{tmp_path}/none.sock").call("supervisor.getState")
     assert caught.value.fields["supervisor_url"] == f"unix://{tmp_path}/none.sock"
+
+
+def test_high_public_ports_need_no_internal_ports_without_the_proxy() -> None:
+    # CI once picked 59427 for CDP: +10000 does not fit, and nothing uses it.
+    s = Settings.from_env({"BROWSER_REMOTE_DEBUGGING_PORT": "59427"})
+    assert s.cdp_port == 59427
+    assert s.program_ports["cdp"] == 59427
+
+
+def test_high_public_ports_with_the_proxy_take_the_internal_ports_set() -> None:
+    s = Settings.from_env(
+        {
+            "BROWSER_STACK_ACTIVATION": "proxy",
+            "BROWSER_REMOTE_DEBUGGING_PORT": "59427",
+            "BROWSER_STACK_INTERNAL_CDP_PORT": "29427",
+        }
+    )
+    assert s.program_ports["cdp"] == 29427
+    assert s.public_ports["cdp"] == 59427
