@@ -1,7 +1,11 @@
 """A tiny X server for tests: answers the connection setup, InternAtom and
-GetProperty of the root window, which is all the window-manager probe asks.
+GetProperty, which is all the window-manager probe asks.
 
-`wm_window()` says which window (if any) holds _NET_SUPPORTING_WM_CHECK now.
+`wm_window()` is the running window manager's check window (None: none runs);
+it names itself. `root_property()` is what the root window's
+_NET_SUPPORTING_WM_CHECK says, by default the same; a stale value (a window
+manager that died) names a window that no longer exists: GetProperty on it is
+a BadWindow error, as on a real X server.
 """
 
 from __future__ import annotations
@@ -42,7 +46,19 @@ def setup_reply() -> bytes:
     return struct.pack("<BxHHH", 1, 11, 0, len(data) // 4) + data
 
 
-async def serve(path: str, wm_window: Callable[[], int | None]) -> asyncio.AbstractServer:
+def _property_reply(sequence: int, window: int | None) -> bytes:
+    if window is None:
+        return struct.pack("<BBHIIII12x", 1, 0, sequence, 0, 0, 0, 0)
+    return struct.pack("<BBHIIII12xI", 1, 32, sequence, 1, 33, 0, 1, window)
+
+
+async def serve(
+    path: str,
+    wm_window: Callable[[], int | None],
+    root_property: Callable[[], int | None] | None = None,
+) -> asyncio.AbstractServer:
+    on_root = root_property or wm_window
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await reader.readexactly(12)
@@ -57,16 +73,16 @@ async def serve(path: str, wm_window: Callable[[], int | None]) -> asyncio.Abstr
                 if opcode == 16:  # InternAtom, only-if-exists
                     name_len = struct.unpack_from("<H", body, 0)[0]
                     name = body[4 : 4 + name_len]
-                    atom = WM_ATOM if name == b"_NET_SUPPORTING_WM_CHECK" and wm_window() else 0
-                    writer.write(struct.pack("<BxHII20x", 1, sequence, 0, atom))
+                    known = name == b"_NET_SUPPORTING_WM_CHECK" and on_root() is not None
+                    writer.write(struct.pack("<BxHII20x", 1, sequence, 0, WM_ATOM if known else 0))
                 elif opcode == 20:  # GetProperty
-                    window = wm_window()
-                    if window is None:
-                        writer.write(struct.pack("<BBHIIII12x", 1, 0, sequence, 0, 0, 0, 0))
-                    else:
-                        writer.write(
-                            struct.pack("<BBHIIII12xI", 1, 32, sequence, 1, 33, 0, 1, window)
-                        )
+                    window = struct.unpack_from("<I", body, 0)[0]
+                    if window == ROOT:
+                        writer.write(_property_reply(sequence, on_root()))
+                    elif window == wm_window():
+                        writer.write(_property_reply(sequence, window))
+                    else:  # BadWindow
+                        writer.write(struct.pack("<BBHI24x", 0, 3, sequence, window))
                 else:  # an X error: BadRequest
                     writer.write(struct.pack("<BBH28x", 0, 1, sequence))
                 await writer.drain()

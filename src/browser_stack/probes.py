@@ -256,7 +256,7 @@ def wm_claimed(socket_path: str) -> Probe:
         except (OSError, TimeoutError, asyncio.IncompleteReadError, x11.X11Error) as exc:
             return ProbeResult(False, f"{socket_path}: {exc.__class__.__name__}: {exc}")
         if window is None:
-            return ProbeResult(False, "_NET_SUPPORTING_WM_CHECK: not found")
+            return ProbeResult(False, "_NET_SUPPORTING_WM_CHECK: not found, or its window is gone")
         return ProbeResult(True, f"_NET_SUPPORTING_WM_CHECK: window id # {window:#x}")
 
     return probe

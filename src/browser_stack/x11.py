@@ -3,7 +3,14 @@
 An EWMH window manager (openbox) puts _NET_SUPPORTING_WM_CHECK on the root
 window. `xprop -root` shows it, but a fork per readiness probe costs CPU while
 Chromium starts and milliseconds on every warm check; this asks the X server
-directly over its unix socket: connection setup, InternAtom, GetProperty.
+directly over its unix socket: connection setup and InternAtom in one write,
+then GetProperty on the root window and GetProperty on the window it names.
+
+The second GetProperty is EWMH's own liveness check: the root window keeps the
+property after the window manager dies (seen here: openbox killed with SIGKILL,
+`xprop -root` still names its window), but the window it names is the window
+manager's own and goes with it, so a live manager is one whose window exists
+and names itself.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ WM_CHECK_ATOM_NAME = b"_NET_SUPPORTING_WM_CHECK"
 _INTERN_ATOM = 16
 _GET_PROPERTY = 20
 _ANY_PROPERTY_TYPE = 0
+_BAD_WINDOW = 3
 
 
 class X11Error(Exception):
@@ -69,25 +77,48 @@ async def _reply(reader: asyncio.StreamReader) -> bytes:
     return head + (await reader.readexactly(extra) if extra else b"")
 
 
+def parse_window_property(reply: bytes) -> int | None:
+    """The window id in a GetProperty reply for _NET_SUPPORTING_WM_CHECK, or None."""
+    fmt = reply[1]
+    value_len = struct.unpack_from("<I", reply, 16)[0]
+    if fmt != 32 or value_len < 1:
+        return None
+    return int(struct.unpack_from("<I", reply, 32)[0])
+
+
+async def _window_property(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, window: int, atom: int
+) -> int | None:
+    writer.write(get_property_request(window, atom))
+    try:
+        return parse_window_property(await _reply(reader))
+    except X11Error as exc:
+        if str(exc) == f"X error code {_BAD_WINDOW}":  # the window is gone
+            return None
+        raise
+
+
 async def wm_check_window(socket_path: str) -> int | None:
-    """The window id a window manager published on the root window, or None."""
+    """The window id of the running window manager's check window, or None when
+    no window manager has claimed the display or the one that did is gone."""
     reader, writer = await asyncio.open_unix_connection(socket_path)
     try:
-        writer.write(setup_request())
+        # The server reads requests that follow the setup in the same write, and
+        # InternAtom needs nothing from the setup reply: one round trip, not two.
+        writer.write(setup_request() + intern_atom_request(WM_CHECK_ATOM_NAME))
         head = await reader.readexactly(8)
         data = await reader.readexactly(struct.unpack_from("<H", head, 6)[0] * 4)
         root = parse_setup_root(head, data)
-        writer.write(intern_atom_request(WM_CHECK_ATOM_NAME))
         atom = struct.unpack_from("<I", await _reply(reader), 8)[0]
         if atom == 0:  # nobody ever interned it: no EWMH window manager yet
             return None
-        writer.write(get_property_request(root, atom))
-        reply = await _reply(reader)
-        fmt = reply[1]
-        value_len = struct.unpack_from("<I", reply, 16)[0]
-        if fmt != 32 or value_len < 1:
+        window = await _window_property(reader, writer, root, atom)
+        if window is None:
             return None
-        return int(struct.unpack_from("<I", reply, 32)[0])
+        # The window manager's own window names itself while it lives.
+        if await _window_property(reader, writer, window, atom) != window:
+            return None
+        return window
     finally:
         writer.close()
         with contextlib.suppress(OSError):

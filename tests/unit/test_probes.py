@@ -175,3 +175,24 @@ async def test_native_wm_probe_speaks_x11(tmp_path: Path) -> None:
         assert claimed.detail.endswith("window id # 0x20020b")
     gone = await wm_claimed(path)()
     assert not gone.ok
+
+
+async def test_native_wm_probe_sees_a_dead_window_manager(tmp_path: Path) -> None:
+    # The root window keeps the property after the window manager dies; the
+    # window it names is gone with it.
+    from browser_stack.probes import wm_claimed
+
+    from ..fake_x11 import serve
+
+    running: list[int | None] = [0x20020B]
+    path = str(tmp_path / "X6")
+    server = await serve(path, lambda: running[0], root_property=lambda: 0x20020B)
+    async with server:
+        probe = wm_claimed(path)
+        assert (await probe()).ok
+        running[0] = None  # SIGKILL: the root property stays
+        dead = await probe()
+        assert not dead.ok
+        assert "window is gone" in dead.detail
+        running[0] = 0x20020B  # restarted, same id
+        assert (await probe()).ok

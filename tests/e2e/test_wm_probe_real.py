@@ -1,0 +1,117 @@
+"""The window-manager probe against a real Xvnc and a real openbox, no supervisord.
+
+A window manager killed with SIGKILL leaves _NET_SUPPORTING_WM_CHECK on the root
+window (xprop -root still shows it); the probe must not call that display claimed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from browser_stack.probes import wm_claimed
+
+X11_DIR = Path("/tmp/.X11-unix")
+
+
+def _need(*names: str) -> None:
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        reason = f"needs {', '.join(missing)} (scripts/install-deps.sh installs them)"
+        if os.environ.get("BROWSER_STACK_E2E_REQUIRED") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+def _free_display() -> int:
+    for n in range(150, 250):
+        if not (X11_DIR / f"X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
+            return n
+    raise RuntimeError("no free X display between :150 and :249")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(predicate: object, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _root_property(display: str) -> str:
+    return subprocess.run(
+        ["xprop", "-root", "_NET_SUPPORTING_WM_CHECK"],
+        env={**os.environ, "DISPLAY": display},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
+
+
+@pytest.fixture()
+def xvnc() -> Iterator[tuple[str, Path]]:
+    _need("Xvnc", "openbox", "xprop")
+    number = _free_display()
+    process = subprocess.Popen(
+        [
+            "Xvnc",
+            f":{number}",
+            "-rfbport",
+            str(_free_port()),
+            "-SecurityTypes",
+            "None",
+            "-localhost",
+            "-nolisten",
+            "tcp",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    socket_path = X11_DIR / f"X{number}"
+    try:
+        _wait(socket_path.exists, f"Xvnc's socket {socket_path}")
+        yield f":{number}", socket_path
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_killed_window_manager_no_longer_claims_the_display(xvnc: tuple[str, Path]) -> None:
+    display, socket_path = xvnc
+    probe = wm_claimed(str(socket_path))
+    assert not asyncio.run(probe()).ok  # no window manager yet
+
+    openbox = subprocess.Popen(
+        ["openbox"],
+        env={**os.environ, "DISPLAY": display},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(lambda: asyncio.run(probe()).ok, "openbox to claim the display")
+        claimed = asyncio.run(probe())
+        assert "window id #" in claimed.detail
+    finally:
+        openbox.kill()
+        openbox.wait(timeout=10)
+
+    # The root window still names openbox's window...
+    assert "window id #" in _root_property(display)
+    # ...but that window went with openbox.
+    dead = asyncio.run(probe())
+    assert not dead.ok
+    assert "window is gone" in dead.detail
