@@ -19,7 +19,7 @@ WM_ATOM = 0x11A
 VENDOR = b"fake-x11"
 
 
-def setup_reply() -> bytes:
+def setup_reply(root: int = ROOT) -> bytes:
     vendor = VENDOR + b"\0" * ((4 - len(VENDOR) % 4) % 4)
     fixed = struct.pack(
         "<IIIIHHBBBBBBBBxxxx",
@@ -40,7 +40,7 @@ def setup_reply() -> bytes:
     )
     pixmap_format = struct.pack("<BBBxxxxx", 24, 32, 32)
     screen = struct.pack(
-        "<IIIIIHHHHHHIBBBB", ROOT, 0x20, 0, 0, 0, 1280, 720, 0, 0, 1, 1, 0x21, 0, 0, 24, 0
+        "<IIIIIHHHHHHIBBBB", root, 0x20, 0, 0, 0, 1280, 720, 0, 0, 1, 1, 0x21, 0, 0, 24, 0
     )
     data = fixed + vendor + pixmap_format + screen
     return struct.pack("<BxHHH", 1, 11, 0, len(data) // 4) + data
@@ -56,13 +56,14 @@ async def serve(
     path: str,
     wm_window: Callable[[], int | None],
     root_property: Callable[[], int | None] | None = None,
+    root: int = ROOT,
 ) -> asyncio.AbstractServer:
     on_root = root_property or wm_window
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await reader.readexactly(12)
-            writer.write(setup_reply())
+            writer.write(setup_reply(root))
             sequence = 0
             while True:
                 header = await reader.readexactly(4)
@@ -77,7 +78,7 @@ async def serve(
                     writer.write(struct.pack("<BxHII20x", 1, sequence, 0, WM_ATOM if known else 0))
                 elif opcode == 20:  # GetProperty
                     window = struct.unpack_from("<I", body, 0)[0]
-                    if window == ROOT:
+                    if window == root:
                         writer.write(_property_reply(sequence, on_root()))
                     elif window == wm_window():
                         writer.write(_property_reply(sequence, window))

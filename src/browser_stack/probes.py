@@ -249,10 +249,12 @@ def wm_claimed(socket_path: str) -> Probe:
     """An EWMH window manager sets _NET_SUPPORTING_WM_CHECK on the root window
     (asked over the X socket itself: no fork per probe)."""
 
+    check = x11.WmCheck(socket_path)
+
     async def probe() -> ProbeResult:
         try:
             async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
-                window = await x11.wm_check_window(socket_path)
+                window = await check.window()
         except (OSError, TimeoutError, asyncio.IncompleteReadError, x11.X11Error) as exc:
             return ProbeResult(False, f"{socket_path}: {exc.__class__.__name__}: {exc}")
         if window is None:

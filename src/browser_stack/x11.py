@@ -11,19 +11,24 @@ property after the window manager dies (seen here: openbox killed with SIGKILL,
 `xprop -root` still names its window), but the window it names is the window
 manager's own and goes with it, so a live manager is one whose window exists
 and names itself.
+
+A warm check is one exchange: `WmCheck` remembers the root window, the atom and
+the window of its last check that passed, and sends both GetProperty requests
+behind the setup in the same write. It trusts their answers only if the setup
+and InternAtom replies name the same root and atom (the X server may have been
+restarted since); otherwise it asks again step by step.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import socket
 import struct
 
 WM_CHECK_ATOM_NAME = b"_NET_SUPPORTING_WM_CHECK"
 _INTERN_ATOM = 16
 _GET_PROPERTY = 20
 _ANY_PROPERTY_TYPE = 0
-_BAD_WINDOW = 3
 
 
 class X11Error(Exception):
@@ -69,16 +74,43 @@ def get_property_request(window: int, atom: int) -> bytes:
     return struct.pack("<BxHIIIII", _GET_PROPERTY, 6, window, atom, _ANY_PROPERTY_TYPE, 0, 1)
 
 
-async def _reply(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readexactly(32)
-    if head[0] == 0:
-        raise X11Error(f"X error code {head[1]}")
-    extra = struct.unpack_from("<I", head, 4)[0] * 4
-    return head + (await reader.readexactly(extra) if extra else b"")
+class _Reader:
+    """Exact reads from a non-blocking socket on the running loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._buf = b""
+
+    async def exactly(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            chunk = await self._loop.sock_recv(self._sock, 65536)
+            if not chunk:
+                raise asyncio.IncompleteReadError(self._buf, n)
+            self._buf += chunk
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    async def answer(self) -> bytes:
+        """The next reply, or an error (first byte 0), whole."""
+        head = await self.exactly(32)
+        if head[0] == 0:
+            return head
+        extra = struct.unpack_from("<I", head, 4)[0] * 4
+        return head + (await self.exactly(extra) if extra else b"")
+
+    async def reply(self) -> bytes:
+        answer = await self.answer()
+        if answer[0] == 0:
+            raise X11Error(f"X error code {answer[1]}")
+        return answer
 
 
 def parse_window_property(reply: bytes) -> int | None:
-    """The window id in a GetProperty reply for _NET_SUPPORTING_WM_CHECK, or None."""
+    """The window id in a GetProperty reply for _NET_SUPPORTING_WM_CHECK, or None
+    (also for an X error, e.g. BadWindow: the window is gone)."""
+    if reply[0] == 0:
+        return None
     fmt = reply[1]
     value_len = struct.unpack_from("<I", reply, 16)[0]
     if fmt != 32 or value_len < 1:
@@ -86,40 +118,71 @@ def parse_window_property(reply: bytes) -> int | None:
     return int(struct.unpack_from("<I", reply, 32)[0])
 
 
-async def _window_property(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, window: int, atom: int
-) -> int | None:
-    writer.write(get_property_request(window, atom))
-    try:
-        return parse_window_property(await _reply(reader))
-    except X11Error as exc:
-        if str(exc) == f"X error code {_BAD_WINDOW}":  # the window is gone
-            return None
-        raise
+class WmCheck:
+    """Asks one X server whether a live EWMH window manager has claimed it."""
 
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self._last: tuple[int, int, int] | None = None  # root, atom, window
 
-async def wm_check_window(socket_path: str) -> int | None:
-    """The window id of the running window manager's check window, or None when
-    no window manager has claimed the display or the one that did is gone."""
-    reader, writer = await asyncio.open_unix_connection(socket_path)
-    try:
+    async def window(self) -> int | None:
+        """The running window manager's check window, or None when none has
+        claimed the display or the one that did is gone."""
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, self.socket_path)
+            return await self._ask(loop, sock)
+        finally:
+            sock.close()
+
+    async def _ask(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> int | None:
+        last, self._last = self._last, None
         # The server reads requests that follow the setup in the same write, and
-        # InternAtom needs nothing from the setup reply: one round trip, not two.
-        writer.write(setup_request() + intern_atom_request(WM_CHECK_ATOM_NAME))
-        head = await reader.readexactly(8)
-        data = await reader.readexactly(struct.unpack_from("<H", head, 6)[0] * 4)
+        # InternAtom needs nothing from the setup reply.
+        out = setup_request() + intern_atom_request(WM_CHECK_ATOM_NAME)
+        if last is not None:
+            out += get_property_request(last[0], last[1]) + get_property_request(last[2], last[1])
+        await loop.sock_sendall(sock, out)
+        reader = _Reader(loop, sock)
+        head = await reader.exactly(8)
+        data = await reader.exactly(struct.unpack_from("<H", head, 6)[0] * 4)
         root = parse_setup_root(head, data)
-        atom = struct.unpack_from("<I", await _reply(reader), 8)[0]
+        atom = struct.unpack_from("<I", await reader.reply(), 8)[0]
+        if last is not None:
+            on_root = parse_window_property(await reader.answer())
+            on_window = parse_window_property(await reader.answer())
+            if (root, atom) == last[:2]:
+                if on_root is None:
+                    return None
+                if on_root == last[2] == on_window:
+                    self._last = last
+                    return on_root
+            # Another X server, or another window manager: ask step by step.
         if atom == 0:  # nobody ever interned it: no EWMH window manager yet
             return None
-        window = await _window_property(reader, writer, root, atom)
+        window = await self._property(loop, sock, reader, root, atom)
         if window is None:
             return None
         # The window manager's own window names itself while it lives.
-        if await _window_property(reader, writer, window, atom) != window:
+        if await self._property(loop, sock, reader, window, atom) != window:
             return None
+        self._last = (root, atom, window)
         return window
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+
+    @staticmethod
+    async def _property(
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        reader: _Reader,
+        window: int,
+        atom: int,
+    ) -> int | None:
+        await loop.sock_sendall(sock, get_property_request(window, atom))
+        return parse_window_property(await reader.answer())
+
+
+async def wm_check_window(socket_path: str) -> int | None:
+    """One check with nothing remembered (see WmCheck)."""
+    return await WmCheck(socket_path).window()

@@ -115,3 +115,17 @@ def test_a_killed_window_manager_no_longer_claims_the_display(xvnc: tuple[str, P
     dead = asyncio.run(probe())
     assert not dead.ok
     assert "window is gone" in dead.detail
+
+    # A new openbox claims the display again, and the same probe sees it.
+    openbox = subprocess.Popen(
+        ["openbox"],
+        env={**os.environ, "DISPLAY": display},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(lambda: asyncio.run(probe()).ok, "the second openbox to claim the display")
+    finally:
+        openbox.kill()
+        openbox.wait(timeout=10)
+    assert not asyncio.run(probe()).ok

@@ -196,3 +196,30 @@ async def test_native_wm_probe_sees_a_dead_window_manager(tmp_path: Path) -> Non
         assert "window is gone" in dead.detail
         running[0] = 0x20020B  # restarted, same id
         assert (await probe()).ok
+
+
+async def test_native_wm_probe_rechecks_what_it_remembered(tmp_path: Path) -> None:
+    # A warm check sends both GetProperty requests for the last window it saw
+    # behind the setup; a new window manager or a new X server must still be seen.
+    from browser_stack.x11 import WmCheck
+
+    from ..fake_x11 import serve
+
+    running: list[int | None] = [0x20020B]
+    path = str(tmp_path / "X7")
+    check = WmCheck(path)
+    async with await serve(path, lambda: running[0], root=0x3A1):
+        assert await check.window() == 0x20020B
+        assert await check.window() == 0x20020B  # the remembered path
+        running[0] = 0x40000D  # openbox restarted: another window
+        assert await check.window() == 0x40000D
+        running[0] = None
+        assert await check.window() is None
+        assert await check.window() is None
+        running[0] = 0x40000D
+        assert await check.window() == 0x40000D
+    # Xvnc restarted at the same path: another root window.
+    async with await serve(path, lambda: running[0], root=0x5B2):
+        assert await check.window() == 0x40000D
+        running[0] = None
+        assert await check.window() is None
