@@ -4,12 +4,14 @@ import asyncio
 
 import pytest
 
+from browser_stack.controller import FRESH_PASS_S
 from browser_stack.errors import (
     ProgramFailed,
     ReadinessTimeout,
     StackStopped,
     SupervisorUnavailable,
 )
+from browser_stack.probes import ProbeResult
 from browser_stack.stack import GATES, PROGRAMS, Gate, Program
 from browser_stack.states import ProcessState
 
@@ -330,3 +332,58 @@ async def test_a_failure_older_than_the_call_is_not_handed_to_it() -> None:
     assert controller.starting  # the failed run is still bringing up websocat
     result = await controller.ensure(frozenset({Gate.CDP}), 5)
     assert result.programs[Program.BROWSER].ready
+
+
+def _counting(controller: object) -> list[tuple[Program, bool]]:
+    """Wrap the controller's probes; each call is recorded with its outcome."""
+    calls: list[tuple[Program, bool]] = []
+    probes = controller._probes  # type: ignore[attr-defined]
+    for program, probe in list(probes.items()):
+
+        async def counted(program: Program = program, probe=probe):  # type: ignore[no-untyped-def]
+            result = await probe()
+            calls.append((program, result.ok))
+            return result
+
+        probes[program] = counted
+    return calls
+
+
+async def test_a_start_answers_without_asking_chromium_twice() -> None:
+    # The browser's probe passes once: the answer's round reuses that pass
+    # (it began after the call arrived) instead of a second /json/version.
+    controller, _ = make_controller()
+    calls = _counting(controller)
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.cold and result.programs[Program.BROWSER].ready
+    assert result.endpoints["cdp_ws"] == "ws://127.0.0.1:9222/devtools/browser/fake"
+    assert calls.count((Program.BROWSER, True)) == 1
+    # tigervnc passed long before (in scheduler terms): it is asked again.
+    assert calls.count((Program.TIGERVNC, True)) >= 1
+    # A warm ensure afterwards asks everything afresh.
+    await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert calls.count((Program.BROWSER, True)) == 2
+
+
+async def test_a_pass_older_than_the_caller_is_never_reused() -> None:
+    now = [100.0]
+    controller, _ = make_controller(clock=lambda: now[0])
+    await controller.ensure(ALL, 5)
+    calls = _counting(controller)
+    # A pass that began at 99.99 and ended at 100.0: fresh, but it began
+    # before a caller that arrived at 99.995.
+    controller._passed = {Program.BROWSER: (99.99, 100.0, ProbeResult(True, "old"))}
+    snapshot = await controller._answer_snapshot(since=99.995)
+    assert snapshot.probes[Program.BROWSER].detail != "old"
+    assert (Program.BROWSER, True) in calls
+    # A caller that arrived before the pass began may answer from it.
+    calls.clear()
+    snapshot = await controller._answer_snapshot(since=99.98)
+    assert snapshot.probes[Program.BROWSER].detail == "old"
+    assert (Program.BROWSER, True) not in calls
+    # Once it is older than FRESH_PASS_S, nobody reuses it.
+    now[0] = 100.0 + FRESH_PASS_S + 0.01
+    calls.clear()
+    snapshot = await controller._answer_snapshot(since=99.98)
+    assert snapshot.probes[Program.BROWSER].detail != "old"
+    assert (Program.BROWSER, True) in calls
