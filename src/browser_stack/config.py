@@ -232,14 +232,15 @@ def internal_port(
     if value:
         return parse_port(name, value)
     public = parse_port(public_var, env.get(public_var, "").strip() or str(default))
-    if not proxy:
-        return public + 10000 if public + 10000 <= 65535 else 0
-    if public + 10000 > 65535:
+    derived = public + 10000
+    if derived <= 65535:
+        return derived
+    if proxy:
         raise ConfigError(
             f"{public_var}={public} leaves no room for the default internal port "
             f"(public + 10000); set {name} for BROWSER_STACK_ACTIVATION=proxy"
         )
-    return public + 10000
+    return 0  # unused without the proxy
 
 
 def parse_display(value: str) -> int:

@@ -185,10 +185,6 @@ class _Run:
         return None
 
 
-async def _given(result: ProbeResult) -> ProbeResult:
-    return result
-
-
 def _consume(future: asyncio.Future[Any]) -> None:
     # Mark a failure as seen: a run's failure may have no caller left to read it.
     if not future.cancelled():
@@ -255,17 +251,20 @@ class Controller:
         return await self._snapshots.get(since)
 
     async def _take_snapshot(self, reuse: Mapping[Program, ProbeResult] | None = None) -> Snapshot:
+        """A round: supervisord's state and every probe, except those in `reuse`
+        (only the end of a start passes any; a warm round asks all five)."""
         began = self._clock()
-        reuse = reuse or {}
+        asked = [p for p in PROGRAMS if p not in reuse] if reuse else PROGRAMS
         infos_task = asyncio.ensure_future(self._supervisor.process_info())
         try:
-            results = await asyncio.gather(
-                *(_given(reuse[p]) if p in reuse else self._probes[p]() for p in PROGRAMS)
-            )
+            results = await asyncio.gather(*(self._probes[p]() for p in asked))
         finally:
             infos = await infos_task
         self._observer.round_done(self._clock() - began)
-        return Snapshot(infos=infos, probes=dict(zip(PROGRAMS, results, strict=True)))
+        probes = dict(zip(asked, results, strict=True))
+        if reuse:
+            probes = {p: reuse[p] if p in reuse else probes[p] for p in PROGRAMS}
+        return Snapshot(infos=infos, probes=probes)
 
     async def _answer_snapshot(self, since: float) -> Snapshot:
         """The round a start's callers answer from, begun at or after `since`.

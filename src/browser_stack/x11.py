@@ -181,8 +181,3 @@ class WmCheck:
     ) -> int | None:
         await loop.sock_sendall(sock, get_property_request(window, atom))
         return parse_window_property(await reader.answer())
-
-
-async def wm_check_window(socket_path: str) -> int | None:
-    """One check with nothing remembered (see WmCheck)."""
-    return await WmCheck(socket_path).window()
