@@ -18,16 +18,15 @@ adds. Not a test: nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+import proxy as proxy_bench  # bench/proxy.py, beside this file
+
 LOOPBACK = "127.0.0.1"
 MESSAGE = b"x" * 200
 
@@ -72,20 +71,6 @@ def serve_threads(server: socket.socket, upstream: int) -> None:
         threading.Thread(target=pipe, args=(u, c), daemon=True).start()
 
 
-async def serve_asyncio(upstream: int) -> None:
-    from browser_stack.proxy import ROUTE_GATES, ActivationProxy, Route
-    from browser_stack.stack import Gate
-
-    async def ensure(gates: frozenset[Gate]) -> None:
-        return None
-
-    route = Route("cdp", LOOPBACK, 0, LOOPBACK, upstream, ROUTE_GATES["cdp"])
-    proxy = ActivationProxy([route], ensure, ensure_timeout_s=30)
-    await proxy.start()
-    print(proxy.ports()["cdp"], flush=True)
-    await asyncio.Event().wait()
-
-
 def start(kind: str, upstream: int) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
         [sys.executable, __file__, "--serve", kind, "--upstream", str(upstream)],
@@ -113,12 +98,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--trips", type=int, default=5000)
-    parser.add_argument("--serve", choices=("echo", "threads", "asyncio"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("echo", "threads"), help=argparse.SUPPRESS)
     parser.add_argument("--upstream", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve == "asyncio":
-        asyncio.run(serve_asyncio(args.upstream))
-        return 0
     if args.serve:
         server = listener()
         print(server.getsockname()[1], flush=True)
@@ -134,9 +116,11 @@ def main() -> int:
     servers = [echo]
     try:
         ports = {"direct": echo_port}
-        for kind in ("asyncio", "threads"):
-            process, ports[kind] = start(kind, echo_port)
-            servers.append(process)
+        # The real proxy, served the way bench/proxy.py serves it.
+        process, ports["asyncio"] = proxy_bench.start_proxy(echo_port, "asyncio")
+        servers.append(process)
+        process, ports["threads"] = start("threads", echo_port)
+        servers.append(process)
         medians: dict[str, list[float]] = {k: [] for k in ports}
         for run in range(args.runs):
             order = list(ports)[run % 3 :] + list(ports)[: run % 3]

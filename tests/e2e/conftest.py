@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import NoReturn
 
 import psutil
 import pytest
@@ -66,6 +67,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def missing_programs(reason: str) -> NoReturn:
+    """Skip for want of the real programs; fail under BROWSER_STACK_E2E_REQUIRED=1."""
+    if os.environ.get("BROWSER_STACK_E2E_REQUIRED") == "1":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     path = local_stack.search_path()
@@ -76,9 +84,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             f"(mcp-server-browser is looked for in {local_stack.default_node_bin()}, "
             "set BROWSER_STACK_NODE_BIN; scripts/install-deps.sh installs them all)"
         )
-        if os.environ.get("BROWSER_STACK_E2E_REQUIRED") == "1":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        missing_programs(reason)
     root = tmp_path_factory.mktemp("stack")
     listen = f"127.0.0.1:{_free_port()}"
     proc = local_stack.start(root, listen=listen)

@@ -7,9 +7,9 @@ window (xprop -root still shows it); the probe must not call that display claime
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,16 +19,15 @@ import pytest
 
 from browser_stack.probes import wm_claimed
 
+from .conftest import _free_port, missing_programs
+
 X11_DIR = Path("/tmp/.X11-unix")
 
 
 def _need(*names: str) -> None:
     missing = [n for n in names if shutil.which(n) is None]
     if missing:
-        reason = f"needs {', '.join(missing)} (scripts/install-deps.sh installs them)"
-        if os.environ.get("BROWSER_STACK_E2E_REQUIRED") == "1":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        missing_programs(f"needs {', '.join(missing)} (scripts/install-deps.sh installs them)")
 
 
 def _free_display() -> int:
@@ -36,12 +35,6 @@ def _free_display() -> int:
         if not (X11_DIR / f"X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
             return n
     raise RuntimeError("no free X display between :150 and :249")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(predicate: object, what: str, timeout: float = 20.0) -> None:
@@ -60,6 +53,22 @@ def _root_property(display: str) -> str:
         text=True,
         timeout=10,
     ).stdout
+
+
+@contextlib.contextmanager
+def _openbox(display: str) -> Iterator[None]:
+    """openbox on `display` while the block runs, then killed (SIGKILL)."""
+    openbox = subprocess.Popen(
+        ["openbox"],
+        env={**os.environ, "DISPLAY": display},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        openbox.kill()
+        openbox.wait(timeout=10)
 
 
 @pytest.fixture()
@@ -95,19 +104,10 @@ def test_a_killed_window_manager_no_longer_claims_the_display(xvnc: tuple[str, P
     probe = wm_claimed(str(socket_path))
     assert not asyncio.run(probe()).ok  # no window manager yet
 
-    openbox = subprocess.Popen(
-        ["openbox"],
-        env={**os.environ, "DISPLAY": display},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with _openbox(display):
         _wait(lambda: asyncio.run(probe()).ok, "openbox to claim the display")
         claimed = asyncio.run(probe())
         assert "window id #" in claimed.detail
-    finally:
-        openbox.kill()
-        openbox.wait(timeout=10)
 
     # The root window still names openbox's window...
     assert "window id #" in _root_property(display)
@@ -117,15 +117,6 @@ def test_a_killed_window_manager_no_longer_claims_the_display(xvnc: tuple[str, P
     assert "window is gone" in dead.detail
 
     # A new openbox claims the display again, and the same probe sees it.
-    openbox = subprocess.Popen(
-        ["openbox"],
-        env={**os.environ, "DISPLAY": display},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with _openbox(display):
         _wait(lambda: asyncio.run(probe()).ok, "the second openbox to claim the display")
-    finally:
-        openbox.kill()
-        openbox.wait(timeout=10)
     assert not asyncio.run(probe()).ok
