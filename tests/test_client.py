@@ -4,10 +4,14 @@ The client against the real sidecar is in tests/e2e/test_client_e2e.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import socketserver
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -155,9 +159,10 @@ def test_request_body_and_answer(fake: FakeSidecar) -> None:
         assert "Authorization" not in headers
 
 
-def test_default_needs_are_left_to_the_sidecar(fake: FakeSidecar) -> None:
+def test_default_needs_and_timeout_are_left_to_the_sidecar(fake: FakeSidecar) -> None:
+    # The client sent 30 s whatever BROWSER_STACK_ENSURE_TIMEOUT said.
     ensure_both(fake)
-    assert [json.loads(r[3]) for r in fake.requests] == [{"timeout_s": 30.0}] * 2
+    assert [json.loads(r[3]) for r in fake.requests] == [{}] * 2
 
 
 def test_token_from_argument_or_environment(
@@ -170,7 +175,7 @@ def test_token_from_argument_or_environment(
     assert auths == ["Bearer arg-token"] * 2 + ["Bearer env-token"] * 2
 
 
-@pytest.mark.parametrize("timeout", [0, -1, float("nan"), True])
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), 301, True])
 def test_bad_timeout_is_a_value_error_before_any_request(fake: FakeSidecar, timeout: float) -> None:
     with pytest.raises(ValueError, match="timeout must be a positive number"):
         client.ensure_browser_stack(fake.url, timeout=timeout)
@@ -199,7 +204,7 @@ def test_async_uses_a_given_session(fake: FakeSidecar) -> None:
         ({"BROWSER_STACK_LISTEN": "127.0.0.1:9000"}, "http://127.0.0.1:9000"),
         ({"BROWSER_STACK_LISTEN": "0.0.0.0:9000"}, "http://127.0.0.1:9000"),
         ({"BROWSER_STACK_LISTEN": "[::1]:9000"}, "http://[::1]:9000"),
-        ({"BROWSER_STACK_LISTEN": "unix:/run/bs.sock"}, "http://127.0.0.1:8110"),
+        ({"BROWSER_STACK_LISTEN": "unix:/run/bs.sock"}, "unix:/run/bs.sock"),
     ],
 )
 def test_healthcheck_url(env: dict[str, str], url: str) -> None:
@@ -214,4 +219,131 @@ def test_healthz_main(fake: FakeSidecar, capsys: pytest.CaptureFixture[str]) -> 
     assert client.main(["healthz", "--url", fake.url]) == 1
     fake.answer(503, {"error": "x", "message": "y"})
     assert client.main(["healthz", "--url", fake.url]) == 1
-    assert "browser-stack answered 503 x: y" in capsys.readouterr().err
+    assert "browser-stack healthz: 503: y" in capsys.readouterr().err
+
+
+def test_readyz_main_prints_the_reasons(
+    fake: FakeSidecar, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.answer(200, {"ok": True, "reasons": []})
+    assert client.main(["readyz", "--url", fake.url]) == 0
+    assert fake.requests[-1][:2] == ("GET", "/readyz")
+    fake.answer(503, {"ok": False, "reasons": ["websocat is not configured in supervisord"]})
+    assert client.main(["readyz", "--url", fake.url]) == 1
+    err = capsys.readouterr().err
+    assert err == "browser-stack readyz: 503: websocat is not configured in supervisord\n"
+
+
+# -- everything a caller can hit is one of the documented exceptions -----------------
+
+
+def call_both(url: str) -> list[BaseException]:
+    """GET /healthz through the sync and the async client; what each raised."""
+    import asyncio
+
+    out: list[BaseException] = []
+    for fn in (
+        lambda: client.call("GET", "/healthz", base_url=url, timeout_s=5),
+        lambda: asyncio.run(client.acall("GET", "/healthz", base_url=url, timeout_s=5)),
+    ):
+        try:
+            fn()
+        except client.BrowserStackClientError as exc:
+            out.append(exc)
+        else:
+            raise AssertionError(f"{url}: no exception")
+    return out
+
+
+@pytest.mark.parametrize("body", [b"<html>gateway</html>", b"[1, 2]", b"not json"])
+def test_a_success_that_is_not_the_sidecars_json_is_not_the_sidecar(
+    fake: FakeSidecar, body: bytes
+) -> None:
+    # A 200 with a gateway's HTML raised JSONDecodeError.
+    fake.answer(200, body)
+    for exc in call_both(fake.url):
+        assert type(exc) is client.NotTheSidecar
+        assert isinstance(exc, client.Unreachable)
+        assert fake.url in str(exc)
+
+
+@pytest.fixture
+def rfb_server() -> Iterator[str]:
+    """A server that speaks first, as Xvnc does on 5900."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.sendall(b"RFB 003.008\n")
+                    with contextlib.suppress(OSError):
+                        conn.recv(65536)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_the_wrong_port_is_not_the_sidecar(rfb_server: str) -> None:
+    # The VNC port gave http.client.BadStatusLine.
+    for exc in call_both(rfb_server):
+        assert type(exc) is client.NotTheSidecar
+        assert rfb_server in str(exc)
+
+
+@pytest.mark.parametrize(
+    "url", ["foo", "http://[::1", "ftp://host:1", "http://:8110", "host:port", "unix:relative"]
+)
+def test_an_unusable_url_is_invalid_url_before_any_request(url: str) -> None:
+    # These gave ValueError, or aiohttp's URL errors, from deep inside.
+    for exc in call_both(url):
+        assert type(exc) is client.InvalidURL
+        assert isinstance(exc, ValueError)
+        assert repr(url) in str(exc)
+
+
+def test_host_port_is_taken_as_http(fake: FakeSidecar) -> None:
+    bare = fake.url.removeprefix("http://")
+    assert client.ensure_browser_stack(bare)["ready"] is True
+    assert client.target(bare).url == fake.url
+
+
+def test_the_client_reaches_a_unix_socket_sidecar(tmp_path: Path) -> None:
+    import asyncio
+
+    path = tmp_path / "bs.sock"
+    server = UnixHTTPServer(str(path), JsonHandler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = f"unix:{path}"
+        assert client.call("GET", "/healthz", base_url=url)[0] == {"ok": True, "path": "/healthz"}
+        got = asyncio.run(client.acall("GET", "/readyz", base_url=url))[0]
+        assert got == {"ok": True, "path": "/readyz"}
+        assert client.main(["healthz", "--url", url]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    for exc in call_both(url):
+        assert type(exc) is client.Unreachable
+
+
+class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"ok": True, "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self) -> str:
+        return "unix"
+
+    def log_message(self, *args: Any) -> None:
+        pass

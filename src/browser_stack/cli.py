@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import errno
 import json
 import logging
+import math
 import os
 import signal
+import socket
+import stat
 import sys
 import urllib.parse
 from collections.abc import Sequence
+from typing import NoReturn
 
 from pythonjsonlogger.json import JsonFormatter
 
 from browser_stack import client, memory
-from browser_stack.config import Settings
-from browser_stack.errors import ConfigError
+from browser_stack.config import MAX_ENSURE_TIMEOUT_S, Settings
+from browser_stack.errors import ConfigError, StartupError
 from browser_stack.text import status_table
 
 log = logging.getLogger("browser_stack")
@@ -26,13 +30,34 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the sidecar answered with an error
 EXIT_USAGE = 2  # bad arguments or configuration
 EXIT_UNREACHABLE = 3  # nothing answered at BROWSER_STACK_URL
+EXIT_STARTUP = 4  # serve could not start: an address taken, a socket path refused
+STDERR_LINES = 5  # of a failed program's stderr tail, printed by `ensure`
 
 # SIGTERM: supervisord's stop; SIGINT: Ctrl-C when run by hand.
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line on stderr and exit 2, like bad configuration."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
+def _timeout(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or not 0 < seconds <= MAX_ENSURE_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be more than 0 and at most {MAX_ENSURE_TIMEOUT_S:g} seconds"
+        )
+    return seconds
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="browser-stack", description=__doc__)
+    parser = _Parser(prog="browser-stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the sidecar (configured by environment variables)")
     for name, text in (
@@ -42,7 +67,11 @@ def _parser() -> argparse.ArgumentParser:
         ("memory", "memory per program (or: memory diff A.json B.json)"),
     ):
         command = sub.add_parser(name, help=text)
-        command.add_argument("--url", default=None, help="sidecar URL (BROWSER_STACK_URL)")
+        command.add_argument(
+            "--url",
+            default=None,
+            help="sidecar: http://host:port, host:port or unix:/path (BROWSER_STACK_URL)",
+        )
         command.add_argument("--json", action="store_true", help="print the JSON answer")
         if name == "ensure":
             command.add_argument(
@@ -51,7 +80,12 @@ def _parser() -> argparse.ArgumentParser:
                 default=None,
                 help="gates to wait for: cdp, mcp, vnc (repeat or comma-separate; default all)",
             )
-            command.add_argument("--timeout", type=float, default=30.0, help="seconds (30)")
+            command.add_argument(
+                "--timeout",
+                type=_timeout,
+                default=None,
+                help="seconds (default: the sidecar's BROWSER_STACK_ENSURE_TIMEOUT)",
+            )
         if name == "memory":
             command.add_argument("diff", nargs="*", help="diff A.json B.json: compare two samples")
             command.add_argument("--sample", default="", help="a name for this sample")
@@ -62,7 +96,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or bad arguments (one line printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "serve":
         return serve(dict(os.environ))
     try:
@@ -77,11 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "json", False):
             print(json.dumps(exc.payload, indent=2))
         else:
-            print(
-                f"browser-stack: {exc.status} {exc.code}: {exc.payload.get('message', '')}",
-                file=sys.stderr,
-            )
+            print(f"browser-stack: {exc.status} {exc.code}: {exc.message}", file=sys.stderr)
+            tail = [line for line in str(exc.payload.get("stderr_tail", "")).splitlines() if line]
+            for line in tail[-STDERR_LINES:]:
+                print(f"    {line}", file=sys.stderr)
         return EXIT_FAILED
+    except client.InvalidURL as exc:
+        print(f"browser-stack: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except client.Unreachable as exc:
         print(f"browser-stack: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -122,7 +162,7 @@ def _memory(args: argparse.Namespace) -> int:
         for path in args.diff[1:]:
             try:
                 with open(path, encoding="utf-8") as f:
-                    samples.append(json.load(f))
+                    samples.append(memory.check_sample(json.load(f)))
             except (OSError, ValueError) as exc:
                 print(f"browser-stack: cannot read sample {path}: {exc}", file=sys.stderr)
                 return EXIT_USAGE
@@ -171,10 +211,44 @@ def serve(env: dict[str, str]) -> int:
     configure_logging(settings)
     try:
         asyncio.run(_serve(settings))
-    except OSError as exc:
-        print(f"browser-stack: cannot listen on {settings.listen}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except StartupError as exc:
+        print(f"browser-stack: cannot start: {exc.message}", file=sys.stderr)
+        return EXIT_STARTUP
     return EXIT_OK
+
+
+def claim_unix_path(path: str) -> None:
+    """Make way for a unix listener at `path`: remove a socket left by a run that
+    is gone (connecting to it is refused), refuse anything else. It must never
+    delete a live socket (supervisord's, if the two variables were confused) or
+    a file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StartupError(f"BROWSER_STACK_LISTEN=unix:{path}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise StartupError(
+            f"BROWSER_STACK_LISTEN=unix:{path}: something that is not a socket is there; "
+            "choose another path"
+        )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            os.unlink(path)  # nobody listens: a socket left by a run that is gone
+            return
+        except OSError as exc:
+            if exc.errno != errno.EAGAIN:
+                raise StartupError(
+                    f"BROWSER_STACK_LISTEN=unix:{path}: cannot tell whether a server "
+                    f"listens there ({exc.strerror}); choose another path"
+                ) from None
+    raise StartupError(
+        f"BROWSER_STACK_LISTEN=unix:{path}: a server is listening on that socket "
+        "(is it supervisord's? SUPERVISOR_SERVER_URL names that one); choose another path"
+    )
 
 
 async def _serve(settings: Settings) -> None:
@@ -183,17 +257,24 @@ async def _serve(settings: Settings) -> None:
     from browser_stack.http_api import create_app
 
     runner = web.AppRunner(create_app(settings), handle_signals=False, access_log=None)
-    await runner.setup()
-    site: web.BaseSite
-    if settings.listen.path is not None:
-        # A socket left by a previous run would make the bind fail.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(settings.listen.path)
-        site = web.UnixSite(runner, settings.listen.path)
-    else:
-        site = web.TCPSite(runner, settings.listen.host, settings.listen.port)
+    # cleanup also ends whatever a failed setup had started (its client session,
+    # the proxy's ports).
     try:
-        await site.start()
+        if settings.listen.path is not None:
+            claim_unix_path(settings.listen.path)
+        await runner.setup()
+        site: web.BaseSite
+        if settings.listen.path is not None:
+            site = web.UnixSite(runner, settings.listen.path)
+        else:
+            site = web.TCPSite(runner, settings.listen.host, settings.listen.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on BROWSER_STACK_LISTEN={settings.listen}: {exc.strerror or exc}",
+                address=str(settings.listen),
+            ) from exc
         log.info("listening on %s, supervisord at %s", settings.listen, settings.supervisor_url)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()

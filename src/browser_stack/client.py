@@ -9,28 +9,43 @@
     ready = await aensure_browser_stack(needs=["mcp"])       # the same, async
 
 Both return the ensure answer (a dict, exactly as the sidecar sent it) whose
-`endpoints` property is the part a tool needs. Errors are exceptions, all under
-`BrowserStackClientError`: `Unreachable` when nothing answers at the URL, and
-`ClientError` when the sidecar answers with an error, as one subclass per error
-code (`ProgramFailed`, `ReadinessTimeout`, `SupervisorUnavailable`, ...), each
-carrying the sidecar's JSON in `payload`.
+`endpoints` property is the part a tool needs. Without `timeout` the sidecar's
+own default applies (BROWSER_STACK_ENSURE_TIMEOUT).
+
+The URL is `http://host:port` (or https), `host:port`, or `unix:/path` for a
+sidecar listening on a unix socket; without one, BROWSER_STACK_URL, then
+http://127.0.0.1:8110.
+
+Everything a caller can hit is an exception under `BrowserStackClientError`:
+- `InvalidURL` (also a ValueError): the URL cannot be used, before any request;
+- `Unreachable`: nothing answered at the URL (refused, reset, no answer in time),
+  and its subclass `NotTheSidecar`: something answered, but not as browser-stack
+  does (not HTTP, or not its JSON: another service on that port, a gateway's page);
+- `ClientError`: the sidecar answered with an error, as one subclass per error code
+  (`ProgramFailed`, `ReadinessTimeout`, `SupervisorUnavailable`, ...), each carrying
+  the sidecar's JSON in `payload`.
 
 The sync part is stdlib only. The async part uses aiohttp (a dependency of the
-sidecar), imported when first used. `python -m browser_stack.client healthz` is the
-container HEALTHCHECK: GET /healthz, exit 0 when the sidecar answers; it never
-wakes the stack.
+sidecar), imported when first used. `python -m browser_stack.client readyz` is the
+container HEALTHCHECK (the sidecar answers, supervisord answers it and has the five
+programs); `healthz` only asks whether the sidecar serves. Neither wakes the stack.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import math
 import os
+import socket
 import sys
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from browser_stack.config import MAX_ENSURE_TIMEOUT_S
 
 if TYPE_CHECKING:
     import aiohttp
@@ -46,8 +61,17 @@ class BrowserStackClientError(Exception):
     """Base of everything this client raises about the sidecar."""
 
 
+class InvalidURL(BrowserStackClientError, ValueError):
+    """The sidecar's URL cannot be used (no host, a bad port, an unknown scheme)."""
+
+
 class Unreachable(BrowserStackClientError):
     """Nothing answered at the sidecar's URL (refused, reset, or no answer in time)."""
+
+
+class NotTheSidecar(Unreachable):
+    """Something answered at the URL, but not as browser-stack does: not HTTP (the
+    wrong port), or a success that is not its JSON (a gateway's HTML page)."""
 
 
 class ClientError(BrowserStackClientError):
@@ -171,8 +195,79 @@ class Ensured(dict[str, Any]):
         return float(self.get("elapsed_ms", 0.0))
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where the sidecar listens: a base URL, or a unix socket (`socket_path`)."""
+
+    url: str
+    socket_path: str | None = None
+
+    @property
+    def _split(self) -> urllib.parse.SplitResult:
+        return urllib.parse.urlsplit(self.url)
+
+    @property
+    def prefix(self) -> str:
+        return "" if self.socket_path else self._split.path.rstrip("/")
+
+    def connection(self, timeout_s: float) -> http.client.HTTPConnection:
+        if self.socket_path is not None:
+            return _UnixConnection(self.socket_path, timeout_s)
+        parts = self._split
+        if parts.scheme == "https":
+            return http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout_s)
+        return http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout_s)
+
+    def aiohttp_url(self, path: str) -> str:
+        if self.socket_path is not None:
+            return "http://localhost" + path
+        return self.url + path
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout_s: float) -> None:
+        super().__init__("localhost", timeout=timeout_s)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 def default_url() -> str:
-    return os.environ.get("BROWSER_STACK_URL", DEFAULT_URL).rstrip("/")
+    return os.environ.get("BROWSER_STACK_URL", "").strip() or DEFAULT_URL
+
+
+def target(base_url: str | None = None) -> Target:
+    """The sidecar's address from `base_url` (or BROWSER_STACK_URL): an http(s)
+    URL, `host:port` (BROWSER_STACK_LISTEN's form) or `unix:/path`."""
+    given = (base_url or default_url()).strip()
+    hint = "use http://host:port, host:port or unix:/path"
+    if given.startswith("unix:"):
+        path = given.removeprefix("unix:")
+        if not path.startswith("/"):
+            raise InvalidURL(f"{given!r}: a unix socket needs an absolute path; {hint}")
+        return Target(url=given, socket_path=path)
+    explicit = given.startswith(("http://", "https://"))
+    if "://" in given and not explicit:
+        raise InvalidURL(f"{given!r}: the scheme must be http or https; {hint}")
+    value = (given if explicit else "http://" + given).rstrip("/")
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURL(f"{given!r} is not a usable URL ({exc}); {hint}") from None
+    if not parts.hostname:
+        raise InvalidURL(f"{given!r} names no host; {hint}")
+    if not explicit and (port is None or parts.path or parts.query):
+        raise InvalidURL(f"{given!r} is neither a URL nor host:port; {hint}")
+    return Target(url=value)
 
 
 def _headers(data: bytes | None, token: str | None) -> dict[str, str]:
@@ -183,15 +278,55 @@ def _headers(data: bytes | None, token: str | None) -> dict[str, str]:
     return headers
 
 
-def _ensure_body(needs: Iterable[str] | str | None, timeout: float) -> dict[str, Any]:
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    body: dict[str, Any] = {"timeout_s": timeout}
+def check_timeout(timeout: float | None) -> float | None:
+    """None (the sidecar's default), or seconds in (0, MAX_ENSURE_TIMEOUT_S]."""
+    if timeout is None:
+        return None
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or not 0 < timeout <= MAX_ENSURE_TIMEOUT_S
+    ):
+        raise ValueError(
+            "timeout must be a positive number of seconds, at most "
+            f"{MAX_ENSURE_TIMEOUT_S:g}, not {timeout!r}"
+        )
+    return timeout
+
+
+def _ensure_body(needs: Iterable[str] | str | None, timeout: float | None) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if check_timeout(timeout) is not None:
+        body["timeout_s"] = timeout
     if needs is not None:
         if isinstance(needs, str):  # "cdp" or "cdp,mcp", not ["c", "d", "p"]
             needs = [n.strip() for n in needs.split(",") if n.strip()]
         body["needs"] = list(needs)
     return body
+
+
+def _http_deadline(timeout: float | None) -> float:
+    # The sidecar answers 504 at its deadline; the margin lets that answer arrive
+    # instead of a client timeout. Without a timeout of ours the sidecar's default
+    # applies, which is at most MAX_ENSURE_TIMEOUT_S.
+    return (timeout if timeout is not None else MAX_ENSURE_TIMEOUT_S) + HTTP_MARGIN_S
+
+
+def _answer(url: str, status: int, raw: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+    """The JSON object of a success, or the exception an error answer means."""
+    if status >= 400:
+        raise error_for(status, raw)
+    try:
+        payload = json.loads(raw or b"{}")
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise NotTheSidecar(
+            f"{url} answered {status} with something that is not browser-stack's JSON "
+            f"({headers.get('Content-Type', 'no content type')}): {raw[:200]!r}"
+        )
+    return payload
 
 
 def call(
@@ -203,39 +338,46 @@ def call(
     timeout_s: float = 60.0,
     token: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """One request; returns (JSON body, headers) or raises ClientError / Unreachable."""
-    url = (base_url or default_url()).rstrip("/") + path
+    """One request; returns (JSON body, headers) or raises one of this module's
+    exceptions (InvalidURL, Unreachable, NotTheSidecar, ClientError)."""
+    where = target(base_url)
+    url = where.url + path
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=_headers(data, token))
+    connection = where.connection(timeout_s)
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return json.loads(response.read() or b"{}"), dict(response.headers)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            raw = exc.read()
-        raise error_for(exc.code, raw) from None
-    except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise Unreachable(f"no answer from browser-stack at {url}: {reason}") from None
+        connection.request(method, where.prefix + path, body=data, headers=_headers(data, token))
+        response = connection.getresponse()
+        raw = response.read()
+    except http.client.HTTPException as exc:
+        raise NotTheSidecar(
+            f"{url} did not answer as an HTTP server does ({type(exc).__name__}: {exc})"
+        ) from None
+    except (OSError, ValueError) as exc:  # refused, reset, timed out, no such host
+        raise Unreachable(f"no answer from browser-stack at {url}: {exc}") from None
+    finally:
+        connection.close()
+    headers = dict(response.headers)
+    return _answer(url, response.status, raw, headers), headers
 
 
 def ensure_browser_stack(
     base_url: str | None = None,
     needs: Iterable[str] | str | None = None,
-    timeout: float = 30.0,
+    timeout: float | None = None,
     *,
     token: str | None = None,
 ) -> Ensured:
     """Start what is missing; return once the `needs` gates (cdp, mcp, vnc; default
-    all) are ready, with the endpoints to connect to. Waits at most `timeout` s,
-    then raises ReadinessTimeout. `base_url` defaults to BROWSER_STACK_URL, then
+    all) are ready, with the endpoints to connect to. Waits at most `timeout` s
+    (default: the sidecar's BROWSER_STACK_ENSURE_TIMEOUT), then raises
+    ReadinessTimeout. `base_url` defaults to BROWSER_STACK_URL, then
     http://127.0.0.1:8110; `token` to BROWSER_STACK_TOKEN."""
     payload, _headers = call(
         "POST",
         f"{PREFIX}/ensure",
         base_url=base_url,
         body=_ensure_body(needs, timeout),
-        timeout_s=timeout + HTTP_MARGIN_S,
+        timeout_s=_http_deadline(timeout),
         token=token,
     )
     return Ensured(payload)
@@ -251,28 +393,38 @@ async def acall(
     token: str | None = None,
     session: aiohttp.ClientSession | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """The async `call`; uses `session` when given (else a short-lived one)."""
+    """The async `call`; uses `session` when given (else a short-lived one, which
+    is also what a unix socket URL uses)."""
     import aiohttp
 
-    url = (base_url or default_url()).rstrip("/") + path
+    where = target(base_url)
+    url = where.url + path
     data = json.dumps(body).encode() if body is not None else None
-    own = session is None
-    client = aiohttp.ClientSession() if session is None else session
+    own = session is None or where.socket_path is not None
+    if own:
+        connector = aiohttp.UnixConnector(where.socket_path) if where.socket_path else None
+        client = aiohttp.ClientSession(connector=connector)
+    else:
+        assert session is not None
+        client = session
     try:
         async with client.request(
             method,
-            url,
+            where.aiohttp_url(where.prefix + path),
             data=data,
             headers=_headers(data, token),
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as response:
             raw = await response.read()
-            if response.status >= 400:
-                raise error_for(response.status, raw)
-            return json.loads(raw or b"{}"), dict(response.headers)
-    except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            headers = dict(response.headers)
+            return _answer(url, response.status, raw, headers), headers
+    except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
         reason = str(exc) or type(exc).__name__
         raise Unreachable(f"no answer from browser-stack at {url}: {reason}") from None
+    except aiohttp.ClientError as exc:  # a bad status line or headers: not HTTP
+        raise NotTheSidecar(
+            f"{url} did not answer as an HTTP server does ({type(exc).__name__}: {exc})"
+        ) from None
     finally:
         if own:
             await client.close()
@@ -281,7 +433,7 @@ async def acall(
 async def aensure_browser_stack(
     base_url: str | None = None,
     needs: Iterable[str] | str | None = None,
-    timeout: float = 30.0,  # noqa: ASYNC109 - the sidecar's readiness deadline, sent to it
+    timeout: float | None = None,  # noqa: ASYNC109 - the sidecar's deadline, sent to it
     *,
     token: str | None = None,
     session: aiohttp.ClientSession | None = None,
@@ -293,7 +445,7 @@ async def aensure_browser_stack(
         f"{PREFIX}/ensure",
         base_url=base_url,
         body=_ensure_body(needs, timeout),
-        timeout_s=timeout + HTTP_MARGIN_S,
+        timeout_s=_http_deadline(timeout),
         token=token,
         session=session,
     )
@@ -302,11 +454,13 @@ async def aensure_browser_stack(
 
 def healthcheck_url(env: Mapping[str, str]) -> str:
     """BROWSER_STACK_URL, else the sidecar's own BROWSER_STACK_LISTEN (a wildcard
-    host means loopback), else the default."""
-    if env.get("BROWSER_STACK_URL"):
-        return env["BROWSER_STACK_URL"].rstrip("/")
-    listen = env.get("BROWSER_STACK_LISTEN", "")
-    if listen and not listen.startswith("unix:") and ":" in listen:
+    host means loopback; a unix socket is asked on its path), else the default."""
+    if env.get("BROWSER_STACK_URL", "").strip():
+        return env["BROWSER_STACK_URL"].strip().rstrip("/")
+    listen = env.get("BROWSER_STACK_LISTEN", "").strip()
+    if listen.startswith("unix:"):
+        return listen
+    if listen and ":" in listen:
         host, port = listen.rsplit(":", 1)
         host = host.strip("[]")
         if host in ("", "0.0.0.0", "::"):
@@ -315,23 +469,40 @@ def healthcheck_url(env: Mapping[str, str]) -> str:
     return DEFAULT_URL
 
 
+# What each probe command asks. healthz: the sidecar serves (liveness). readyz:
+# it can start the stack: supervisord answers and has the five (readiness, the
+# container HEALTHCHECK).
+PROBE_PATHS = {"healthz": "/healthz", "readyz": "/readyz"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m browser_stack.client",
-        description="healthz: exit 0 when the sidecar answers GET /healthz (never wakes the stack)",
+        description="healthz: exit 0 when the sidecar serves; readyz: exit 0 when it "
+        "also reaches supervisord and its five programs. Neither wakes the stack.",
     )
-    parser.add_argument("command", choices=["healthz"])
+    parser.add_argument("command", choices=sorted(PROBE_PATHS))
     parser.add_argument("--url", default=None, help="sidecar URL (default: from the environment)")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds (3)")
     args = parser.parse_args(argv)
-    url = (args.url or healthcheck_url(os.environ)).rstrip("/")
+    name = f"browser-stack {args.command}"
     try:
-        payload, _ = call("GET", "/healthz", base_url=url, timeout_s=args.timeout, token="")
+        payload, _ = call(
+            "GET",
+            PROBE_PATHS[args.command],
+            base_url=args.url or healthcheck_url(os.environ),
+            timeout_s=args.timeout,
+            token="",
+        )
+    except ClientError as exc:
+        reasons = exc.payload.get("reasons") or [exc.message]
+        print(f"{name}: {exc.status}: {'; '.join(map(str, reasons))}", file=sys.stderr)
+        return 1
     except BrowserStackClientError as exc:
-        print(f"browser-stack healthz: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 1
     if payload.get("ok") is not True:
-        print(f"browser-stack healthz: unexpected answer {payload!r}", file=sys.stderr)
+        print(f"{name}: unexpected answer {json.dumps(payload)}", file=sys.stderr)
         return 1
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -17,6 +18,10 @@ from browser_stack.errors import ConfigError
 
 DEFAULT_SUPERVISOR_URL = "unix:///var/run/supervisor.sock"
 DEFAULT_LISTEN = "127.0.0.1:8110"
+# The longest an ensure may wait, whether the default (BROWSER_STACK_ENSURE_TIMEOUT)
+# or a request's timeout_s: one limit for both, under the gateway's read timeout
+# (deploy/nginx/browser-stack.conf, 310 s).
+MAX_ENSURE_TIMEOUT_S = 300.0
 MAX_TIMEOUT_S = 600.0
 MAX_IDLE_S = 7 * 24 * 3600.0
 _DISPLAY_RE = re.compile(r"^(?P<host>[^:]*):(?P<number>\d+)(?:\.(?P<screen>\d+))?$")
@@ -145,7 +150,9 @@ class Settings:
             websocket_port=parse_port("WEBSOCKET_PROXY_PORT", text("WEBSOCKET_PROXY_PORT", "6080")),
             public_host=text("BROWSER_STACK_PUBLIC_HOST", "127.0.0.1"),
             ensure_timeout_s=parse_seconds(
-                "BROWSER_STACK_ENSURE_TIMEOUT", text("BROWSER_STACK_ENSURE_TIMEOUT", "30")
+                "BROWSER_STACK_ENSURE_TIMEOUT",
+                text("BROWSER_STACK_ENSURE_TIMEOUT", "30"),
+                limit=MAX_ENSURE_TIMEOUT_S,
             ),
             stop_timeout_s=parse_seconds(
                 "BROWSER_STACK_STOP_TIMEOUT", text("BROWSER_STACK_STOP_TIMEOUT", "30")
@@ -156,7 +163,7 @@ class Settings:
             probe_interval_s=parse_seconds(
                 "BROWSER_STACK_PROBE_INTERVAL", text("BROWSER_STACK_PROBE_INTERVAL", "0.005")
             ),
-            xprop=text("BROWSER_STACK_XPROP", ""),
+            xprop=parse_xprop(text("BROWSER_STACK_XPROP", "")),
             activation=activation,
             proxy_host=text("BROWSER_STACK_PROXY_HOST", "127.0.0.1"),
             internal_cdp_port=internal_port(
@@ -216,6 +223,11 @@ class Settings:
             if port in seen:
                 raise ConfigError(f"{name} and {seen[port]} are both {port}")
             seen[port] = name
+        if self.listen.port is not None and self.listen.port in seen:
+            raise ConfigError(
+                f"BROWSER_STACK_LISTEN={self.listen} takes port {self.listen.port}, "
+                f"which is {seen[self.listen.port]}: the sidecar needs a port of its own"
+            )
 
 
 def internal_port(
@@ -288,7 +300,13 @@ def parse_listen(value: str) -> ListenAddress:
         raise ConfigError(f"BROWSER_STACK_LISTEN={value!r} is not host:port or unix:/path")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    port = parse_port("BROWSER_STACK_LISTEN", port_text)
+    try:
+        port = parse_port("BROWSER_STACK_LISTEN", port_text)
+    except ConfigError:
+        raise ConfigError(
+            f"BROWSER_STACK_LISTEN={value!r}: {port_text!r} is not a port number between "
+            "1 and 65535"
+        ) from None
     return ListenAddress(host=host, port=port)
 
 
@@ -298,5 +316,26 @@ def parse_supervisor_url(value: str) -> str:
             raise ConfigError(f"SUPERVISOR_SERVER_URL={value!r}: unix:// needs an absolute path")
         return value
     if value.startswith(("http://", "https://")):
+        try:
+            parts = urllib.parse.urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not one
+        except ValueError as exc:
+            raise ConfigError(f"SUPERVISOR_SERVER_URL={value!r}: {exc}") from None
+        if not parts.hostname:
+            raise ConfigError(f"SUPERVISOR_SERVER_URL={value!r} names no host")
         return value.rstrip("/")
     raise ConfigError(f"SUPERVISOR_SERVER_URL={value!r} must start with unix:// or http://")
+
+
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+
+
+def parse_xprop(value: str) -> str:
+    """BROWSER_STACK_XPROP: the xprop command to ask instead of the built-in X11
+    check; true/1/yes means `xprop` on PATH, false/0/no or empty the built-in check."""
+    if value.lower() in _TRUE:
+        return "xprop"
+    if value.lower() in _FALSE:
+        return ""
+    return value

@@ -1,8 +1,9 @@
 """ensure / stop / status for the five programs.
 
 The controller decides; supervisord (through `Supervisor`) and the probes act.
-It keeps no state that supervisord and the probes cannot give back: a run in
-flight and the coalesced snapshot are all it holds, so a restarted sidecar
+It keeps no state that supervisord and the probes cannot give back: besides a
+start or stop in flight, it holds only what speeds up answers (the rounds being
+shared, probes that just passed, the plan per gate set), so a restarted sidecar
 picks up wherever the stack is.
 
 Concurrency contract:
@@ -124,14 +125,18 @@ class ProgramStatus:
 
 
 def program_statuses(
-    snapshot: Snapshot, reasons: Mapping[Program, dict[str, str]] | None = None
+    snapshot: Snapshot,
+    reasons: Mapping[Program, dict[str, str]] | None = None,
+    *,
+    unknown: str = "NOT_CONFIGURED",
 ) -> dict[Program, ProgramStatus]:
+    """`unknown`: the state of a program supervisord did not name."""
     out = {}
     for program in PROGRAMS:
         info = snapshot.infos.get(program)
         out[program] = ProgramStatus(
             program=program,
-            state=info.state.name if info is not None else "NOT_CONFIGURED",
+            state=info.state.name if info is not None else unknown,
             pid=info.pid if info is not None else 0,
             uptime_s=info.uptime_s if info is not None else 0,
             ready=snapshot.ready(program),
@@ -139,6 +144,26 @@ def program_statuses(
             reason=(reasons or {}).get(program),
         )
     return out
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    snapshot: Snapshot
+    programs: dict[Program, ProgramStatus]
+    # Why supervisord could not be asked; empty when it answered.
+    supervisor_error: str
+
+
+@dataclass(frozen=True)
+class HostProblems:
+    unreachable: str = ""
+    missing: tuple[Program, ...] = ()
+
+    @property
+    def reasons(self) -> list[str]:
+        if self.unreachable:
+            return [self.unreachable]
+        return [f"{p} is not configured in supervisord" for p in self.missing]
 
 
 @dataclass(frozen=True)
@@ -237,7 +262,6 @@ class Controller:
         self._needed: dict[frozenset[Gate], tuple[frozenset[Program], frozenset[Program]]] = {}
         self._run: _Run | None = None
         self._stopping: asyncio.Task[StopResult] | None = None
-        self.start_calls: dict[Program, int] = dict.fromkeys(PROGRAMS, 0)
         # When an ensure last came or went: activity for the idle stop.
         self.last_ensure = 0.0
 
@@ -287,8 +311,16 @@ class Controller:
         snapshot = await self._take_snapshot({p: v[2] for p, v in fresh.items()})
         return snapshot, began
 
-    async def status(self) -> tuple[Snapshot, dict[Program, ProgramStatus]]:
-        snapshot = await self.snapshot()
+    async def status(self) -> StatusReport:
+        """Every program's state, readiness and why it failed. Without
+        supervisord, the probes alone (and nobody counts as ready)."""
+        try:
+            snapshot = await self.snapshot()
+        except (SupervisorUnavailable, SupervisorError) as exc:
+            results = await asyncio.gather(*(self._probes[p]() for p in PROGRAMS))
+            snapshot = Snapshot(infos={}, probes=dict(zip(PROGRAMS, results, strict=True)))
+            statuses = program_statuses(snapshot, unknown="UNKNOWN")
+            return StatusReport(snapshot, statuses, exc.message)
         failed = [p for p in PROGRAMS if snapshot.state(p) in FAILED_STATES]
         tails = await asyncio.gather(*(self._supervisor.stderr_tail(p) for p in failed))
         reasons = {
@@ -298,19 +330,21 @@ class Controller:
         for program in PROGRAMS:
             if snapshot.state(program) in ALIVE_STATES and not snapshot.probes[program].ok:
                 reasons[program] = {"probe": snapshot.probes[program].detail}
-        return snapshot, program_statuses(snapshot, reasons)
+        return StatusReport(snapshot, program_statuses(snapshot, reasons), "")
 
     async def process_infos(self) -> Mapping[Program, ProcessInfo]:
         """supervisord's view alone (no probes), fresh."""
         return await self._infos.get()
 
-    async def supervisor_reachable(self) -> tuple[bool, str]:
+    async def host_problems(self) -> HostProblems:
+        """What keeps any ensure from working: supervisord not answering, or
+        programs it does not have. Asks supervisord only."""
         try:
-            await self._infos.get()
+            infos = await self._infos.get()
         except (SupervisorUnavailable, SupervisorError) as exc:
             # Refused credentials count as unreachable: nothing can be asked.
-            return False, exc.message
-        return True, ""
+            return HostProblems(unreachable=exc.message)
+        return HostProblems(missing=tuple(p for p in PROGRAMS if p not in infos))
 
     @property
     def starting(self) -> bool:
@@ -529,7 +563,18 @@ class Controller:
                 await asyncio.wait([run.futures[dependency]])
                 error = run.failure([dependency])
                 if error is not None:
-                    raise error
+                    # Callers hear the cause; the log says this one never started.
+                    if not future.done():
+                        future.set_exception(error)
+                    own = snapshot.state(program)
+                    log.warning(
+                        "not started program=%s state=%s: it needs %s, which failed",
+                        program,
+                        own.name if own is not None else "NOT_CONFIGURED",
+                        dependency,
+                        extra={"program": str(program), "event": "not_started"},
+                    )
+                    return
             await self._start_with_retries(run, program, snapshot.infos.get(program))
         except asyncio.CancelledError:
             if not future.done():
@@ -607,7 +652,6 @@ class Controller:
             if hook is not None:
                 await hook()
             await self._check_port_free(program, state)
-            self.start_calls[program] += 1
             if await self._supervisor.start(program) and program not in run.started:
                 run.started.append(program)
         spawned = self._clock()

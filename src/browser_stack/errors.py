@@ -26,6 +26,13 @@ class ConfigError(BrowserStackError):
     code = "bad_config"
 
 
+class StartupError(BrowserStackError):
+    """`serve` could not start (an address taken, a socket path refused); it
+    prints one line naming what failed and exits 4."""
+
+    code = "startup_failed"
+
+
 class BadRequest(BrowserStackError):
     code = "bad_request"
     status = 400

@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from browser_stack import memory, xlock
-from browser_stack.config import Settings
+from browser_stack.config import MAX_ENSURE_TIMEOUT_S, Settings
 from browser_stack.controller import Controller, EnsureResult
 from browser_stack.errors import (
     BadRequest,
@@ -25,7 +25,7 @@ from browser_stack.errors import (
 )
 from browser_stack.idle import IdleMonitor, IdlePolicy
 from browser_stack.metrics import CONTENT_TYPE, Metrics
-from browser_stack.openapi import MAX_ENSURE_TIMEOUT_S, MAX_LEASE_S, PREFIX, spec
+from browser_stack.openapi import MAX_LEASE_S, PREFIX, spec
 from browser_stack.ports import holder_of
 from browser_stack.probes import build_probes
 from browser_stack.proxy import ROUTE_GATES, ActivationProxy, Route
@@ -44,6 +44,8 @@ from browser_stack.text import status_table
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4096
+# The container's and Kubernetes' probes: open whatever the token.
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 ENSURE_FIELDS = frozenset({"needs", "timeout_s"})
 
 CONTROLLER = web.AppKey("controller", Controller)
@@ -92,14 +94,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _json({"error": code, "message": exc.reason}, status=exc.status, headers=headers)
 
 
-def _authorize(request: web.Request) -> None:
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With BROWSER_STACK_TOKEN set, every endpoint but the probes needs it:
+    status and memory show pids and stderr tails, metrics the usage."""
     token = request.app[SETTINGS].token
-    if not token:
-        return
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("this endpoint needs Authorization: Bearer <BROWSER_STACK_TOKEN>")
+    if token and request.path not in OPEN_PATHS:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+            raise Unauthorized("this endpoint needs Authorization: Bearer <BROWSER_STACK_TOKEN>")
+    return await handler(request)
 
 
 async def _read_object(request: web.Request) -> dict[str, Any]:
@@ -137,18 +142,6 @@ def parse_ensure_body(
     return gates, float(timeout)
 
 
-def ensure_payload(result: EnsureResult) -> dict[str, Any]:
-    return {
-        "ready": True,
-        "cold": result.cold,
-        "elapsed_ms": result.elapsed_ms,
-        "needs": sorted(result.gates),
-        "started": [str(p) for p in result.started],
-        "programs": {str(p): s.to_dict() for p, s in result.programs.items()},
-        "endpoints": result.endpoints,
-    }
-
-
 class RoundJson:
     """The programs and endpoints of an ensure answer, as JSON, encoded once per
     verification round: every answer from one round shares those two objects
@@ -173,7 +166,7 @@ ROUND_JSON = web.AppKey("round_json", RoundJson)
 
 
 def ensure_body(result: EnsureResult, shared: RoundJson) -> str:
-    """The JSON of ensure_payload(result), with the round's part encoded once."""
+    """The ensure answer as JSON, with the round's part encoded once."""
     head = _dumps(
         {
             "ready": True,
@@ -187,7 +180,6 @@ def ensure_body(result: EnsureResult, shared: RoundJson) -> str:
 
 
 async def ensure(request: web.Request) -> web.Response:
-    _authorize(request)
     controller = request.app[CONTROLLER]
     gates, timeout = parse_ensure_body(
         await _read_object(request), request.app[SETTINGS].ensure_timeout_s
@@ -208,7 +200,6 @@ async def gate(request: web.Request) -> web.Response:
     500 itself (auth_request passes on only 401 and 403), and our JSON error body
     is in the sidecar's log line and in the `X-Browser-Stack-Error` header.
     """
-    _authorize(request)
     gates = parse_gates([request.match_info["gate"]])
     try:
         result = await request.app[CONTROLLER].ensure(gates, request.app[SETTINGS].ensure_timeout_s)
@@ -231,9 +222,13 @@ async def status(request: web.Request) -> web.Response:
     text_format = _query_choice(request, "format", ("json", "text")) == "text"
     with_memory = text_format or _query_choice(request, "memory", ("0", "1")) == "1"
     controller = request.app[CONTROLLER]
-    snapshot, programs = await controller.status()
+    report = await controller.status()
+    snapshot, programs = report.snapshot, report.programs
+    supervisor: dict[str, Any] = {"reachable": not report.supervisor_error}
+    if report.supervisor_error:
+        supervisor["message"] = report.supervisor_error
     payload: dict[str, Any] = {
-        "supervisor": {"reachable": True},
+        "supervisor": supervisor,
         "starting": controller.starting,
         "ready": {g: all(programs[p].ready for p in GATE_PROGRAMS[g]) for g in GATES},
         "programs": {str(p): s.to_dict() for p, s in programs.items()},
@@ -298,12 +293,11 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 async def program_status(request: web.Request) -> web.Response:
     program = parse_program(request.match_info["name"])
-    _snapshot, programs = await request.app[CONTROLLER].status()
-    return _json({"program": str(program), **programs[program].to_dict()})
+    report = await request.app[CONTROLLER].status()
+    return _json({"program": str(program), **report.programs[program].to_dict()})
 
 
 async def stop(request: web.Request) -> web.Response:
-    _authorize(request)
     body = await _read_object(request)
     if body:
         raise BadRequest("stop takes no body fields", fields=sorted(body))
@@ -319,7 +313,6 @@ async def stop(request: web.Request) -> web.Response:
 
 async def lease(request: web.Request) -> web.Response:
     """Hold the stack up for ttl_s without a connection (no start: ensure starts)."""
-    _authorize(request)
     body = await _read_object(request)
     unknown = sorted(set(body) - {"ttl_s"})
     if unknown:
@@ -339,11 +332,22 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    reachable, why = await request.app[CONTROLLER].supervisor_reachable()
-    supervisor: dict[str, Any] = {"reachable": reachable}
-    if why:
-        supervisor["message"] = why
+    """Liveness: the sidecar serves. Says what it knows of supervisord, and is
+    200 whatever that is: restarting the sidecar would not mend supervisord."""
+    problems = await request.app[CONTROLLER].host_problems()
+    supervisor: dict[str, Any] = {"reachable": not problems.unreachable}
+    if problems.unreachable:
+        supervisor["message"] = problems.unreachable
     return _json({"ok": True, "supervisor": supervisor, "programs": list(PROGRAMS)})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness of the sidecar, not of the stack (never wakes it): 200 when
+    supervisord answers and has the five programs, so that an ensure can work."""
+    problems = await request.app[CONTROLLER].host_problems()
+    if problems.reasons:
+        return _json({"ok": False, "reasons": problems.reasons}, status=503)
+    return _json({"ok": True, "reasons": []})
 
 
 def create_app(
@@ -354,7 +358,9 @@ def create_app(
 ) -> web.Application:
     """The aiohttp application. With no controller, real adapters are wired in
     for the app's lifetime (the composition root)."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, auth_middleware]
+    )
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
     app[ROUND_JSON] = RoundJson()
@@ -376,57 +382,66 @@ def create_app(
     app.router.add_get(f"{PREFIX}/memory", memory_sample)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     return app
 
 
 async def _real_parts(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    supervisor = XmlRpcSupervisor(
-        settings.supervisor_url,
-        settings.supervisor_username,
-        settings.supervisor_password,
-        stop_timeout_s=settings.stop_timeout_s,
-    )
-    session = aiohttp.ClientSession()
-    controller = Controller(
-        supervisor,
-        build_probes(settings, session),
-        settings,
-        before_start={Program.TIGERVNC: xlock.hook(settings)},
-        port_holder=holder_of,
-        observer=app[METRICS],
-    )
-    app[CONTROLLER] = controller
-    proxy = _activation_proxy(settings, controller) if settings.activation == "proxy" else None
-    app[IDLE] = IdleMonitor(
-        controller,
-        IdlePolicy(settings.idle_timeout_s, settings.idle_min_uptime_s),
-        # The programs' own ports: behind the proxy, its stats count the public
-        # side, and this catches clients that connect to the programs directly.
-        settings.program_ports,
-        extra_connections=(
-            (lambda: {n: s.open_connections for n, s in proxy.stats().items()}) if proxy else None
-        ),
-    )
-    if proxy is not None:
-        await proxy.start()
-        app[PROXY] = proxy
-    # What startup built (modules, the app and its adapters, some 40,000
-    # objects) lives as long as the process. Frozen, it is left out of the
-    # cyclic collector's full passes, which took 30-40 ms each under load: the
-    # p99 of warm ensures at 64 clients. A request's garbage is freed by
-    # reference counting; collecting the young generation every 700 container
-    # allocations (the default) cost 5% of the CPU at 64 clients, for nothing.
-    # 5,000 keeps what cyclic garbage there is (a transport per X11 check)
-    # under a megabyte: 10,000 let the sidecar grow 2 MiB in 10,000 requests.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(5_000, 10, 10)
-    yield
-    if proxy is not None:
-        await proxy.close()
-    await session.close()
-    await supervisor.close()
+    async with contextlib.AsyncExitStack() as opened:
+        # Whatever fails below, what was opened before it is closed.
+        supervisor = XmlRpcSupervisor(
+            settings.supervisor_url,
+            settings.supervisor_username,
+            settings.supervisor_password,
+            stop_timeout_s=settings.stop_timeout_s,
+        )
+        opened.push_async_callback(supervisor.close)
+        session = aiohttp.ClientSession()
+        opened.push_async_callback(session.close)
+        controller = Controller(
+            supervisor,
+            build_probes(settings, session),
+            settings,
+            before_start={Program.TIGERVNC: xlock.hook(settings)},
+            port_holder=holder_of,
+            observer=app[METRICS],
+        )
+        app[CONTROLLER] = controller
+        proxy = _activation_proxy(settings, controller) if settings.activation == "proxy" else None
+        app[IDLE] = IdleMonitor(
+            controller,
+            IdlePolicy(settings.idle_timeout_s, settings.idle_min_uptime_s),
+            # The programs' own ports: behind the proxy, its stats count the public
+            # side, and this catches clients that connect to the programs directly.
+            settings.program_ports,
+            extra_connections=(
+                (lambda: {n: s.open_connections for n, s in proxy.stats().items()})
+                if proxy
+                else None
+            ),
+            observer=app[METRICS],
+        )
+        if proxy is not None:
+            await proxy.start()
+            opened.push_async_callback(proxy.close)
+            app[PROXY] = proxy
+        problems = await controller.host_problems()
+        for reason in problems.reasons:
+            # Not fatal: supervisord may come up later. /readyz says the same.
+            log.warning("no stack start can work yet: %s", reason)
+        # What startup built (modules, the app and its adapters, some 40,000
+        # objects) lives as long as the process. Frozen, it is left out of the
+        # cyclic collector's full passes, which took 30-40 ms each under load: the
+        # p99 of warm ensures at 64 clients. A request's garbage is freed by
+        # reference counting; collecting the young generation every 700 container
+        # allocations (the default) cost 5% of the CPU at 64 clients, for nothing.
+        # 5,000 keeps what cyclic garbage there is (a transport per X11 check)
+        # under a megabyte: 10,000 let the sidecar grow 2 MiB in 10,000 requests.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(5_000, 10, 10)
+        yield
 
 
 def _activation_proxy(settings: Settings, controller: Controller) -> ActivationProxy:

@@ -7,25 +7,27 @@ websocat holds one to Xvnc per viewer, and the sidecar's own probes come and
 go: none of those is a user). Never stop while a user connection is open;
 keep a minimum time up after a start so the stack does not flap.
 
-`IdlePolicy.decide` is pure (a clock value in, a decision out); `IdleMonitor`
-gathers the facts and acts on the decision.
+`IdlePolicy.decide` is pure (the facts in, among them when the stack was last
+used, a decision out, with the new last use); `IdleMonitor` gathers the facts,
+keeps the last use and acts on the decision.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
+from browser_stack.errors import SupervisorUnavailable
 from browser_stack.memory import process_tree
+from browser_stack.observer import NullObserver, Observer
 from browser_stack.states import ALIVE_STATES
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ class Facts:
     connections: Mapping[str, int]
     last_ensure: float
     lease_until: float
+    # The last moment the monitor knew the stack in use (connection, ensure, lease).
+    last_activity: float
 
 
 @dataclass(frozen=True)
@@ -50,16 +54,16 @@ class Decision:
     stop: bool
     idle_for_s: float
     stops_in_s: float | None
+    # The last use as of these facts: the next Facts.last_activity.
+    last_activity: float
     held_by: list[str] = field(default_factory=list)
     reason: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class IdlePolicy:
     timeout_s: float
     min_uptime_s: float
-    # The last moment something used the stack (connection seen, ensure, lease end).
-    last_activity: float = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -71,26 +75,23 @@ class IdlePolicy:
             for name, count in sorted(facts.connections.items())
             if count
         ]
+        last = max(facts.last_activity, facts.last_ensure, min(facts.lease_until, facts.now))
         if held_by:
             # A connection open is activity for as long as it stays open.
-            self.last_activity = facts.now
-        self.last_activity = max(self.last_activity, facts.last_ensure)
+            last = facts.now
         if facts.lease_until > facts.now:
             held_by.append(f"lease: {facts.lease_until - facts.now:.0f} s left")
-        self.last_activity = max(self.last_activity, min(facts.lease_until, facts.now))
-        idle_for = max(0.0, facts.now - self.last_activity)
-        if not self.enabled or not facts.stack_up:
-            return Decision(False, idle_for, None, held_by)
-        if held_by:
-            return Decision(False, idle_for, None, held_by)
+        idle_for = max(0.0, facts.now - last)
+        if not self.enabled or not facts.stack_up or held_by:
+            return Decision(False, idle_for, None, last, held_by)
         until_timeout = self.timeout_s - idle_for
         until_min_uptime = self.min_uptime_s - facts.youngest_uptime_s
         stops_in = max(0.0, until_timeout, until_min_uptime)
         if stops_in > 0:
             if until_min_uptime > 0 and until_min_uptime >= until_timeout:
                 held_by.append(f"minimum uptime: {until_min_uptime:.0f} s left")
-            return Decision(False, idle_for, stops_in, held_by)
-        return Decision(True, idle_for, 0.0, [], reason=f"no activity for {idle_for:.0f} s")
+            return Decision(False, idle_for, stops_in, last, held_by)
+        return Decision(True, idle_for, 0.0, last, [], reason=f"no activity for {idle_for:.0f} s")
 
 
 def user_connections(
@@ -130,6 +131,15 @@ def stack_pids(main_pids: Iterable[int]) -> set[int]:
     return pids
 
 
+ConnectionCounter = Callable[[Mapping[str, int], list[int]], Awaitable[dict[str, int]]]
+
+
+async def count_user_connections(ports: Mapping[str, int], main_pids: list[int]) -> dict[str, int]:
+    """User connections to `ports`, the stack's own processes (the trees of
+    `main_pids`) and this sidecar left out."""
+    return await asyncio.to_thread(lambda: user_connections(ports, stack_pids(main_pids)))
+
+
 class IdleMonitor:
     """Checks the facts every `interval_s` and stops the stack when idle."""
 
@@ -141,18 +151,23 @@ class IdleMonitor:
         *,
         clock: Callable[[], float] = time.monotonic,
         interval_s: float | None = None,
+        connections: ConnectionCounter = count_user_connections,
         extra_connections: Callable[[], Mapping[str, int]] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self._controller = controller
         self.policy = policy
         self._ports = dict(ports)
         self._clock = clock
         self._interval_s = interval_s or min(5.0, max(0.2, policy.timeout_s / 10))
+        self._connections = connections
         self._extra_connections = extra_connections
+        self._observer: Observer = observer or NullObserver()
         self.lease_until = 0.0
+        # A restarted sidecar starts the count anew.
+        self._last_activity = clock()
         self.last_decision: Decision | None = None
         self.stops: list[str] = []
-        policy.last_activity = clock()  # a restarted sidecar starts the count anew
 
     def lease(self, ttl_s: float) -> float:
         """Hold the stack up for `ttl_s` from now; returns seconds held."""
@@ -165,10 +180,7 @@ class IdleMonitor:
         youngest = min((i.uptime_s for i in alive.values()), default=0)
         connections: dict[str, int] = dict.fromkeys(self._ports, 0)
         if alive:
-            pids = [i.pid for i in alive.values()]
-            connections = await asyncio.to_thread(
-                lambda: user_connections(self._ports, stack_pids(pids))
-            )
+            connections = await self._connections(self._ports, [i.pid for i in alive.values()])
         if self._extra_connections is not None:
             for name, count in self._extra_connections().items():
                 connections[name] = connections.get(name, 0) + count
@@ -179,13 +191,19 @@ class IdleMonitor:
             connections=connections,
             last_ensure=self._controller.last_ensure,
             lease_until=self.lease_until,
+            last_activity=self._last_activity,
         )
 
-    async def check(self) -> Decision:
+    async def _decide(self) -> Decision:
         decision = self.policy.decide(await self.facts())
+        self._last_activity = decision.last_activity
+        return decision
+
+    async def check(self) -> Decision:
+        decision = await self._decide()
         if decision.stop:
             # Look again just before acting: a client may have connected since.
-            decision = self.policy.decide(await self.facts())
+            decision = await self._decide()
         self.last_decision = decision
         if decision.stop and not self._controller.starting:
             log.info(
@@ -199,9 +217,17 @@ class IdleMonitor:
         return decision
 
     async def run(self) -> None:
+        """Check every interval for the app's lifetime; a failed check is logged
+        and counted, and the next one runs as usual."""
         while True:
-            with contextlib.suppress(Exception):  # supervisord away: try again later
+            try:
                 await self.check()
+            except SupervisorUnavailable as exc:  # supervisord away: try again later
+                log.warning("idle check: %s", exc.message)
+                self._observer.idle_check_failed(exc.code)
+            except Exception as exc:
+                log.exception("idle check failed; idle stop goes on with the next check")
+                self._observer.idle_check_failed(type(exc).__name__)
             await asyncio.sleep(self._interval_s)
 
     def describe(self) -> dict[str, Any]:

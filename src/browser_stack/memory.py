@@ -161,6 +161,35 @@ def markdown(sample: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_SAMPLE_KEYS = ("timestamp", "programs", "total", "sidecar")
+_TREE_KEYS = ("processes", "uss_bytes", "pss_bytes", "rss_bytes")
+
+
+def check_sample(value: Any) -> Mapping[str, Any]:
+    """`value` if it is a memory sample as `report` writes it; else ValueError
+    saying what is missing, for `memory diff` to print."""
+    if not isinstance(value, dict):
+        raise ValueError(f"not a memory sample: a JSON {type(value).__name__}, not an object")
+    missing = [key for key in _SAMPLE_KEYS if key not in value]
+    if missing:
+        raise ValueError(
+            "not a memory sample (GET /v1/browser-stack/memory writes one): "
+            f"no {', '.join(missing)}"
+        )
+    trees = {"total": value["total"], "sidecar": value["sidecar"]}
+    if not isinstance(value["programs"], dict):
+        raise ValueError("not a memory sample: programs is not an object")
+    trees.update(value["programs"])
+    for name, tree in trees.items():
+        if not isinstance(tree, dict) or not all(
+            isinstance(tree.get(key), int) for key in _TREE_KEYS
+        ):
+            raise ValueError(
+                f"not a memory sample: {name} lacks whole numbers for {', '.join(_TREE_KEYS)}"
+            )
+    return value
+
+
 def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     """What changed from one sample to the other, per program and in total."""
     name_a = before.get("sample") or before["timestamp"]

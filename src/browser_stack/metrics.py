@@ -56,6 +56,12 @@ class Metrics:
         self.stops = Counter(
             "browser_stack_stops", "Stops of the stack by reason", ["reason"], registry=r
         )
+        self.idle_check_errors = Counter(
+            "browser_stack_idle_check_errors",
+            "Idle checks that failed, by error; idle stop goes on with the next check",
+            ["error"],
+            registry=r,
+        )
         self.program_state = Gauge(
             "browser_stack_program_state",
             "supervisord's state code (0 STOPPED, 10 STARTING, 20 RUNNING, 30 BACKOFF, "
@@ -125,6 +131,9 @@ class Metrics:
 
     def stopped(self, reason: str) -> None:
         self.stops.labels(reason).inc()
+
+    def idle_check_failed(self, error: str) -> None:
+        self.idle_check_errors.labels(error).inc()
 
     # -- gauges, refreshed at scrape time ----------------------------------
 

@@ -25,6 +25,9 @@ class Observer(Protocol):
     def stopped(self, reason: str) -> None:
         """The stack was stopped: "request" or an idle reason."""
 
+    def idle_check_failed(self, error: str) -> None:
+        """An idle check raised (`error`: our error code or the exception's type)."""
+
 
 class NullObserver:
     def ensure_done(self, outcome: str, seconds: float) -> None:
@@ -46,4 +49,7 @@ class NullObserver:
         pass
 
     def stopped(self, reason: str) -> None:
+        pass
+
+    def idle_check_failed(self, error: str) -> None:
         pass

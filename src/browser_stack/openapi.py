@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from browser_stack.config import MAX_ENSURE_TIMEOUT_S
 from browser_stack.stack import GATES, PROGRAMS
 
 PREFIX = "/v1/browser-stack"
-MAX_ENSURE_TIMEOUT_S = 300
 MAX_LEASE_S = 24 * 3600
 
 _ERROR = {

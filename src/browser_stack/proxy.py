@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from browser_stack.errors import BrowserStackError
+from browser_stack.errors import BrowserStackError, StartupError
 from browser_stack.stack import Gate
 
 log = logging.getLogger(__name__)
@@ -147,12 +147,19 @@ class ActivationProxy:
         loop = asyncio.get_running_loop()
         try:
             for route in self.routes:
-                self._servers[route.name] = await loop.create_server(
-                    self._protocol_factory(route),
-                    route.listen_host,
-                    route.listen_port,
-                    reuse_address=True,
-                )
+                try:
+                    self._servers[route.name] = await loop.create_server(
+                        self._protocol_factory(route),
+                        route.listen_host,
+                        route.listen_port,
+                        reuse_address=True,
+                    )
+                except OSError as exc:
+                    raise StartupError(
+                        f"the activation proxy cannot listen on {route.listen_host}:"
+                        f"{route.listen_port} ({route.name}): {exc.strerror or exc}",
+                        address=f"{route.listen_host}:{route.listen_port}",
+                    ) from exc
         except BaseException:
             await self.close()
             raise

@@ -7,6 +7,7 @@ spawned, and what a gate needs ready before a caller may use it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from enum import StrEnum
 
@@ -68,7 +69,7 @@ def parse_gates(names: Iterable[object]) -> frozenset[Gate]:
     for name in names:
         if not isinstance(name, str) or name not in Gate._value2member_map_:
             raise BadRequest(
-                f"unknown need {name!r}; allowed: {', '.join(GATES)}",
+                f"unknown need {json.dumps(name, default=str)}; allowed: {', '.join(GATES)}",
                 allowed=list(GATES),
             )
         gates.add(Gate(name))

@@ -51,9 +51,5 @@ class Fault(IntEnum):
 # A process supervisord has spawned and not given up on: starting it again is
 # not needed (and answers ALREADY_STARTED).
 ALIVE_STATES = frozenset({ProcessState.STARTING, ProcessState.RUNNING})
-# supervisord is retrying a spawn that died early; it may still succeed.
-RETRYING_STATES = frozenset({ProcessState.BACKOFF})
-# Nothing is running and supervisord will not start it by itself.
-DOWN_STATES = frozenset({ProcessState.STOPPED, ProcessState.EXITED, ProcessState.FATAL})
 # States that tell an ensure the program failed to come up.
 FAILED_STATES = frozenset({ProcessState.BACKOFF, ProcessState.EXITED, ProcessState.FATAL})

@@ -1,7 +1,8 @@
 """The only module that speaks supervisord's XML-RPC.
 
-It turns faults into our errors in one table (`_START_FAULTS`, `_STOP_FAULTS`)
-and refuses any program name outside the allowlist before a byte is sent.
+It turns faults into our errors in one place (`map_fault`, with a table per
+call: `START_FAULTS`, `STOP_FAULTS`), so no XML-RPC fault leaves it, and refuses
+any program name outside the allowlist before a byte is sent.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import socket
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 import xmlrpc.client
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -152,7 +154,16 @@ class XmlRpcSupervisor:
             raise ConnectionError(f"not an HTTP answer ({len(answer)} bytes)")
         return int(status[1]), payload
 
-    async def call(self, method: str, *params: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
+    async def _call(
+        self,
+        method: str,
+        *params: Any,
+        faults: FaultTable | None = None,
+        program: str = "",
+        timeout_s: float = CALL_TIMEOUT_S,
+    ) -> Any:
+        """One XML-RPC call. A fault never leaves this module: `faults` (or, for
+        a call without a table, SupervisorError) says what it means."""
         body = xmlrpc.client.dumps(params, method, allow_none=False).encode()
         try:
             async with asyncio.timeout(timeout_s):
@@ -169,17 +180,14 @@ class XmlRpcSupervisor:
         if status != 200:
             raise SupervisorUnavailable(f"supervisord answered HTTP {status} to {method}")
         try:
-            result = loads_response(payload)
+            return loads_response(payload)
         except xmlrpc.client.Fault as fault:
-            if fault.faultCode == Fault.SHUTDOWN_STATE:
-                raise SupervisorUnavailable("supervisord is shutting down") from None
-            raise
+            return map_fault(faults or {}, fault, method, program)
         except Exception as exc:  # a malformed answer is not a fault we can map
             raise SupervisorError(f"supervisord sent an unreadable answer to {method}") from exc
-        return result
 
     async def process_info(self) -> dict[Program, ProcessInfo]:
-        raw = await self.call("supervisor.getAllProcessInfo")
+        raw = await self._call("supervisor.getAllProcessInfo")
         infos: dict[Program, ProcessInfo] = {}
         for entry in raw:
             # Only group-less names match ("group:name" is never one of ours).
@@ -191,19 +199,24 @@ class XmlRpcSupervisor:
     async def start(self, program: Program) -> bool:
         name = _checked(program)
         # wait=False is positional on purpose: XML-RPC has no keyword arguments.
-        try:
-            await self.call("supervisor.startProcess", name, False)
-        except xmlrpc.client.Fault as fault:
-            return _map_fault(_START_FAULTS, fault, name)
+        if not await self._call(
+            "supervisor.startProcess", name, False, faults=START_FAULTS, program=name
+        ):
+            return False
         log.info("start requested program=%s", name, extra={"program": name, "event": "start"})
         return True
 
     async def stop(self, program: Program) -> bool:
         name = _checked(program)
-        try:
-            await self.call("supervisor.stopProcess", name, True, timeout_s=self._stop_timeout_s)
-        except xmlrpc.client.Fault as fault:
-            return _map_fault(_STOP_FAULTS, fault, name)
+        if not await self._call(
+            "supervisor.stopProcess",
+            name,
+            True,
+            faults=STOP_FAULTS,
+            program=name,
+            timeout_s=self._stop_timeout_s,
+        ):
+            return False
         log.info(
             "stopped program=%s state=STOPPED",
             name,
@@ -213,23 +226,21 @@ class XmlRpcSupervisor:
 
     async def resume(self, program: Program) -> None:
         name = _checked(program)
-        try:
-            await self.call("supervisor.signalProcess", name, "CONT")
-        except xmlrpc.client.Fault as fault:
-            if fault.faultCode not in (Fault.NOT_RUNNING, Fault.BAD_NAME):
-                raise SupervisorError(f"SIGCONT to {name} failed: {fault.faultString}") from None
+        await self._call(
+            "supervisor.signalProcess", name, "CONT", faults=_RESUME_FAULTS, program=name
+        )
 
     async def stderr_tail(self, program: Program) -> str:
         name = _checked(program)
         try:
-            text, _offset, _overflow = await self.call(
+            text, _offset, _overflow = await self._call(
                 "supervisor.tailProcessStderrLog", name, 0, STDERR_TAIL_BYTES
             )
             if not text:  # redirect_stderr=true sends it all to stdout
-                text, _offset, _overflow = await self.call(
+                text, _offset, _overflow = await self._call(
                     "supervisor.tailProcessStdoutLog", name, 0, STDERR_TAIL_BYTES
                 )
-        except (xmlrpc.client.Fault, SupervisorError):
+        except SupervisorError:
             return ""
         return str(text)
 
@@ -287,8 +298,10 @@ def _decode(value: ElementTree.Element) -> Any:
 
 
 # What each fault means for an idempotent start or stop: True/False is a
-# success (spawned / was already so), a string is a failure message.
-_START_FAULTS: dict[int, bool | str] = {
+# success (spawned / was already so), a string is a failure message. One table
+# per call that has one; any other fault is a SupervisorError.
+FaultTable = Mapping[int, bool | str]
+START_FAULTS: FaultTable = {
     Fault.ALREADY_STARTED: False,
     Fault.BAD_NAME: "is not configured in supervisord",
     Fault.NO_FILE: "has a command that does not exist",
@@ -296,45 +309,40 @@ _START_FAULTS: dict[int, bool | str] = {
     Fault.SPAWN_ERROR: "could not be spawned",
     Fault.ABNORMAL_TERMINATION: "exited while starting",
 }
-_STOP_FAULTS: dict[int, bool | str] = {
+STOP_FAULTS: FaultTable = {
     Fault.NOT_RUNNING: False,
     Fault.BAD_NAME: "is not configured in supervisord",
     Fault.FAILED: "did not stop",
 }
+# SIGCONT to a process that is not there has nothing to resume.
+_RESUME_FAULTS: FaultTable = {Fault.NOT_RUNNING: False, Fault.BAD_NAME: False}
 
 # A spawn that failed may work next time; a missing program or file will not.
 _RETRYABLE_FAULTS = frozenset({Fault.SPAWN_ERROR, Fault.ABNORMAL_TERMINATION, Fault.FAILED})
 
 
-def _map_fault(table: dict[int, bool | str], fault: xmlrpc.client.Fault, name: str) -> bool:
+def map_fault(
+    table: FaultTable, fault: xmlrpc.client.Fault, method: str, program: str = ""
+) -> bool:
+    """What a fault means: a success (True/False), or one of our errors raised."""
+    if fault.faultCode == Fault.SHUTDOWN_STATE:
+        raise SupervisorUnavailable("supervisord is shutting down")
     outcome = table.get(fault.faultCode)
     if isinstance(outcome, bool):
         return outcome
     if outcome is None:
+        about = f" for {program}" if program else ""
         raise SupervisorError(
-            f"supervisord fault {fault.faultCode} for {name}: {fault.faultString}",
-            program=name,
+            f"supervisord answered {method}{about} with fault {fault.faultCode}: "
+            f"{fault.faultString}",
+            program=program,
             fault=fault.faultCode,
         )
     raise ProgramFailed(
-        name,
-        f"{name} {outcome}: {fault.faultString}",
+        program,
+        f"{program} {outcome}: {fault.faultString}",
         state="UNKNOWN" if fault.faultCode == Fault.BAD_NAME else "FATAL",
         spawnerr=str(fault.faultString),
         retryable=fault.faultCode in _RETRYABLE_FAULTS,
         fault=fault.faultCode,
     )
-
-
-async def wait_reachable(supervisor: Supervisor, timeout_s: float, interval_s: float = 0.1) -> None:
-    """Poll until supervisord answers or the deadline passes (used at start-up)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        try:
-            await supervisor.process_info()
-            return
-        except SupervisorUnavailable:
-            if loop.time() >= deadline:
-                raise
-            await asyncio.sleep(interval_s)

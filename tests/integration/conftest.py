@@ -13,24 +13,22 @@ teardown shuts supervisord down, ends the sidecar and fails on anything left ove
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import xmlrpc.client
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
+
+from ..helpers import Sidecar, free_ports, wait_for
 
 HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "standin.py"
@@ -62,127 +60,11 @@ SIDECAR_TIMEOUTS = {
 }
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (all bound at once, then released)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-
-
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: Mapping[str, str]
-    body: Any
-
-
-class Sidecar:
-    """The real sidecar as a subprocess; stdout and stderr go to one file."""
-
-    def __init__(self, env: dict[str, str], output: Path) -> None:
-        self.env = env
-        self.output = output
-        self.listen = env["BROWSER_STACK_LISTEN"]
-        self.host, port = self.listen.rsplit(":", 1)
-        self.port = int(port)
-        self.base_url = f"http://{self.listen}"
-        with open(output, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "browser_stack", "serve"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_for(self._answers, 20, f"the sidecar at {self.base_url}")
-        except AssertionError:
-            self.kill()
-            raise AssertionError(f"sidecar did not come up:\n{self.read_output()}") from None
-
-    def _answers(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"sidecar exited {self.proc.returncode}:\n{self.read_output()}")
-        try:
-            self.request("GET", "/healthz", timeout=2)  # any HTTP answer: it listens
-        except OSError:
-            return False
-        return True
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def read_output(self) -> str:
-        return self.output.read_text(encoding="utf-8", errors="replace")
-
-    def request(self, method: str, path: str, body: Any = None, *, timeout: float = 30) -> Response:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        try:
-            data = None if body is None else json.dumps(body).encode()
-            headers = {"Content-Type": "application/json"} if data is not None else {}
-            conn.request(method, path, body=data, headers=headers)
-            response = conn.getresponse()
-            raw = response.read()
-            return Response(
-                response.status,
-                {k.lower(): v for k, v in response.getheaders()},
-                json.loads(raw) if raw else None,
-            )
-        finally:
-            conn.close()
-
-    def ensure(self, body: Any = None, *, timeout: float = 30) -> Response:
-        return self.request("POST", f"{PREFIX}/ensure", body, timeout=timeout)
-
-    def status(self) -> Response:
-        return self.request("GET", f"{PREFIX}/status")
-
-    def stop(self) -> Response:
-        return self.request("POST", f"{PREFIX}/stop")
-
-    def healthz(self) -> Response:
-        return self.request("GET", "/healthz")
-
-    def terminate(self) -> None:
-        """SIGTERM (what supervisord would send) and wait."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc.wait()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
 
 
 class Stack:
@@ -276,12 +158,15 @@ class Stack:
         modes: Mapping[str, str] | None = None,
         delays: Mapping[str, float] | None = None,
         startretries: Mapping[str, int] | None = None,
+        omit: frozenset[str] = frozenset(),
     ) -> bool:
-        """(Re)write supervisord.conf; True if it differs from what was there."""
+        """(Re)write supervisord.conf, without the programs in `omit`; True if it
+        differs from what was there."""
         modes = {**DEFAULT_MODES, **(modes or {})}
         delays = {**DEFAULT_DELAYS, **(delays or {})}
         retries = {p: 3 for p in PROGRAMS} | dict(startretries or {})
-        key = tuple((p, modes[p], delays.get(p, 0.0), retries[p]) for p in PROGRAMS)
+        configured = [p for p in PROGRAMS if p not in omit]
+        key = tuple((p, modes[p], delays.get(p, 0.0), retries[p]) for p in configured)
         auth = ""
         if self.auth is not None:
             auth = f"username={self.auth[0]}\npassword={self.auth[1]}\n"
@@ -306,7 +191,7 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 serverurl=unix://%(ENV_{MARK})s/supervisor.sock
 {auth}"""
         ]
-        for program in PROGRAMS:
+        for program in configured:
             port = f" --port %(ENV_{PORT_VARS[program]})s" if program in PORT_VARS else ""
             parts.append(
                 f"""

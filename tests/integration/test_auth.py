@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from .conftest import PROGRAMS, Sidecar, Stack, free_ports, make_stack
+from ..helpers import Sidecar, free_ports
+from .conftest import PROGRAMS, Stack, make_stack
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +63,12 @@ def test_wrong_password_is_a_clear_error_not_a_hang(stack: Stack) -> None:
     assert response.body["error"] == "supervisor_error"
     assert "credentials" in response.body["message"]
     status = sidecar.status()
-    assert status.status == 502
-    assert "credentials" in status.body["message"]
+    assert status.status == 200
+    assert status.body["supervisor"]["reachable"] is False
+    assert "credentials" in status.body["supervisor"]["message"]
+    ready = sidecar.readyz()
+    assert ready.status == 503
+    assert "credentials" in ready.body["reasons"][0]
     assert stack.starts() == {}
 
 

@@ -7,7 +7,8 @@ import asyncio
 import aiohttp
 import pytest
 
-from .conftest import PREFIX, PROGRAMS, Sidecar, Stack
+from ..helpers import Sidecar, free_port, wait_for
+from .conftest import PREFIX, PROGRAMS, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -165,7 +166,16 @@ def test_supervisord_down_then_back(stack: Stack, sidecar: Sidecar) -> None:
     assert health.status == 200, health.body
     assert health.body["supervisor"]["reachable"] is False
     assert health.body["supervisor"]["message"]
+    ready = sidecar.readyz()
+    assert ready.status == 503, ready.body
+    assert "not reachable" in ready.body["reasons"][0]
     assert stack.starts() == {}
+    # A sidecar started now says at once that nothing can start yet.
+    fresh = stack.start_sidecar(BROWSER_STACK_LISTEN=f"127.0.0.1:{free_port()}")
+    try:
+        wait_for(lambda: "no stack start can work yet" in fresh.read_output(), 10, "the warning")
+    finally:
+        fresh.terminate()
 
     stack.start_supervisord()
     back = sidecar.ensure()
@@ -176,3 +186,27 @@ def test_supervisord_down_then_back(stack: Stack, sidecar: Sidecar) -> None:
     assert sidecar.alive() and stack.sidecar is sidecar
     assert stack.starts() == ONE_EACH
     assert sidecar.healthz().body["supervisor"]["reachable"] is True
+    assert sidecar.readyz().status == 200
+
+
+def test_readyz_fails_while_one_of_the_five_is_not_configured(stack: Stack) -> None:
+    # /healthz said ok and ensure then answered 502: only status showed NOT_CONFIGURED.
+    stack.apply_config(omit=frozenset({"websocat"}))
+    try:
+        sidecar = stack.start_sidecar(BROWSER_STACK_LISTEN=f"127.0.0.1:{free_port()}")
+        try:
+            ready = sidecar.readyz()
+            assert ready.status == 503, ready.body
+            assert ready.body == {
+                "ok": False,
+                "reasons": ["websocat is not configured in supervisord"],
+            }
+            assert sidecar.healthz().status == 200
+            assert "websocat is not configured" in sidecar.read_output()  # logged at start
+            assert stack.starts() == {}  # asking never starts anything
+        finally:
+            sidecar.terminate()
+    finally:
+        stack.apply_config()
+    assert stack.sidecar is not None
+    assert stack.sidecar.readyz().status == 200

@@ -13,7 +13,7 @@ from browser_stack.errors import SupervisorUnavailable
 from browser_stack.probes import Probe, ProbeResult
 from browser_stack.stack import PROGRAMS, SPAWN_AFTER, Program
 from browser_stack.states import ALIVE_STATES, ProcessState
-from browser_stack.supervisor import _START_FAULTS, ProcessInfo, _map_fault
+from browser_stack.supervisor import START_FAULTS, ProcessInfo, map_fault
 
 
 @dataclass
@@ -85,10 +85,12 @@ class FakeSupervisor:
         self.calls.append(("start", str(program)))
         if program in self.unconfigured:
             fault = xmlrpc.client.Fault(10, f"BAD_NAME: {program}")
-            return _map_fault(_START_FAULTS, fault, str(program))
+            return map_fault(START_FAULTS, fault, "supervisor.startProcess", str(program))
         p = self.programs[program]
         if p.start_fault is not None:
-            return _map_fault(_START_FAULTS, xmlrpc.client.Fault(p.start_fault, "fake"), program)
+            return map_fault(
+                START_FAULTS, xmlrpc.client.Fault(p.start_fault, "fake"), "start", program
+            )
         for dependency in SPAWN_AFTER[program]:
             if not self.probe_ok(dependency):
                 self.spawn_violations.append(f"{program} spawned before {dependency} was ready")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_stack.config import Settings
+from browser_stack.config import MAX_ENSURE_TIMEOUT_S, Settings
 from browser_stack.errors import (
     BadRequest,
     ConfigError,
@@ -16,6 +16,7 @@ from browser_stack.errors import (
     SupervisorUnavailable,
     UnknownProgram,
 )
+from browser_stack.http_api import parse_ensure_body
 from browser_stack.stack import (
     PROGRAMS,
     Program,
@@ -26,12 +27,12 @@ from browser_stack.stack import (
     stop_layers,
 )
 from browser_stack.supervisor import (
-    _START_FAULTS,
-    _STOP_FAULTS,
+    START_FAULTS,
+    STOP_FAULTS,
     XmlRpcSupervisor,
     _checked,
-    _map_fault,
     loads_response,
+    map_fault,
 )
 
 pytestmark = pytest.mark.unit
@@ -76,12 +77,46 @@ def test_display_with_screen_and_aio_variables() -> None:
             "set BROWSER_STACK_INTERNAL_CDP_PORT",
         ),
         ({"BROWSER_STACK_INTERNAL_MCP_PORT": "70000"}, "between 1 and 65535"),
+        # The variable allowed 600 s while a body could ask 300: every ensure
+        # without timeout_s answered 400.
+        ({"BROWSER_STACK_ENSURE_TIMEOUT": "400"}, "at most 300"),
+        ({"SUPERVISOR_SERVER_URL": "http://"}, "names no host"),
+        ({"SUPERVISOR_SERVER_URL": "http://host:port"}, "SUPERVISOR_SERVER_URL='http://host:port'"),
+        ({"BROWSER_STACK_LISTEN": "127.0.0.1:99999"}, "BROWSER_STACK_LISTEN='127.0.0.1:99999'"),
+        ({"BROWSER_STACK_LISTEN": "127.0.0.1:9222"}, "BROWSER_REMOTE_DEBUGGING_PORT"),
+        (
+            {"BROWSER_STACK_LISTEN": "127.0.0.1:6081", "WEBSOCKET_PROXY_PORT": "6081"},
+            "a port of its own",
+        ),
     ],
 )
 def test_bad_settings_are_one_clear_error(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(env)
     assert fragment in caught.value.message
+
+
+def test_the_ensure_timeout_limit_is_one_for_the_variable_and_the_body() -> None:
+    s = Settings.from_env({"BROWSER_STACK_ENSURE_TIMEOUT": str(MAX_ENSURE_TIMEOUT_S)})
+    assert parse_ensure_body({}, s.ensure_timeout_s)[1] == MAX_ENSURE_TIMEOUT_S
+    assert parse_ensure_body({"timeout_s": MAX_ENSURE_TIMEOUT_S}, 30)[1] == MAX_ENSURE_TIMEOUT_S
+    with pytest.raises(BadRequest):
+        parse_ensure_body({"timeout_s": MAX_ENSURE_TIMEOUT_S + 1}, 30)
+
+
+@pytest.mark.parametrize(
+    ("value", "command"),
+    [
+        ("", ""),
+        ("true", "xprop"),
+        ("YES", "xprop"),
+        ("0", ""),
+        ("/usr/bin/xprop", "/usr/bin/xprop"),
+    ],
+)
+def test_xprop_is_a_switch_or_the_command(value: str, command: str) -> None:
+    # Set to "true" it was taken as the command "true", which never finds a WM.
+    assert Settings.from_env({"BROWSER_STACK_XPROP": value}).xprop == command
 
 
 def test_non_loopback_with_token_is_allowed_and_secrets_stay_out_of_repr() -> None:
@@ -133,22 +168,31 @@ def test_stop_layers_reverse_the_dependencies() -> None:
     assert dependents_of(Program.BROWSER) == {Program.MCP_SERVER_BROWSER}
 
 
+START = "supervisor.startProcess"
+
+
 def test_fault_table_makes_start_and_stop_idempotent() -> None:
-    assert _map_fault(_START_FAULTS, xmlrpc.client.Fault(60, "ALREADY_STARTED"), "browser") is False
-    assert _map_fault(_STOP_FAULTS, xmlrpc.client.Fault(70, "NOT_RUNNING"), "browser") is False
+    fault = xmlrpc.client.Fault
+    assert map_fault(START_FAULTS, fault(60, "ALREADY_STARTED"), START, "browser") is False
+    assert map_fault(STOP_FAULTS, fault(70, "NOT_RUNNING"), START, "browser") is False
 
 
 @pytest.mark.parametrize(("code", "retryable"), [(10, False), (20, False), (21, False), (50, True)])
 def test_start_faults_become_program_failures(code: int, retryable: bool) -> None:
     with pytest.raises(ProgramFailed) as caught:
-        _map_fault(_START_FAULTS, xmlrpc.client.Fault(code, "x"), "browser")
+        map_fault(START_FAULTS, xmlrpc.client.Fault(code, "x"), START, "browser")
     assert caught.value.fields["program"] == "browser"
     assert caught.value.retryable is retryable
 
 
 def test_unexpected_fault_is_a_supervisor_error() -> None:
     with pytest.raises(SupervisorError):
-        _map_fault(_START_FAULTS, xmlrpc.client.Fault(2, "INCORRECT_PARAMETERS"), "browser")
+        map_fault(START_FAULTS, xmlrpc.client.Fault(2, "INCORRECT_PARAMETERS"), START, "browser")
+
+
+def test_shutting_down_is_unavailable_whatever_the_call() -> None:
+    with pytest.raises(SupervisorUnavailable):
+        map_fault({}, xmlrpc.client.Fault(6, "SHUTDOWN_STATE"), "supervisor.getAllProcessInfo")
 
 
 @pytest.mark.parametrize(
@@ -196,15 +240,35 @@ async def _http_server(status: bytes, body: bytes, seen: list[bytes]) -> asyncio
 
 async def test_xmlrpc_over_http_sends_one_request_with_credentials() -> None:
     seen: list[bytes] = []
-    answer = xmlrpc.client.dumps((1,), methodresponse=True).encode()
+    infos = [{"name": "browser", "group": "browser", "state": 20, "pid": 7}]
+    answer = xmlrpc.client.dumps((infos,), methodresponse=True).encode()
     async with await _http_server(b"200 OK", answer, seen) as server:
         port = server.sockets[0].getsockname()[1]
         sup = XmlRpcSupervisor(f"http://127.0.0.1:{port}", "user", "secret")
-        assert await sup.call("supervisor.getAPIVersion") == 1
+        assert (await sup.process_info())[Program.BROWSER].pid == 7
     request = seen[0]
     assert request.startswith(b"POST /RPC2 HTTP/1.0\r\n")
     assert b"Authorization: Basic " + base64.b64encode(b"user:secret") in request
-    assert xmlrpc.client.loads(request.split(b"\r\n\r\n", 1)[1])[1] == "supervisor.getAPIVersion"
+    method = xmlrpc.client.loads(request.split(b"\r\n\r\n", 1)[1])[1]
+    assert method == "supervisor.getAllProcessInfo"
+
+
+async def test_a_fault_to_get_all_process_info_is_a_supervisor_error() -> None:
+    # It escaped as a raw xmlrpc.client.Fault: a plain-text 500 on every endpoint.
+    answer = xmlrpc.client.dumps(xmlrpc.client.Fault(1, "UNKNOWN_METHOD")).encode()
+    async with await _http_server(b"200 OK", answer, []) as server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(SupervisorError) as caught:
+            await XmlRpcSupervisor(f"http://127.0.0.1:{port}").process_info()
+    assert caught.value.fields["fault"] == 1
+    assert "getAllProcessInfo" in caught.value.message
+
+
+async def test_a_fault_to_a_stderr_tail_is_an_empty_tail() -> None:
+    answer = xmlrpc.client.dumps(xmlrpc.client.Fault(70, "NOT_RUNNING")).encode()
+    async with await _http_server(b"200 OK", answer, []) as server:
+        port = server.sockets[0].getsockname()[1]
+        assert await XmlRpcSupervisor(f"http://127.0.0.1:{port}").stderr_tail(Program.BROWSER) == ""
 
 
 @pytest.mark.parametrize(
@@ -215,12 +279,12 @@ async def test_xmlrpc_http_errors(status: bytes, error: type[Exception]) -> None
     async with await _http_server(status, b"", []) as server:
         port = server.sockets[0].getsockname()[1]
         with pytest.raises(error):
-            await XmlRpcSupervisor(f"http://127.0.0.1:{port}").call("supervisor.getState")
+            await XmlRpcSupervisor(f"http://127.0.0.1:{port}").process_info()
 
 
 async def test_xmlrpc_unreachable_is_supervisor_unavailable(tmp_path: Path) -> None:
     with pytest.raises(SupervisorUnavailable) as caught:
-        await XmlRpcSupervisor(f"unix://{tmp_path}/none.sock").call("supervisor.getState")
+        await XmlRpcSupervisor(f"unix://{tmp_path}/none.sock").process_info()
     assert caught.value.fields["supervisor_url"] == f"unix://{tmp_path}/none.sock"
 
 
@@ -241,3 +305,15 @@ def test_high_public_ports_with_the_proxy_take_the_internal_ports_set() -> None:
     )
     assert s.program_ports["cdp"] == 29427
     assert s.public_ports["cdp"] == 59427
+
+
+def test_the_gateway_waits_longer_than_any_ensure_may() -> None:
+    # nginx would cut an ensure (or a gate's wait) off before the sidecar's 504.
+    conf = (Path(__file__).parents[2] / "deploy" / "nginx" / "browser-stack.conf").read_text()
+    timeouts = [
+        int(line.split()[1].rstrip("s;"))
+        for line in conf.splitlines()
+        if line.strip().startswith("proxy_read_timeout")
+    ]
+    assert len(timeouts) == 4  # /browser-stack/ and the three gates
+    assert all(t > MAX_ENSURE_TIMEOUT_S for t in timeouts)

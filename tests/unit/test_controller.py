@@ -196,6 +196,25 @@ async def test_running_but_never_ready_is_restarted_then_fails() -> None:
     assert ("stop", "browser") in sup.calls
 
 
+async def test_the_log_names_the_state_each_program_really_had(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # It said "start failed program=browser state=RUNNING" for a browser that was
+    # never spawned, because Xvnc (RUNNING, never ready) failed first.
+    sup = FakeSupervisor()
+    sup.programs[Program.TIGERVNC].hung = True
+    sup.programs[Program.TIGERVNC].state = ProcessState.RUNNING
+    controller, _ = make_controller(sup, max_attempts=1)
+    with pytest.raises(ProgramFailed) as caught:
+        await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert caught.value.fields["program"] == "tigervnc"
+    assert sup.starts(Program.BROWSER) == []
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("start failed program=tigervnc state=RUNNING") for line in lines)
+    browser = [line for line in lines if "program=browser" in line]
+    assert browser == ["not started program=browser state=STOPPED: it needs tigervnc, which failed"]
+
+
 async def test_unconfigured_program_is_a_clear_failure_without_retries() -> None:
     sup = FakeSupervisor(unconfigured={Program.WEBSOCAT})
     controller, _ = make_controller(sup)
@@ -219,7 +238,7 @@ async def test_a_program_that_died_after_ready_is_started_again() -> None:
     controller, sup = make_controller()
     await controller.ensure(ALL, 5)
     sup.programs[Program.BROWSER].state = ProcessState.EXITED
-    _snapshot, statuses = await controller.status()
+    statuses = (await controller.status()).programs
     assert statuses[Program.BROWSER].state == "EXITED"
     assert not statuses[Program.BROWSER].ready
     result = await controller.ensure(frozenset({Gate.CDP}), 5)
@@ -272,7 +291,7 @@ async def test_status_never_starts_anything_and_explains_failures() -> None:
     sup.programs[Program.BROWSER].spawnerr = "Exited too quickly"
     sup.programs[Program.BROWSER].stderr = "bind() failed"
     controller, _ = make_controller(sup)
-    _snapshot, statuses = await controller.status()
+    statuses = (await controller.status()).programs
     assert sup.calls == []
     assert statuses[Program.BROWSER].reason == {
         "spawnerr": "Exited too quickly",

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from browser_stack.http_api import RoundJson, _dumps, create_app, ensure_body, ensure_payload
+from browser_stack.controller import EnsureResult
+from browser_stack.http_api import RoundJson, create_app, ensure_body
 from browser_stack.stack import GATES, PROGRAMS, Gate, Program
 from browser_stack.states import ProcessState
 
@@ -44,6 +46,18 @@ async def test_ensure_answers_the_contract(client: TestClient[object, object]) -
     assert float(response.headers["X-Browser-Stack-Elapsed-Ms"]) >= 0
 
 
+def expected_answer(result: EnsureResult) -> dict[str, object]:
+    return {
+        "ready": True,
+        "cold": result.cold,
+        "elapsed_ms": result.elapsed_ms,
+        "needs": sorted(result.gates),
+        "started": [str(p) for p in result.started],
+        "programs": {str(p): s.to_dict() for p, s in result.programs.items()},
+        "endpoints": result.endpoints,
+    }
+
+
 async def test_ensure_body_is_the_payload_with_the_round_part_encoded_once(
     sup: FakeSupervisor,
 ) -> None:
@@ -52,12 +66,12 @@ async def test_ensure_body_is_the_payload_with_the_round_part_encoded_once(
     cold = await controller.ensure(frozenset(GATES), 5)
     warm = [await controller.ensure(frozenset({Gate.CDP}), 5) for _ in range(2)]
     for result in (cold, *warm):
-        assert ensure_body(result, shared) == _dumps(ensure_payload(result))
+        assert json.loads(ensure_body(result, shared)) == expected_answer(result)
     # A later round's answer is encoded afresh: a program died meanwhile.
     sup.programs[Program.WEBSOCAT].state = ProcessState.EXITED
     later = await controller.ensure(frozenset({Gate.CDP}), 5)
     assert later.programs is not warm[-1].programs
-    assert ensure_body(later, shared) == _dumps(ensure_payload(later))
+    assert json.loads(ensure_body(later, shared)) == expected_answer(later)
     assert '"websocat":{"state":"EXITED"' in ensure_body(later, shared)
 
 
@@ -75,8 +89,11 @@ async def test_empty_body_means_all_gates(client: TestClient[object, object]) ->
         (b"[1, 2]", "JSON object"),
         (b'{"needs": "cdp"}', "non-empty list"),
         (b'{"needs": []}', "non-empty list"),
-        (b'{"needs": ["gpu"]}', "unknown need"),
-        (b'{"needs": [1]}', "unknown need"),
+        (b'{"needs": ["gpu"]}', 'unknown need "gpu"; allowed: cdp, mcp, vnc'),
+        (b'{"needs": [1]}', "unknown need 1;"),
+        # Python's reprs, None and {'a': 1}, were in these messages.
+        (b'{"needs": [null]}', "unknown need null;"),
+        (b'{"needs": [{"a": 1}]}', 'unknown need {"a": 1};'),
         (b'{"timeout_s": "5"}', "number"),
         (b'{"timeout_s": true}', "number"),
         (b'{"timeout_s": -1}', "more than 0"),
@@ -205,6 +222,49 @@ async def test_status_is_passive(client: TestClient[object, object], sup: FakeSu
     assert sup.calls == []
 
 
+async def test_status_says_when_supervisord_is_unreachable(
+    client: TestClient[object, object], sup: FakeSupervisor
+) -> None:
+    # It said "reachable": true whatever happened (and answered 503 instead).
+    sup.reachable = False
+    response = await client.get("/v1/browser-stack/status")
+    assert response.status == 200
+    body = await response.json()
+    assert body["supervisor"]["reachable"] is False
+    assert "not reachable" in body["supervisor"]["message"]
+    assert {p["state"] for p in body["programs"].values()} == {"UNKNOWN"}
+    assert body["ready"] == {"cdp": False, "mcp": False, "vnc": False}
+    sup.reachable = True
+    body = await (await client.get("/v1/browser-stack/status")).json()
+    assert body["supervisor"] == {"reachable": True}
+
+
+async def test_healthz_is_liveness_and_readyz_needs_supervisord_and_the_five(
+    client: TestClient[object, object], sup: FakeSupervisor
+) -> None:
+    ready = await client.get("/readyz")
+    assert (ready.status, await ready.json()) == (200, {"ok": True, "reasons": []})
+    sup.reachable = False
+    health = await client.get("/healthz")
+    assert health.status == 200
+    assert (await health.json())["supervisor"]["reachable"] is False
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    body = await ready.json()
+    assert body["ok"] is False
+    assert "not reachable" in body["reasons"][0]
+    sup.reachable = True
+    sup.unconfigured = {Program.BROWSER, Program.WEBSOCAT}
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert (await ready.json())["reasons"] == [
+        "browser is not configured in supervisord",
+        "websocat is not configured in supervisord",
+    ]
+    assert (await client.get("/healthz")).status == 200
+    assert sup.calls == []  # neither wakes the stack
+
+
 async def test_stop_rejects_a_body_naming_programs(
     client: TestClient[object, object], sup: FakeSupervisor
 ) -> None:
@@ -213,18 +273,36 @@ async def test_stop_rejects_a_body_naming_programs(
     assert sup.calls == []
 
 
-async def test_token_guards_mutating_endpoints(sup: FakeSupervisor) -> None:
+GUARDED = [
+    ("POST", ENSURE),
+    ("POST", "/v1/browser-stack/stop"),
+    ("POST", "/v1/browser-stack/lease"),
+    ("GET", "/v1/browser-stack/gate/cdp"),
+    ("GET", "/v1/browser-stack/status"),
+    ("GET", "/v1/browser-stack/programs/browser"),
+    ("GET", "/v1/browser-stack/memory"),
+    ("GET", "/v1/browser-stack/openapi.json"),
+    ("GET", "/metrics"),
+]
+
+
+async def test_with_a_token_every_endpoint_but_the_probes_needs_it(sup: FakeSupervisor) -> None:
+    # status and programs/* return stderr tails, memory pids, metrics usage.
     settings = replace(FAST, token="s3cret")
     controller, _ = make_controller(sup, settings)
     async with TestClient(TestServer(create_app(settings, controller))) as c:
-        for path in (ENSURE, "/v1/browser-stack/stop"):
-            assert (await c.post(path)).status == 401
-            wrong = await c.post(path, headers={"Authorization": "Bearer nope"})
-            assert wrong.status == 401
+        for method, path in GUARDED:
+            assert (await c.request(method, path)).status == 401, path
+            wrong = await c.request(method, path, headers={"Authorization": "Bearer nope"})
+            assert wrong.status == 401, path
+            assert wrong.headers["WWW-Authenticate"] == "Bearer"
         assert sup.calls == []
-        ok = await c.post(ENSURE, headers={"Authorization": "Bearer s3cret"})
-        assert ok.status == 200
-        assert (await c.get("/v1/browser-stack/status")).status == 200
+        for path in ("/healthz", "/readyz"):
+            assert (await c.get(path)).status == 200, path
+        token = {"Authorization": "Bearer s3cret"}
+        assert (await c.post(ENSURE, headers=token)).status == 200
+        assert (await c.get("/v1/browser-stack/status", headers=token)).status == 200
+        assert (await c.get("/metrics", headers=token)).status == 200
 
 
 async def test_gate_for_auth_request_ensures_one_gate(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import namedtuple
 from collections.abc import Mapping
 from dataclasses import replace
@@ -8,10 +10,16 @@ import psutil
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from browser_stack.errors import SupervisorUnavailable
 from browser_stack.http_api import create_app
-from browser_stack.idle import Facts, IdleMonitor, IdlePolicy, user_connections
-from browser_stack.stack import GATES
+from browser_stack.idle import Decision, Facts, IdleMonitor, IdlePolicy, user_connections
+from browser_stack.metrics import Metrics
+from browser_stack.observer import NullObserver
+from browser_stack.stack import GATES, PROGRAMS, Program
+from browser_stack.states import ProcessState
+from browser_stack.supervisor import ProcessInfo
 
+from ..helpers import until
 from .fakes import FAST, make_controller
 
 pytestmark = pytest.mark.unit
@@ -27,50 +35,73 @@ def facts(now: float, **kw: object) -> Facts:
         connections=NONE,
         last_ensure=0.0,
         lease_until=0.0,
+        last_activity=0.0,
     )
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
+class Checks:
+    """A policy asked again and again, each time with the last use it reported,
+    as the monitor does."""
+
+    def __init__(self, policy: IdlePolicy) -> None:
+        self.policy = policy
+        self.last_activity = 0.0
+
+    def decide(self, now: float, **kw: object) -> Decision:
+        decision = self.policy.decide(facts(now, last_activity=self.last_activity, **kw))
+        self.last_activity = decision.last_activity
+        return decision
+
+
 def test_idle_stack_is_stopped_after_the_timeout() -> None:
-    policy = IdlePolicy(timeout_s=60, min_uptime_s=10)
-    assert not policy.decide(facts(30)).stop
-    decision = policy.decide(facts(59.9))
+    checks = Checks(IdlePolicy(timeout_s=60, min_uptime_s=10))
+    assert not checks.decide(30).stop
+    decision = checks.decide(59.9)
     assert not decision.stop
     assert decision.stops_in_s == pytest.approx(0.1)
-    decision = policy.decide(facts(60))
+    decision = checks.decide(60)
     assert decision.stop
     assert decision.reason == "no activity for 60 s"
 
 
-def test_never_stops_while_a_connection_is_open_and_counts_from_its_close() -> None:
+def test_deciding_changes_nothing_but_reports_the_last_use() -> None:
     policy = IdlePolicy(timeout_s=60, min_uptime_s=0)
-    held = policy.decide(facts(500, connections={**NONE, "cdp": 2}))
+    seen = facts(500, connections={**NONE, "cdp": 1})
+    assert policy.decide(seen) == policy.decide(seen)
+    assert policy.decide(seen).last_activity == 500
+    assert policy.decide(facts(500)).last_activity == 0
+
+
+def test_never_stops_while_a_connection_is_open_and_counts_from_its_close() -> None:
+    checks = Checks(IdlePolicy(timeout_s=60, min_uptime_s=0))
+    held = checks.decide(500, connections={**NONE, "cdp": 2})
     assert not held.stop
     assert held.held_by == ["cdp: 2 connections"]
     assert held.idle_for_s == 0
-    assert not policy.decide(facts(530)).stop
-    assert policy.decide(facts(560)).stop
+    assert not checks.decide(530).stop
+    assert checks.decide(560).stop
 
 
 def test_ensure_calls_and_leases_are_activity() -> None:
-    policy = IdlePolicy(timeout_s=60, min_uptime_s=0)
-    assert not policy.decide(facts(100, last_ensure=90)).stop
-    assert policy.decide(facts(150, last_ensure=90)).stop
-    policy = IdlePolicy(timeout_s=60, min_uptime_s=0)
-    leased = policy.decide(facts(100, lease_until=200))
+    checks = Checks(IdlePolicy(timeout_s=60, min_uptime_s=0))
+    assert not checks.decide(100, last_ensure=90).stop
+    assert checks.decide(150, last_ensure=90).stop
+    checks = Checks(IdlePolicy(timeout_s=60, min_uptime_s=0))
+    leased = checks.decide(100, lease_until=200)
     assert not leased.stop
     assert leased.held_by == ["lease: 100 s left"]
-    assert not policy.decide(facts(250, lease_until=200)).stop  # 50 s after the lease
-    assert policy.decide(facts(260, lease_until=200)).stop
+    assert not checks.decide(250, lease_until=200).stop  # 50 s after the lease
+    assert checks.decide(260, lease_until=200).stop
 
 
 def test_minimum_uptime_keeps_a_fresh_start_up() -> None:
-    policy = IdlePolicy(timeout_s=5, min_uptime_s=30)
-    decision = policy.decide(facts(100, youngest_uptime_s=10))
+    checks = Checks(IdlePolicy(timeout_s=5, min_uptime_s=30))
+    decision = checks.decide(100, youngest_uptime_s=10)
     assert not decision.stop
     assert decision.stops_in_s == pytest.approx(20)
     assert decision.held_by == ["minimum uptime: 20 s left"]
-    assert policy.decide(facts(120, youngest_uptime_s=30)).stop
+    assert checks.decide(120, youngest_uptime_s=30).stop
 
 
 def test_disabled_or_stopped_stack_never_stops() -> None:
@@ -109,27 +140,52 @@ def test_user_connections_ignore_the_stack_and_the_sidecar() -> None:
 
 
 class FakeController:
-    def __init__(self) -> None:
+    """Every program RUNNING since `started`, on the test's clock."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.started = 0.0
         self.stops: list[str] = []
         self.last_ensure = 0.0
         self.starting = False
+        self.fail_with: Exception | None = None
 
-    async def process_infos(self) -> dict[object, object]:
-        return {}
+    async def process_infos(self) -> dict[Program, ProcessInfo]:
+        if self.fail_with is not None:
+            raise self.fail_with
+        return {
+            p: ProcessInfo(
+                str(p),
+                ProcessState.RUNNING,
+                pid=100 + i,
+                start=int(self.started),
+                now=int(self.clock[0]),
+            )
+            for i, p in enumerate(PROGRAMS)
+        }
 
     async def stop(self, reason: str = "request") -> None:
         self.stops.append(reason)
 
 
+class Recorder(NullObserver):
+    def __init__(self) -> None:
+        self.idle_errors: list[str] = []
+
+    def idle_check_failed(self, error: str) -> None:
+        self.idle_errors.append(error)
+
+
+async def no_connections(ports: Mapping[str, int], pids: list[int]) -> dict[str, int]:
+    return dict.fromkeys(ports, 0)
+
+
 async def test_monitor_stops_through_the_controller_with_the_idle_reason() -> None:
     now = [0.0]
-    controller = FakeController()
-    monitor = IdleMonitor(controller, IdlePolicy(10, 0), {}, clock=lambda: now[0])
-
-    async def up() -> Facts:
-        return facts(now[0], last_ensure=controller.last_ensure, lease_until=monitor.lease_until)
-
-    monitor.facts = up  # type: ignore[method-assign]
+    controller = FakeController(now)
+    monitor = IdleMonitor(
+        controller, IdlePolicy(10, 0), NONE, clock=lambda: now[0], connections=no_connections
+    )
     now[0] = 5
     assert not (await monitor.check()).stop
     monitor.lease(20)  # held until 25
@@ -139,6 +195,47 @@ async def test_monitor_stops_through_the_controller_with_the_idle_reason() -> No
     assert (await monitor.check()).stop
     assert controller.stops == ["idle"]
     assert monitor.describe()["idle_stops"] == 1
+
+
+async def test_a_failing_check_is_logged_counted_and_the_monitor_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # It swallowed every exception without a word: a bug silently disabled idle stop.
+    now = [0.0]
+    controller = FakeController(now)
+    recorder = Recorder()
+    monitor = IdleMonitor(
+        controller,
+        IdlePolicy(10, 0),
+        NONE,
+        clock=lambda: now[0],
+        interval_s=0.001,
+        connections=no_connections,
+        observer=recorder,
+    )
+    controller.fail_with = KeyError("a bug")
+    task = asyncio.create_task(monitor.run())
+    try:
+        await until(lambda: len(recorder.idle_errors) >= 2)
+        controller.fail_with = SupervisorUnavailable("supervisord at unix:///x is not reachable")
+        await until(lambda: "supervisor_unavailable" in recorder.idle_errors)
+        controller.fail_with = None
+        now[0] = 100
+        await until(lambda: "idle" in controller.stops)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert recorder.idle_errors[0] == "KeyError"
+    failures = [r for r in caplog.records if "idle check failed" in r.getMessage()]
+    assert failures and failures[0].exc_info is not None  # with its traceback
+    assert any("not reachable" in r.getMessage() for r in caplog.records)
+
+
+async def test_idle_check_errors_are_a_metric() -> None:
+    metrics = Metrics()
+    metrics.idle_check_failed("KeyError")
+    assert b'browser_stack_idle_check_errors_total{error="KeyError"} 1.0' in metrics.render()
 
 
 async def test_lease_endpoint_validates_and_holds() -> None:

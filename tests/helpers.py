@@ -1,0 +1,177 @@
+"""Helpers every test tier shares: free ports, waiting for a condition (sync and
+async), plain HTTP requests, and the real sidecar as a subprocess. One copy each."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+PREFIX = "/v1/browser-stack"
+
+T = TypeVar("T")
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free TCP ports on 127.0.0.1 (all bound at once, then released)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 20, what: str = "condition", interval: float = 0.02
+) -> T:
+    """Poll until `predicate()` is truthy and return it; the deadline only guards
+    against a hang (no test asserts how long anything took)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """The async `wait_for`: wait for a condition; the deadline guards against a hang."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 - the condition is plain state, no event
+            await asyncio.sleep(0.005)
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+
+    def __iter__(self) -> Iterator[Any]:
+        """`status, body = response`."""
+        return iter((self.status, self.body))
+
+
+def request(
+    base_url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    timeout: float = 30,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """One HTTP request to `base_url` (http://host:port); any status is an answer.
+
+    Unlike browser_stack.client, which raises on errors, this returns whatever
+    came back, for tests that assert on statuses and headers."""
+    host, port = base_url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        sent = {"Content-Type": "application/json"} if data is not None else {}
+        conn.request(method, path, body=data, headers={**sent, **(headers or {})})
+        response = conn.getresponse()
+        raw = response.read()
+        try:
+            decoded = json.loads(raw) if raw else None
+        except ValueError:
+            decoded = raw.decode("utf-8", "replace")
+        return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, decoded)
+    finally:
+        conn.close()
+
+
+class Sidecar:
+    """The real sidecar (`python -m browser_stack serve`) as a subprocess, in its
+    own session; stdout and stderr go to one file. Waits until it answers."""
+
+    def __init__(self, env: Mapping[str, str], output: Path, *, timeout: float = 30) -> None:
+        self.env = dict(env)
+        self.output = output
+        self.listen = self.env["BROWSER_STACK_LISTEN"]
+        self.base_url = f"http://{self.listen}"
+        with open(output, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "browser_stack", "serve"],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_for(self._answers, timeout, f"the sidecar at {self.base_url}")
+        except AssertionError:
+            self.kill()
+            raise AssertionError(f"sidecar did not come up:\n{self.read_output()}") from None
+
+    def _answers(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"sidecar exited {self.proc.returncode}:\n{self.read_output()}")
+        try:
+            self.request("GET", "/healthz", timeout=2)  # any HTTP answer: it listens
+        except OSError:
+            return False
+        return True
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def read_output(self) -> str:
+        return self.output.read_text(encoding="utf-8", errors="replace")
+
+    def request(self, method: str, path: str, body: Any = None, *, timeout: float = 90) -> Response:
+        return request(self.base_url, method, path, body, timeout=timeout)
+
+    def ensure(self, body: Any = None, *, timeout: float = 90) -> Response:
+        return self.request("POST", f"{PREFIX}/ensure", body, timeout=timeout)
+
+    def status(self) -> Response:
+        return self.request("GET", f"{PREFIX}/status")
+
+    def stop(self) -> Response:
+        return self.request("POST", f"{PREFIX}/stop")
+
+    def healthz(self) -> Response:
+        return self.request("GET", "/healthz")
+
+    def readyz(self) -> Response:
+        return self.request("GET", "/readyz")
+
+    def terminate(self) -> None:
+        """SIGTERM (what supervisord would send) and wait."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
