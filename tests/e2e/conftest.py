@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from typing import NoReturn
 
 import psutil
 import pytest
+
+from ..helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,12 +62,6 @@ class Stack:
         return found
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def missing_programs(reason: str) -> NoReturn:
     """Skip for want of the real programs; fail under BROWSER_STACK_E2E_REQUIRED=1."""
     if os.environ.get("BROWSER_STACK_E2E_REQUIRED") == "1":
@@ -86,7 +81,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         missing_programs(reason)
     root = tmp_path_factory.mktemp("stack")
-    listen = f"127.0.0.1:{_free_port()}"
+    listen = f"127.0.0.1:{free_port()}"
     proc = local_stack.start(root, listen=listen)
     killed: list[str] = []
     try:

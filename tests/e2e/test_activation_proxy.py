@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
+from ..helpers import free_port, wait_for
 from .conftest import Stack, local_stack
-from .test_fault_matrix import wait_for
 from .test_real_stack import PROGRAMS, RFB_BANNER
 
 pytestmark = pytest.mark.e2e
@@ -83,12 +83,6 @@ def proxy_stack(stack: Stack) -> Iterator[ProxyStack]:
 def stack_state(stack: Stack, name: str) -> str:
     with urllib.request.urlopen(stack.base_url + "/v1/browser-stack/status", timeout=30) as r:
         return str(json.loads(r.read())["programs"][name]["state"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_nothing_runs_and_the_sidecar_holds_the_public_ports(proxy_stack: ProxyStack) -> None:

@@ -17,7 +17,8 @@ import pytest
 
 from browser_stack import client
 
-from .conftest import Stack, _free_port
+from ..helpers import free_port
+from .conftest import Stack
 from .test_real_stack import assert_all_stopped, call
 
 pytestmark = pytest.mark.e2e
@@ -92,7 +93,7 @@ def test_readiness_timeout_is_a_clear_exception(stack: Stack) -> None:
 
 
 def test_unreachable_sync_and_async() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(client.Unreachable, match="no answer from browser-stack at"):
         client.ensure_browser_stack(url, timeout=5)
     with pytest.raises(client.Unreachable, match="no answer from browser-stack at"):

@@ -24,7 +24,6 @@ import urllib.error
 import urllib.request
 import xmlrpc.client
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import psutil
 import pytest
 from supervisor.xmlrpc import SupervisorTransport
 
+from ..helpers import Sidecar, free_port, request, wait_for
 from .conftest import Stack
 from .test_real_stack import PROGRAMS, assert_all_stopped
 
@@ -40,49 +40,9 @@ pytestmark = pytest.mark.e2e
 READY_GRACE_S = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def request(
-    base: str, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 90
-) -> tuple[int, dict[str, Any], dict[str, str]]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read()), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        with e:
-            return e.code, json.loads(e.read()), dict(e.headers)
-
-
-@dataclass
-class Sidecar:
-    base: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def ensure(self, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-        status, out, _ = request(self.base, "POST", "/v1/browser-stack/ensure", body or {})
-        return status, out
-
-    def status(self) -> dict[str, Any]:
-        status, out, _ = request(self.base, "GET", "/v1/browser-stack/status")
-        assert status == 200, out
-        return out
-
-    def stop(self) -> dict[str, Any]:
-        status, out, _ = request(self.base, "POST", "/v1/browser-stack/stop")
-        assert status == 200, out
-        return out
-
-
 def start_sidecar(stack: Stack, listen: str | None = None, **extra_env: str) -> Sidecar:
-    listen = listen or f"127.0.0.1:{_free_port()}"
-    log = stack.root / f"sidecar-{listen.replace(':', '-')}.log"
+    """A sidecar of this module's own on the stack's supervisord."""
+    listen = listen or f"127.0.0.1:{free_port()}"
     env = {
         **os.environ,
         "SUPERVISOR_SERVER_URL": f"unix://{stack.root}/supervisor.sock",
@@ -91,29 +51,7 @@ def start_sidecar(stack: Stack, listen: str | None = None, **extra_env: str) -> 
         "BROWSER_STACK_ENSURE_TIMEOUT": "60",
         **extra_env,
     }
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "browser_stack", "serve"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://{listen}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=2):
-                return Sidecar(base, process, log)
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"sidecar did not come up:\n{log.read_text()}") from None
-            time.sleep(0.05)
-
-
-def kill_sidecar(sidecar: Sidecar) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        sidecar.process.kill()
-    sidecar.process.wait(10)
+    return Sidecar(env, stack.root / f"sidecar-{listen.replace(':', '-')}.log")
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +60,7 @@ def sidecar(stack: Stack) -> Iterator[Sidecar]:
     try:
         yield running
     finally:
-        kill_sidecar(running)
+        running.kill()
 
 
 @pytest.fixture(autouse=True)
@@ -130,8 +68,8 @@ def leave_stopped(stack: Stack, sidecar: Sidecar) -> Iterator[None]:
     yield
     # This module's sidecar first: its stop also cancels a start it still runs
     # in the background (an ensure for one gate leaves the rest coming up).
-    sidecar.stop()
-    status, out, _ = request(stack.base_url, "POST", "/v1/browser-stack/stop")
+    assert sidecar.stop().status == 200
+    status, out = request(stack.base_url, "POST", "/v1/browser-stack/stop")
     assert status == 200, out
     assert_all_stopped(stack)
 
@@ -152,14 +90,6 @@ def state_of(stack: Stack, name: str) -> str:
 
 def main_pid(stack: Stack, name: str) -> int:
     return int(rpc(stack, "getProcessInfo", name)["pid"])
-
-
-def wait_for(predicate: Any, timeout: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def cdp_answers(endpoint: str) -> bool:
@@ -305,7 +235,7 @@ def test_04_program_that_died_after_ready_shows_in_status_and_is_brought_back(
     assert status == 200, out
     endpoint = out["endpoints"]["cdp"]
     rpc(stack, "stopProcess", "browser", True)  # died behind the sidecar's back
-    programs = sidecar.status()["programs"]
+    programs = sidecar.status().body["programs"]
     assert programs["browser"]["ready"] is False
     assert programs["browser"]["state"] == "STOPPED"
     status, out = sidecar.ensure({"needs": ["cdp"]})
@@ -333,7 +263,7 @@ def test_04_ensure_never_answers_ready_while_a_probe_fails(stack: Stack, sidecar
 def test_05_port_held_by_a_foreign_process_is_named_with_its_pid(
     stack: Stack, sidecar: Sidecar
 ) -> None:
-    port = int(sidecar.status()["endpoints"]["cdp"].rsplit(":", 1)[1])
+    port = int(sidecar.status().body["endpoints"]["cdp"].rsplit(":", 1)[1])
     squatter = subprocess.Popen(
         [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
         stdout=subprocess.DEVNULL,
@@ -372,18 +302,18 @@ def test_06_supervisord_unreachable_is_503_with_retry_after_then_recovers(
     hidden = stack.root / "supervisor.sock.hidden"
     sock.rename(hidden)
     try:
-        status, out, headers = request(sidecar.base, "POST", "/v1/browser-stack/ensure", {})
-        assert status == 503, out
-        assert out["error"] == "supervisor_unavailable"
-        assert headers["Retry-After"] == "2"
-        _, health, _ = request(sidecar.base, "GET", "/healthz")
-        assert health["supervisor"]["reachable"] is False
+        answer = sidecar.ensure({})
+        assert answer.status == 503, answer.body
+        assert answer.body["error"] == "supervisor_unavailable"
+        assert answer.headers["retry-after"] == "2"
+        assert sidecar.healthz().body["supervisor"]["reachable"] is False
+        assert sidecar.readyz().status == 503
     finally:
         hidden.rename(sock)
-    pid = sidecar.process.pid
+    pid = sidecar.pid
     status, out = sidecar.ensure({"needs": ["cdp"]})
     assert status == 200, out
-    assert sidecar.process.pid == pid and sidecar.process.poll() is None
+    assert sidecar.pid == pid and sidecar.alive()
 
 
 def test_06_supervisord_restarting_is_survived_without_restarting_the_sidecar(
@@ -393,14 +323,14 @@ def test_06_supervisord_restarting_is_survived_without_restarting_the_sidecar(
     answers = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        status, out, _ = request(sidecar.base, "POST", "/v1/browser-stack/ensure", {})
+        status, out = sidecar.ensure({})
         answers.append(status)
         if status == 200:
             break
         assert status in (502, 503), out  # restarting: unreachable or shutting down
         time.sleep(0.2)
     assert answers[-1] == 200, answers
-    assert sidecar.process.poll() is None
+    assert sidecar.alive()
     # The stack's own sidecar came back with supervisord: wait for it before the teardown.
     wait_for(lambda: _healthy(stack.base_url), timeout=30, what="stack sidecar")
 
@@ -429,7 +359,7 @@ def test_07_sidecar_restarted_mid_start_and_after_starts_nothing_twice(
     caller = threading.Thread(target=call_and_lose_the_answer, daemon=True)
     caller.start()
     wait_for(lambda: spawn_count(stack, "tigervnc") > before["tigervnc"], what="a start")
-    kill_sidecar(first)  # gone in the middle of the start
+    first.kill()  # gone in the middle of the start
     caller.join(10)
     second = start_sidecar(stack)
     try:
@@ -438,7 +368,7 @@ def test_07_sidecar_restarted_mid_start_and_after_starts_nothing_twice(
         after = spawn_counts(stack)
         assert {n: after[n] - before[n] for n in PROGRAMS} == dict.fromkeys(PROGRAMS, 1)
         # And a sidecar restarted with the stack up finds it warm.
-        kill_sidecar(second)
+        second.kill()
         second = start_sidecar(stack)
         status, out = second.ensure()
         assert status == 200, out
@@ -446,7 +376,7 @@ def test_07_sidecar_restarted_mid_start_and_after_starts_nothing_twice(
         assert out["started"] == []
         assert spawn_counts(stack) == after
     finally:
-        kill_sidecar(second)
+        second.kill()
 
 
 # 8 ------------------------------------------------------------------------------------
@@ -464,12 +394,12 @@ def test_08_stop_during_ensure_answers_409_to_the_waiting_caller(
     before = spawn_count(stack, "tigervnc")
     caller.start()
     wait_for(lambda: spawn_count(stack, "tigervnc") > before, what="the start to begin")
-    stopped = sidecar.stop()
+    stopped = sidecar.stop().body
     caller.join(30)
     assert stopped["cancelled_start"] is True
     assert answer["status"] == 409, answer
     assert answer["body"]["error"] == "stopped"
-    assert all(p["state"] == "STOPPED" for p in sidecar.status()["programs"].values())
+    assert all(p["state"] == "STOPPED" for p in sidecar.status().body["programs"].values())
 
 
 def test_08_ensure_during_stop_waits_for_the_stop_then_starts(
@@ -572,7 +502,7 @@ def test_10_no_process_of_the_five_remains_after_a_crash_or_a_stop(
     wait_for(old_tree_gone, timeout=10, what="the crashed browser's children to exit")
     status, out = sidecar.ensure()
     assert status == 200, out
-    sidecar.stop()
+    assert sidecar.stop().status == 200
 
     def only_supervisord_and_sidecar_left() -> bool:
         return all(

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from ..helpers import Sidecar, wait_for
 from .conftest import Stack
-from .test_fault_matrix import Sidecar, kill_sidecar, start_sidecar, wait_for
+from .test_fault_matrix import start_sidecar
 from .test_real_stack import assert_all_stopped
 
 pytestmark = pytest.mark.e2e
@@ -34,12 +35,12 @@ def idle_sidecar(stack: Stack) -> Iterator[Sidecar]:
     try:
         yield running
     finally:
-        kill_sidecar(running)
+        running.kill()
         assert_all_stopped(stack)
 
 
 def all_stopped(sidecar: Sidecar) -> bool:
-    return all(p["state"] == "STOPPED" for p in sidecar.status()["programs"].values())
+    return all(p["state"] == "STOPPED" for p in sidecar.status().body["programs"].values())
 
 
 def test_an_idle_stack_is_stopped(stack: Stack, idle_sidecar: Sidecar) -> None:
@@ -49,10 +50,10 @@ def test_an_idle_stack_is_stopped(stack: Stack, idle_sidecar: Sidecar) -> None:
     wait_for(lambda: all_stopped(idle_sidecar), timeout=30, what="the idle stop")
     waited = time.monotonic() - began
     assert waited >= IDLE_TIMEOUT_S - 0.5  # not before the timeout (coarse: no timing race)
-    idle = idle_sidecar.status()["idle"]
+    idle = idle_sidecar.status().body["idle"]
     assert idle["enabled"] is True
     assert idle["idle_stops"] >= 1
-    assert "idle stop: no activity" in idle_sidecar.log.read_text()
+    assert "idle stop: no activity" in idle_sidecar.read_output()
     assert_all_stopped(stack)
 
 
@@ -70,7 +71,7 @@ def test_an_open_cdp_connection_holds_the_stack_until_it_closes(
             browser = await p.chromium.connect_over_cdp(cdp)
             # Well past the timeout with the connection open.
             await asyncio.sleep(IDLE_TIMEOUT_S + 3)
-            idle = idle_sidecar.status()["idle"]
+            idle = idle_sidecar.status().body["idle"]
             assert not all_stopped(idle_sidecar)
             await browser.close()
             return list(idle["held_by"])

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from ..helpers import Response, request
 from .conftest import Stack
 
 pytestmark = pytest.mark.e2e
@@ -26,17 +27,8 @@ RFB_BANNER = b"RFB 003.008\n"
 
 def call(
     stack: Stack, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 90
-) -> tuple[int, dict[str, Any]]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(stack.base_url + path, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        with e:
-            return e.code, json.loads(e.read())
+) -> Response:
+    return request(stack.base_url, method, path, body, timeout=timeout)
 
 
 def ensure(stack: Stack, body: dict[str, Any] | None = None) -> dict[str, Any]:

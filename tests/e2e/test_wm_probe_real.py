@@ -19,7 +19,8 @@ import pytest
 
 from browser_stack.probes import wm_claimed
 
-from .conftest import _free_port, missing_programs
+from ..helpers import free_port
+from .conftest import missing_programs
 
 X11_DIR = Path("/tmp/.X11-unix")
 
@@ -80,7 +81,7 @@ def xvnc() -> Iterator[tuple[str, Path]]:
             "Xvnc",
             f":{number}",
             "-rfbport",
-            str(_free_port()),
+            str(free_port()),
             "-SecurityTypes",
             "None",
             "-localhost",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import PROGRAMS, Sidecar, Stack
+from ..helpers import Sidecar
+from .conftest import PROGRAMS, Stack
 
 pytestmark = pytest.mark.integration
 

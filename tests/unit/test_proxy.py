@@ -23,6 +23,8 @@ from browser_stack.errors import BrowserStackError, ProgramFailed, SupervisorUna
 from browser_stack.proxy import ROUTE_GATES, ActivationProxy, Route
 from browser_stack.stack import Gate
 
+from ..helpers import until
+
 pytestmark = pytest.mark.unit
 
 LOOPBACK = "127.0.0.1"
@@ -111,15 +113,6 @@ async def running(
 def within(awaitable: Awaitable[T]) -> Awaitable[T]:
     """Guard an await against a hang: a broken proxy fails the test, not the run."""
     return asyncio.wait_for(awaitable, GUARD_S)
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = GUARD_S) -> None:
-    """Wait for a condition; the deadline only guards against a hang."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.005)
 
 
 async def connect(
