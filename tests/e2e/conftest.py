@@ -20,7 +20,7 @@ from typing import NoReturn
 import psutil
 import pytest
 
-from ..helpers import free_port
+from ..helpers import free_port, request
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,6 +87,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         base_url = f"http://{listen}"
         local_stack.wait_healthy(base_url, root, proc.pid, timeout=60)
+        # The lazy boot: supervisord came up and started none of the five.
+        states = {
+            name: program["state"]
+            for name, program in request(base_url, "GET", "/v1/browser-stack/status")
+            .body["programs"]
+            .items()
+        }
+        assert set(states.values()) == {"STOPPED"}, states
         yield Stack(base_url=base_url, root=root)
     finally:
         killed = local_stack.stop(root, proc.pid)

@@ -27,7 +27,7 @@ import pytest
 
 from ..helpers import free_port, wait_for
 from .conftest import Stack, local_stack
-from .test_real_stack import PROGRAMS, RFB_BANNER
+from .test_real_stack import RFB_BANNER, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -56,12 +56,15 @@ class ProxyStack:
     def all_stopped(self) -> bool:
         return all(p["state"] == "STOPPED" for p in self.status()["programs"].values())
 
+    def stop(self) -> None:
+        urllib.request.urlopen(self.base_url + "/v1/browser-stack/stop", data=b"").close()
+        wait_for(self.all_stopped, timeout=30, what="the stop")
+
 
 @pytest.fixture(scope="module")
 def proxy_stack(stack: Stack) -> Iterator[ProxyStack]:
     # The main stack must not hold the display or the public ports meanwhile.
-    for name in PROGRAMS:
-        assert stack_state(stack, name) == "STOPPED"
+    stop_stack(stack)
     root = Path(tempfile.mkdtemp(prefix="bs-proxy-"))
     listen = f"127.0.0.1:{free_port()}"
     with pytest.MonkeyPatch.context() as env:
@@ -80,13 +83,8 @@ def proxy_stack(stack: Stack) -> Iterator[ProxyStack]:
     assert not killed, killed
 
 
-def stack_state(stack: Stack, name: str) -> str:
-    with urllib.request.urlopen(stack.base_url + "/v1/browser-stack/status", timeout=30) as r:
-        return str(json.loads(r.read())["programs"][name]["state"])
-
-
 def test_nothing_runs_and_the_sidecar_holds_the_public_ports(proxy_stack: ProxyStack) -> None:
-    assert proxy_stack.all_stopped()
+    proxy_stack.stop()
     status = proxy_stack.status()
     assert set(status["proxy"]) == {"cdp", "mcp", "vnc", "vnc_ws"}
     assert status["endpoints"]["cdp"].endswith(f":{CDP}")
@@ -165,6 +163,7 @@ def test_idle_stop_after_the_last_client_disconnects(proxy_stack: ProxyStack) ->
 def test_a_stack_that_cannot_start_answers_http_503_with_the_reason(
     proxy_stack: ProxyStack,
 ) -> None:
+    proxy_stack.stop()
     internal_cdp = CDP + 10000
     squatter = subprocess.Popen(
         [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(internal_cdp)],
@@ -184,8 +183,7 @@ def test_a_stack_that_cannot_start_answers_http_503_with_the_reason(
         squatter.kill()
         squatter.wait()
     assert proxy_stack.status()["proxy"]["cdp"]["failed_activations"] >= 1
-    urllib.request.urlopen(proxy_stack.base_url + "/v1/browser-stack/stop", data=b"").close()
-    wait_for(proxy_stack.all_stopped, timeout=30, what="the stop")
+    proxy_stack.stop()
 
 
 def _listens(port: int) -> bool:

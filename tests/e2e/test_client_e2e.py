@@ -19,24 +19,19 @@ from browser_stack import client
 
 from ..helpers import free_port
 from .conftest import Stack
-from .test_real_stack import assert_all_stopped, call
+from .test_real_stack import assert_all_stopped, call, stop_stack
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module", autouse=True)
-def stopped_before_and_after(stack: Stack) -> Iterator[None]:
-    # start from a stopped stack whatever an earlier module left
-    status, out = call(stack, "POST", "/v1/browser-stack/stop")
-    assert status == 200, out
-    assert_all_stopped(stack)
+def stopped_after(stack: Stack) -> Iterator[None]:
     yield
-    status, out = call(stack, "POST", "/v1/browser-stack/stop")
-    assert status == 200, out
-    assert_all_stopped(stack)
+    stop_stack(stack)
 
 
 def test_bad_needs_raise_bad_request_and_start_nothing(stack: Stack) -> None:
+    stop_stack(stack)
     with pytest.raises(client.BadRequest) as caught:
         client.ensure_browser_stack(stack.base_url, needs=["cdp", "nope"], timeout=10)
     assert caught.value.status == 400
@@ -46,9 +41,10 @@ def test_bad_needs_raise_bad_request_and_start_nothing(stack: Stack) -> None:
 
 
 def test_healthcheck_module_never_wakes_the_stack(stack: Stack) -> None:
-    for _ in range(2):
+    stop_stack(stack)
+    for command in ("healthz", "readyz"):
         done = subprocess.run(
-            [sys.executable, "-m", "browser_stack.client", "healthz", "--url", stack.base_url],
+            [sys.executable, "-m", "browser_stack.client", command, "--url", stack.base_url],
             capture_output=True,
             text=True,
             timeout=30,
@@ -59,6 +55,7 @@ def test_healthcheck_module_never_wakes_the_stack(stack: Stack) -> None:
 
 
 def test_sync_ensure_returns_endpoints_that_answer(stack: Stack) -> None:
+    stop_stack(stack)
     ready = client.ensure_browser_stack(stack.base_url, needs=["cdp"], timeout=60)
     assert ready.cold is True
     assert ready["ready"] is True and "browser" in ready["started"]
@@ -67,6 +64,8 @@ def test_sync_ensure_returns_endpoints_that_answer(stack: Stack) -> None:
 
 
 def test_async_ensure_warm_then_other_gates(stack: Stack) -> None:
+    client.ensure_browser_stack(stack.base_url, needs=["cdp"], timeout=60)
+
     async def run() -> tuple[client.Ensured, client.Ensured]:
         warm = await client.aensure_browser_stack(stack.base_url, needs="cdp", timeout=30)
         more = await client.aensure_browser_stack(stack.base_url, needs="mcp,vnc", timeout=60)

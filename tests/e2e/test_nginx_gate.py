@@ -24,7 +24,7 @@ import pytest
 
 from ..image.gateway import Gateway, Upstreams, nginx_binary, running_gateway
 from .conftest import Stack
-from .test_real_stack import PROGRAMS, RFB_BANNER, assert_all_stopped, call
+from .test_real_stack import PROGRAMS, RFB_BANNER, assert_all_stopped, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -33,16 +33,10 @@ pytestmark = pytest.mark.e2e
 def gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     if nginx_binary() is None or shutil.which("curl") is None:
         pytest.fail("nginx and curl are needed (scripts/install-deps.sh --dev)", pytrace=False)
-    # start from a stopped stack whatever an earlier module left
-    status, out = call(stack, "POST", "/v1/browser-stack/stop")
-    assert status == 200, out
     sidecar = stack.base_url.removeprefix("http://")
     with running_gateway(tmp_path_factory.mktemp("gateway"), Upstreams(sidecar=sidecar)) as gw:
         yield gw
-    # leave the stack as the next module expects it: stopped
-    status, out = call(stack, "POST", "/v1/browser-stack/stop")
-    assert status == 200, out
-    assert_all_stopped(stack)
+    stop_stack(stack)
 
 
 def curl(url: str, *args: str) -> tuple[int, bytes, float]:
@@ -70,7 +64,7 @@ def states(gateway: Gateway) -> dict[str, Any]:
 def test_status_health_and_ungated_routes_never_wake_the_stack(
     stack: Stack, gateway: Gateway
 ) -> None:
-    assert_all_stopped(stack)
+    stop_stack(stack)
     for _ in range(3):
         out = states(gateway)
         assert {n: p["state"] for n, p in out["programs"].items()} == dict.fromkeys(
@@ -90,7 +84,7 @@ def test_status_health_and_ungated_routes_never_wake_the_stack(
 def test_curl_cdp_through_nginx_starts_the_stack_and_answers_from_chromium(
     stack: Stack, gateway: Gateway
 ) -> None:
-    assert_all_stopped(stack)
+    stop_stack(stack)
     status, body, seconds = curl(gateway.url + "/cdp/json/version")
     print(f"cold /cdp/json/version through nginx: {seconds * 1000:.0f} ms")
     assert status == 200, body
@@ -147,9 +141,7 @@ def test_playwright_over_the_gated_websocket(gateway: Gateway) -> None:
 def test_vnc_websocket_through_nginx_starts_vnc_from_cold(stack: Stack, gateway: Gateway) -> None:
     import aiohttp
 
-    status, out = call(stack, "POST", "/v1/browser-stack/stop")
-    assert status == 200, out
-    assert_all_stopped(stack)
+    stop_stack(stack)
 
     async def run() -> bytes:
         async with (

@@ -1,7 +1,8 @@
 """End to end: the sidecar starts the real five programs on demand and real clients use them.
 
-The tests share one stack (session fixture `stack`) and run in file order: nothing runs,
-a cold ensure, the clients, a warm ensure, stop, a partial ensure, stop again.
+The tests share one stack (session fixture `stack`, which checks that the lazy boot
+started none of the five). Each test first brings the stack to the state it starts
+from, stopped or started, so they pass in any order.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -51,6 +53,19 @@ def assert_all_stopped(stack: Stack) -> None:
     assert left == []
 
 
+def stop_stack(stack: Stack) -> None:
+    """Bring the stack to the state a test starts from when it needs it stopped."""
+    status, out = call(stack, "POST", "/v1/browser-stack/stop")
+    assert status == 200, out
+    assert_all_stopped(stack)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stopped_after(stack: Stack) -> Iterator[None]:
+    yield
+    stop_stack(stack)
+
+
 def read_rfb_banner(host_port: str) -> bytes:
     host, port = host_port.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as s:
@@ -70,11 +85,8 @@ def test_healthz(stack: Stack) -> None:
     assert out["supervisor"]["reachable"] is True
 
 
-def test_nothing_runs_before_ensure(stack: Stack) -> None:
-    assert_all_stopped(stack)
-
-
 def test_bad_ensure_is_400_and_starts_nothing(stack: Stack) -> None:
+    stop_stack(stack)
     status, out = call(stack, "POST", "/v1/browser-stack/ensure", {"needs": ["no-such-thing"]})
     assert status == 400, out
     assert isinstance(out["error"], str) and out["message"]
@@ -82,6 +94,7 @@ def test_bad_ensure_is_400_and_starts_nothing(stack: Stack) -> None:
 
 
 def test_cold_ensure_starts_all_five(stack: Stack) -> None:
+    stop_stack(stack)
     t0 = time.monotonic()
     out = ensure(stack, {"needs": ["cdp", "mcp", "vnc"], "timeout_s": 60})
     wall_ms = (time.monotonic() - t0) * 1000
@@ -171,6 +184,7 @@ def test_vnc_over_websocket(stack: Stack) -> None:
 
 
 def test_warm_ensure_is_not_cold(stack: Stack) -> None:
+    ensure(stack)
     out = ensure(stack)
     print(f"warm ensure: elapsed_ms={out['elapsed_ms']:.1f}")
     assert out["cold"] is False
@@ -179,6 +193,7 @@ def test_warm_ensure_is_not_cold(stack: Stack) -> None:
 
 
 def test_stop_then_cdp_only_ensure(stack: Stack) -> None:
+    ensure(stack)
     status, out = call(stack, "POST", "/v1/browser-stack/stop")
     assert status == 200, out
     assert sorted(out["stopped"]) == sorted(PROGRAMS)
@@ -193,6 +208,7 @@ def test_stop_then_cdp_only_ensure(stack: Stack) -> None:
 
 
 def test_stop_leaves_nothing_and_is_idempotent(stack: Stack) -> None:
+    ensure(stack, {"needs": ["cdp"]})
     status, out = call(stack, "POST", "/v1/browser-stack/stop")
     assert status == 200, out
     assert "browser" in out["stopped"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,6 +187,17 @@ def test_memory_diff_of_something_that_is_not_a_sample_says_so(
 
 
 # -- serve: what it refuses to do, and how it says a start failed ----------------------
+
+
+@pytest.fixture(autouse=True)
+def root_logger_restored() -> Iterator[None]:
+    # serve() points the root logger at this test's (captured) stderr; a later
+    # test would log into a closed stream.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
