@@ -50,9 +50,10 @@ RUN ln -s /opt/browser-stack/venv/bin/browser-stack /usr/local/bin/browser-stack
 
 ENV BROWSER_STACK_LOG_DIR=/var/log/browser-stack
 
-# The sidecar's /healthz: alive, and never wakes the browser stack.
+# The sidecar's /readyz: it serves, supervisord answers it and has the five programs
+# (an image whose programs are missing is unhealthy); never wakes the browser stack.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["/opt/browser-stack/venv/bin/python", "-m", "browser_stack.client", "healthz"]
+    CMD ["/opt/browser-stack/venv/bin/python", "-m", "browser_stack.client", "readyz"]
 
 # Sets the image's DISABLE_BROWSER/DISABLE_MCP_BROWSER/DISABLE_VNC and WAIT_PORTS
 # when the switch is on, then execs the image's own entrypoint.

@@ -48,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+import xmlrpc.client
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
 
 from browser_stack.config import Settings
 from browser_stack.probes import Probe, build_probes
@@ -149,8 +151,18 @@ class Bench:
                 out[name] = float(value)
         return out
 
+    def rpc(self, method: str, *args: Any) -> Any:
+        """A call to supervisord about what the sidecar's adapter will not touch
+        (the sidecar's own program), blocking: only between measurements."""
+        transport = SupervisorTransport(None, None, f"unix://{self.root / 'supervisor.sock'}")
+        try:
+            proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport)
+            return getattr(proxy.supervisor, method)(*args)
+        finally:
+            transport.close()
+
     async def sidecar_pid(self) -> int:
-        info = await self.supervisor.call("supervisor.getProcessInfo", SIDECAR)
+        info = await asyncio.to_thread(self.rpc, "getProcessInfo", SIDECAR)
         return int(info["pid"])
 
 
@@ -279,7 +291,7 @@ async def run_critical_path(bench: Bench, programs: tuple[Program, ...]) -> dict
         for dependency in SPAWN_AFTER[program]:
             await ready[dependency].wait()
         # Positional False: XML-RPC has no keyword arguments (wait=False).
-        await bench.supervisor.call("supervisor.startProcess", str(program), False)
+        await bench.supervisor.start(program)  # startProcess(name, False)
         times[f"spawn {program}"] = _now_ms(began)
         await _wait_ready(probes[program])
         times[str(program)] = _now_ms(began)
@@ -567,8 +579,8 @@ async def section_memory(bench: Bench, requests: int) -> dict[str, Any]:
             },
         }
     # The sidecar: a fresh process (restarted by supervisord), the stack up.
-    await bench.supervisor.call("supervisor.stopProcess", SIDECAR, True)
-    await bench.supervisor.call("supervisor.startProcess", SIDECAR, True)
+    await asyncio.to_thread(bench.rpc, "stopProcess", SIDECAR, True)
+    await asyncio.to_thread(bench.rpc, "startProcess", SIDECAR, True)
     await asyncio.to_thread(local_stack.wait_healthy, bench.base, bench.root, bench.supervisord_pid)
     pid = await bench.sidecar_pid()
     await asyncio.sleep(2)

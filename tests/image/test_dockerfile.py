@@ -242,13 +242,13 @@ def test_entrypoint_wraps_the_images_run_sh(dockerfile: Dockerfile) -> None:
     assert os.access(REPO / "bin" / "browser-stack-entrypoint", os.X_OK)
 
 
-def test_healthcheck_is_the_sidecars_healthz(dockerfile: Dockerfile) -> None:
+def test_healthcheck_is_the_sidecars_readyz(dockerfile: Dockerfile) -> None:
     [healthcheck] = dockerfile.of("HEALTHCHECK", -1)
     assert dockerfile.exec_form("HEALTHCHECK") == [
         f"{VENV}/bin/python",
         "-m",
         "browser_stack.client",
-        "healthz",
+        "readyz",
     ]
     options = dict(re.findall(r"--([a-z-]+)=(\S+)", healthcheck.args))
     assert set(options) == {"interval", "timeout", "start-period", "retries"}

@@ -71,18 +71,26 @@ def test_opt_in_env(pod: dict[str, Any]) -> None:
     assert env["DISABLE_BROWSER_STACK"] == "true"  # a string, as env values must be
 
 
-def test_probes_only_ask_healthz_through_the_gateway(pod: dict[str, Any]) -> None:
+def test_liveness_asks_healthz_and_readiness_readyz_through_the_gateway(
+    pod: dict[str, Any],
+) -> None:
     [container] = pod["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["http"] == 8080
-    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+    paths = {
+        "startupProbe": "/browser-stack/healthz",
+        "livenessProbe": "/browser-stack/healthz",
+        # healthz passed on a sidecar that could not reach supervisord
+        "readinessProbe": "/browser-stack/readyz",
+    }
+    for kind, path in paths.items():
         probe = container[kind]
         assert set(probe) - {"periodSeconds", "timeoutSeconds", "failureThreshold"} == {
             "httpGet"
         }, kind
-        assert probe["httpGet"] == {"path": "/browser-stack/healthz", "port": "http"}, kind
-    # ... which the shipped gateway snippet sends to the sidecar's /healthz (the prefix
-    # is stripped), the one endpoint that never wakes the stack
+        assert probe["httpGet"] == {"path": path, "port": "http"}, kind
+    # ... which the shipped gateway snippet sends to the sidecar's /healthz and
+    # /readyz (the prefix is stripped), which never wake the stack
     assert re.search(
         r"location /browser-stack/ \{\s*proxy_pass http://127\.0\.0\.1:8110/;", NGINX.read_text()
     )
