@@ -74,6 +74,8 @@ class Settings:
     stop_timeout_s: float = 30.0
     ready_grace_s: float = 20.0
     probe_interval_s: float = 0.005
+    # Between liveness checks of what is up; 0: none (events alone).
+    liveness_interval_s: float = 2.0
     state_interval_s: float = 0.05
     xprop: str = ""
     # proxy: the sidecar listens on the public ports above and the programs on
@@ -162,6 +164,12 @@ class Settings:
             ),
             probe_interval_s=parse_seconds(
                 "BROWSER_STACK_PROBE_INTERVAL", text("BROWSER_STACK_PROBE_INTERVAL", "0.005")
+            ),
+            liveness_interval_s=parse_seconds(
+                "BROWSER_STACK_LIVENESS_INTERVAL",
+                text("BROWSER_STACK_LIVENESS_INTERVAL", "2"),
+                zero_ok=True,
+                limit=MAX_TIMEOUT_S,
             ),
             xprop=parse_xprop(text("BROWSER_STACK_XPROP", "")),
             activation=activation,

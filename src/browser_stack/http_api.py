@@ -20,6 +20,7 @@ from browser_stack.controller import Controller, EnsureResult
 from browser_stack.errors import (
     BadRequest,
     BrowserStackError,
+    SupervisorError,
     SupervisorUnavailable,
     Unauthorized,
 )
@@ -40,6 +41,8 @@ from browser_stack.stack import (
 )
 from browser_stack.supervisor import XmlRpcSupervisor
 from browser_stack.text import status_table
+from browser_stack.watch import EventWatch
+from browser_stack.x11 import DisplayWatch
 
 log = logging.getLogger(__name__)
 
@@ -142,41 +145,16 @@ def parse_ensure_body(
     return gates, float(timeout)
 
 
-class RoundJson:
-    """The programs and endpoints of an ensure answer, as JSON, encoded once per
-    verification round: every answer from one round shares those two objects
-    (read-only), and a busy round serves dozens of callers."""
-
-    def __init__(self) -> None:
-        self._key: tuple[object, object] = (None, None)
-        self._text = ""
-
-    def tail(self, result: EnsureResult) -> str:
-        """`,"programs":{...},"endpoints":{...}}`, the end of the answer's object."""
-        programs, endpoints = self._key
-        if programs is not result.programs or endpoints is not result.endpoints:
-            # Holding the objects keeps their ids from being reused by others.
-            self._key = (result.programs, result.endpoints)
-            encoded = {str(p): s.to_dict() for p, s in result.programs.items()}
-            self._text = f',"programs":{_dumps(encoded)},"endpoints":{_dumps(result.endpoints)}}}'
-        return self._text
-
-
-ROUND_JSON = web.AppKey("round_json", RoundJson)
-
-
-def ensure_body(result: EnsureResult, shared: RoundJson) -> str:
-    """The ensure answer as JSON, with the round's part encoded once."""
-    head = _dumps(
-        {
-            "ready": True,
-            "cold": result.cold,
-            "elapsed_ms": result.elapsed_ms,
-            "needs": sorted(result.gates),
-            "started": [str(p) for p in result.started],
-        }
-    )
-    return head[:-1] + shared.tail(result)
+def ensure_payload(result: EnsureResult) -> dict[str, Any]:
+    return {
+        "ready": True,
+        "cold": result.cold,
+        "elapsed_ms": result.elapsed_ms,
+        "needs": sorted(result.gates),
+        "started": [str(p) for p in result.started],
+        "programs": {str(p): s.to_dict() for p, s in result.programs.items()},
+        "endpoints": result.endpoints,
+    }
 
 
 async def ensure(request: web.Request) -> web.Response:
@@ -189,8 +167,7 @@ async def ensure(request: web.Request) -> web.Response:
         "X-Browser-Stack-Outcome": "cold" if result.cold else "warm",
         "X-Browser-Stack-Elapsed-Ms": f"{result.elapsed_ms:.2f}",
     }
-    body = ensure_body(result, request.app[ROUND_JSON])
-    return web.Response(text=body, content_type="application/json", headers=headers)
+    return _json(ensure_payload(result), headers=headers)
 
 
 async def gate(request: web.Request) -> web.Response:
@@ -223,7 +200,7 @@ async def status(request: web.Request) -> web.Response:
     with_memory = text_format or _query_choice(request, "memory", ("0", "1")) == "1"
     controller = request.app[CONTROLLER]
     report = await controller.status()
-    snapshot, programs = report.snapshot, report.programs
+    programs = report.programs
     supervisor: dict[str, Any] = {"reachable": not report.supervisor_error}
     if report.supervisor_error:
         supervisor["message"] = report.supervisor_error
@@ -232,7 +209,7 @@ async def status(request: web.Request) -> web.Response:
         "starting": controller.starting,
         "ready": {g: all(programs[p].ready for p in GATE_PROGRAMS[g]) for g in GATES},
         "programs": {str(p): s.to_dict() for p, s in programs.items()},
-        "endpoints": controller.endpoints(snapshot),
+        "endpoints": controller.endpoints(),
     }
     idle = request.app.get(IDLE)
     if idle is not None:
@@ -256,7 +233,7 @@ def _query_choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> 
 
 
 async def _memory_report(request: web.Request, sample: str) -> dict[str, Any]:
-    infos = await request.app[CONTROLLER].process_infos()
+    infos = await request.app[CONTROLLER].refresh()
     pids = {p: info.pid for p, info in infos.items()}
     states = {p: info.state.name for p, info in infos.items()}
     return await asyncio.to_thread(memory.report, pids, states, sample)
@@ -275,14 +252,15 @@ async def memory_sample(request: web.Request) -> web.Response:
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
+    controller = request.app[CONTROLLER]
     try:
-        snapshot = await request.app[CONTROLLER].snapshot()
-    except SupervisorUnavailable:
-        snapshot = None
-    if snapshot is not None:
-        states = {str(p): int(i.state) for p, i in snapshot.infos.items()}
-        ready = {str(p): snapshot.ready(p) for p in PROGRAMS}
-        pids = {p: i.pid for p, i in snapshot.infos.items()}
+        infos = await controller.refresh()
+    except (SupervisorUnavailable, SupervisorError):
+        infos = None
+    if infos is not None:
+        states = {str(p): int(i.state) for p, i in infos.items()}
+        ready = {str(p): controller.model.ready([p]) for p in PROGRAMS}
+        pids = {p: i.pid for p, i in infos.items()}
         sample = await asyncio.to_thread(memory.report, pids, {}, "")
         metrics.update_programs(states, ready, sample["programs"])
     proxy = request.app.get(PROXY)
@@ -363,7 +341,6 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
-    app[ROUND_JSON] = RoundJson()
     if controller is not None:
         app[CONTROLLER] = controller
         app[IDLE] = idle or IdleMonitor(
@@ -371,7 +348,7 @@ def create_app(
         )
     else:
         app.cleanup_ctx.append(_real_parts)
-    app.cleanup_ctx.append(_idle_task)
+    app.cleanup_ctx.append(_background)
     app.router.add_post(f"{PREFIX}/ensure", ensure)
     app.router.add_get(f"{PREFIX}/status", status)
     app.router.add_get(f"{PREFIX}/gate/{{gate}}", gate)
@@ -395,14 +372,18 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
             settings.supervisor_username,
             settings.supervisor_password,
             stop_timeout_s=settings.stop_timeout_s,
+            on_call=app[METRICS].supervisor_called,
         )
         opened.push_async_callback(supervisor.close)
         session = aiohttp.ClientSession()
         opened.push_async_callback(session.close)
+        watch = EventWatch(DisplayWatch(settings.x11_socket))
+        opened.push_async_callback(watch.close)
         controller = Controller(
             supervisor,
             build_probes(settings, session),
             settings,
+            watch=watch,
             before_start={Program.TIGERVNC: xlock.hook(settings)},
             port_holder=holder_of,
             observer=app[METRICS],
@@ -464,12 +445,16 @@ def _activation_proxy(settings: Settings, controller: Controller) -> ActivationP
     return ActivationProxy(routes, ensure, ensure_timeout_s=settings.ensure_timeout_s + 5)
 
 
-async def _idle_task(app: web.Application) -> AsyncIterator[None]:
-    """The idle monitor runs for the app's lifetime when idle stop is on."""
-    idle = app[IDLE]
-    task = asyncio.create_task(idle.run()) if idle.policy.enabled else None
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """For the app's lifetime: the liveness checks (unless off) and the idle
+    monitor (when idle stop is on)."""
+    work = []
+    if app[SETTINGS].liveness_interval_s:
+        work.append(app[CONTROLLER].liveness.run())
+    if app[IDLE].policy.enabled:
+        work.append(app[IDLE].run())
+    tasks = [asyncio.create_task(w) for w in work]
     yield
-    if task is not None:
+    for task in tasks:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await asyncio.gather(*tasks, return_exceptions=True)

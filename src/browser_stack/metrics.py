@@ -44,13 +44,29 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, *START_BUCKETS[2:]),
             registry=r,
         )
-        # Its count is the number of CDP /json/version requests made outside a
-        # start: one per round, however many ensure calls shared the round.
-        self.round_duration = Histogram(
-            "browser_stack_verification_round_seconds",
-            "Verification rounds (supervisord's state and every probe), shared by "
-            "concurrent ensure, status and metrics calls",
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        self.probes = Counter(
+            "browser_stack_probes",
+            "Readiness probes run, by program and purpose (start, liveness); a warm "
+            "ensure runs none",
+            ["program", "purpose"],
+            registry=r,
+        )
+        self.supervisor_calls = Counter(
+            "browser_stack_supervisor_calls",
+            "XML-RPC calls to supervisord, by method; a warm ensure makes none",
+            ["method"],
+            registry=r,
+        )
+        self.program_exits = Counter(
+            "browser_stack_program_exits",
+            "Ready programs whose process exited (not stopped by the sidecar)",
+            ["program"],
+            registry=r,
+        )
+        self.liveness_failures = Counter(
+            "browser_stack_liveness_failures",
+            "Ready programs that failed a liveness check",
+            ["program"],
             registry=r,
         )
         self.stops = Counter(
@@ -71,7 +87,7 @@ class Metrics:
         )
         self.program_ready_gauge = Gauge(
             "browser_stack_program_ready",
-            "1 when the program's probe passes",
+            "1 when the program is ready (readiness.py)",
             ["program"],
             registry=r,
         )
@@ -116,8 +132,17 @@ class Metrics:
     def ensure_joined(self) -> None:
         self.ensure_joined_total.inc()
 
-    def round_done(self, seconds: float) -> None:
-        self.round_duration.observe(seconds)
+    def probed(self, program: str, purpose: str) -> None:
+        self.probes.labels(program, purpose).inc()
+
+    def program_exited(self, program: str) -> None:
+        self.program_exits.labels(program).inc()
+
+    def liveness_failed(self, program: str) -> None:
+        self.liveness_failures.labels(program).inc()
+
+    def supervisor_called(self, method: str) -> None:
+        self.supervisor_calls.labels(method).inc()
 
     def start_begun(self) -> None:
         self.cold_starts.inc()

@@ -13,8 +13,14 @@ class Observer(Protocol):
     def ensure_joined(self) -> None:
         """A caller joined a start already in flight."""
 
-    def round_done(self, seconds: float) -> None:
-        """A verification round (supervisord's state and every probe) ended."""
+    def probed(self, program: str, purpose: str) -> None:
+        """A readiness probe ran: purpose "start" or "liveness"."""
+
+    def program_exited(self, program: str) -> None:
+        """A ready program's process exited, and not because we stopped it."""
+
+    def liveness_failed(self, program: str) -> None:
+        """A ready program failed its liveness check."""
 
     def start_begun(self) -> None: ...
 
@@ -36,7 +42,13 @@ class NullObserver:
     def ensure_joined(self) -> None:
         pass
 
-    def round_done(self, seconds: float) -> None:
+    def probed(self, program: str, purpose: str) -> None:
+        pass
+
+    def program_exited(self, program: str) -> None:
+        pass
+
+    def liveness_failed(self, program: str) -> None:
         pass
 
     def start_begun(self) -> None:

@@ -259,7 +259,9 @@ def wm_claimed(socket_path: str) -> Probe:
             return ProbeResult(False, f"{socket_path}: {exc.__class__.__name__}: {exc}")
         if window is None:
             return ProbeResult(False, "_NET_SUPPORTING_WM_CHECK: not found, or its window is gone")
-        return ProbeResult(True, f"_NET_SUPPORTING_WM_CHECK: window id # {window:#x}")
+        return ProbeResult(
+            True, f"_NET_SUPPORTING_WM_CHECK: window id # {window:#x}", {"window": str(window)}
+        )
 
     return probe
 

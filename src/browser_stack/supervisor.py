@@ -14,7 +14,7 @@ import socket
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 import xmlrpc.client
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 CALL_TIMEOUT_S = 5.0
 STDERR_TAIL_BYTES = 2000
+# Of supervisord's own log, read for how a process ended.
+EXIT_LOG_BYTES = 8000
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,10 @@ class Supervisor(Protocol):
 
     async def stderr_tail(self, program: Program) -> str: ...
 
+    async def exit_cause(self, program: Program) -> str:
+        """How its last process ended, as supervisord logged it ("terminated by
+        SIGKILL; not expected"), or "" when that cannot be read."""
+
     async def close(self) -> None: ...
 
 
@@ -96,9 +102,12 @@ class XmlRpcSupervisor:
         password: str | None = None,
         *,
         stop_timeout_s: float = 30.0,
+        on_call: Callable[[str], None] | None = None,
     ) -> None:
         self._url = url
         self._stop_timeout_s = stop_timeout_s
+        # Told the method of every call (metrics count them).
+        self._on_call = on_call
         headers = ["Content-Type: text/xml"]
         if url.startswith("unix://"):
             self._socket_path: str | None = url.removeprefix("unix://")
@@ -165,6 +174,8 @@ class XmlRpcSupervisor:
         """One XML-RPC call. A fault never leaves this module: `faults` (or, for
         a call without a table, SupervisorError) says what it means."""
         body = xmlrpc.client.dumps(params, method, allow_none=False).encode()
+        if self._on_call is not None:
+            self._on_call(method)
         try:
             async with asyncio.timeout(timeout_s):
                 status, payload = await self._post(body)
@@ -243,6 +254,18 @@ class XmlRpcSupervisor:
         except SupervisorError:
             return ""
         return str(text)
+
+    async def exit_cause(self, program: Program) -> str:
+        marker = f"exited: {_checked(program)} ("
+        try:
+            text = await self._call("supervisor.readLog", -EXIT_LOG_BYTES, 0)
+        except SupervisorError:  # no log file (syslog, stdout), or not readable
+            return ""
+        for line in reversed(str(text).splitlines()):
+            at = line.find(marker)
+            if at >= 0:
+                return line[at + len(marker) :].rstrip().removesuffix(")")
+        return ""
 
 
 def loads_response(payload: bytes) -> Any:

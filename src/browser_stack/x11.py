@@ -22,8 +22,13 @@ restarted since); otherwise it asks again step by step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import socket
 import struct
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 WM_CHECK_ATOM_NAME = b"_NET_SUPPORTING_WM_CHECK"
 _INTERN_ATOM = 16
@@ -181,3 +186,127 @@ class WmCheck:
     ) -> int | None:
         await loop.sock_sendall(sock, get_property_request(window, atom))
         return parse_window_property(await reader.answer())
+
+
+# -- following the display and its window manager by events --------------------
+
+_CHANGE_WINDOW_ATTRIBUTES = 2
+_CW_EVENT_MASK = 1 << 11
+_STRUCTURE_NOTIFY_MASK = 1 << 17
+_PROPERTY_CHANGE_MASK = 1 << 22
+_DESTROY_NOTIFY = 17
+_PROPERTY_NOTIFY = 28
+_PROPERTY_DELETED = 1
+_BAD_WINDOW = 3
+
+
+def select_events_request(window: int, mask: int) -> bytes:
+    """ChangeWindowAttributes(window, event-mask=mask): this client's events on it."""
+    return struct.pack("<BxHIII", _CHANGE_WINDOW_ATTRIBUTES, 4, window, _CW_EVENT_MASK, mask)
+
+
+class DisplayWatch:
+    """One X11 connection held while the display is up: the X server closing it
+    means the display is gone, and the window manager's check window being
+    destroyed (DestroyNotify), or the root's _NET_SUPPORTING_WM_CHECK deleted
+    (PropertyNotify), means the window manager is gone. No polling: the
+    connection is idle until the X server has news.
+
+    Each callback is called at most once per follow. A connection that cannot
+    be set up (an X server that wants authorization) is logged once and left
+    to the liveness checks.
+    """
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self._display_gone: Callable[[], None] | None = None
+        self._wm: tuple[int, Callable[[], None]] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._refused = False
+
+    def follow_display(self, gone: Callable[[], None]) -> None:
+        self._display_gone = gone
+        self._connect()
+
+    def follow_wm(self, window: int, gone: Callable[[], None]) -> None:
+        if self._wm is not None and self._wm[0] == window:
+            self._wm = (window, gone)
+            return
+        self._wm = (window, gone)
+        if self._writer is not None:
+            self._writer.write(select_events_request(window, _STRUCTURE_NOTIFY_MASK))
+        self._connect()
+
+    def forget_display(self) -> None:
+        self._display_gone = None
+
+    def forget_wm(self) -> None:
+        self._wm = None
+
+    async def close(self) -> None:
+        self._display_gone = self._wm = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _connect(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._follow())
+
+    async def _follow(self) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.socket_path)
+        except OSError as exc:
+            log.warning("cannot follow the display at %s: %s", self.socket_path, exc)
+            return
+        set_up = False
+        try:
+            writer.write(setup_request() + intern_atom_request(WM_CHECK_ATOM_NAME))
+            head = await reader.readexactly(8)
+            data = await reader.readexactly(struct.unpack_from("<H", head, 6)[0] * 4)
+            root = parse_setup_root(head, data)
+            atom = struct.unpack_from("<I", await reader.readexactly(32), 8)[0]
+            writer.write(select_events_request(root, _PROPERTY_CHANGE_MASK))
+            if self._wm is not None:
+                writer.write(select_events_request(self._wm[0], _STRUCTURE_NOTIFY_MASK))
+            self._writer = writer
+            set_up = True
+            self._refused = False
+            while True:
+                self._handle(await reader.readexactly(32), root, atom)
+        except X11Error as exc:
+            if not self._refused:  # once, not on every follow
+                log.warning("cannot follow the display at %s: %s", self.socket_path, exc)
+            self._refused = True
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # the X server closed the connection
+        finally:
+            self._writer = None
+            writer.close()
+        if set_up and self._display_gone is not None:
+            gone, self._display_gone = self._display_gone, None
+            gone()
+
+    def _handle(self, packet: bytes, root: int, atom: int) -> None:
+        code = packet[0] & 0x7F
+        wm = self._wm
+        if code == 0:  # an error: BadWindow for the WM's window means it is gone already
+            bad = struct.unpack_from("<I", packet, 4)[0]
+            if packet[1] == _BAD_WINDOW and wm is not None and bad == wm[0]:
+                self._wm_gone(wm)
+        elif code == _DESTROY_NOTIFY:
+            window = struct.unpack_from("<I", packet, 8)[0]
+            if wm is not None and window == wm[0]:
+                self._wm_gone(wm)
+        elif code == _PROPERTY_NOTIFY:
+            window, changed = struct.unpack_from("<II", packet, 4)
+            deleted = window == root and changed == atom and packet[16] == _PROPERTY_DELETED
+            if deleted and wm is not None:
+                self._wm_gone(wm)
+
+    def _wm_gone(self, wm: tuple[int, Callable[[], None]]) -> None:
+        if self._wm is wm:
+            self._wm = None
+            wm[1]()

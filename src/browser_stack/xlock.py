@@ -17,8 +17,8 @@ import os
 import psutil
 
 from browser_stack.config import Settings
-from browser_stack.controller import Hook
 from browser_stack.errors import PortInUse
+from browser_stack.hooks import Hook
 from browser_stack.stack import Program
 
 log = logging.getLogger(__name__)

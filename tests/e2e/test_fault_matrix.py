@@ -246,14 +246,23 @@ def test_04_program_that_died_after_ready_shows_in_status_and_is_brought_back(
     assert cdp_answers(endpoint)
 
 
-def test_04_ensure_never_answers_ready_while_a_probe_fails(stack: Stack, sidecar: Sidecar) -> None:
+def test_04_an_exit_is_seen_with_no_request_and_ensure_answers_ready_only_when_it_is(
+    stack: Stack, sidecar: Sidecar
+) -> None:
     status, out = sidecar.ensure({"needs": ["cdp"]})
     assert status == 200, out
     endpoint = out["endpoints"]["cdp"]
     for _ in range(3):
-        os.kill(main_pid(stack, "browser"), signal.SIGKILL)  # supervisord restarts it
+        pid = main_pid(stack, "browser")
+        os.kill(pid, signal.SIGKILL)  # supervisord restarts it
+        # Known from the exit itself (a pidfd), with no request in between.
+        line = f"exited program=browser pid={pid}: terminated by SIGKILL"
+        wait_for(lambda line=line: line in sidecar.read_output(), what="the exit's log line")
+        browser = sidecar.status().body["programs"]["browser"]
+        assert browser["ready"] is False, browser  # until its new process passes
         status, out = sidecar.ensure({"needs": ["cdp"]})
         assert status == 200, out
+        assert out["programs"]["browser"]["pid"] != pid
         assert cdp_answers(endpoint)
 
 

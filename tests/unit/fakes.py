@@ -1,5 +1,10 @@
-"""Hand-written fakes: a supervisord that replays scripted program behaviour and
-probes that read it. No mocking library."""
+"""Hand-written fakes: a supervisord that replays scripted program behaviour,
+probes that read it, and a watch that tells the model when a fake process exits.
+No mocking library.
+
+Time is the event loop's: the unit tests that use these run under looptime, so
+the programs' start delays and every sleep of the controller pass in virtual
+time, instantly and in order."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from dataclasses import dataclass, field
 from browser_stack.config import Settings
 from browser_stack.controller import Controller
 from browser_stack.errors import SupervisorUnavailable
+from browser_stack.model import Gone
 from browser_stack.probes import Probe, ProbeResult
 from browser_stack.stack import PROGRAMS, SPAWN_AFTER, Program
 from browser_stack.states import ALIVE_STATES, ProcessState
@@ -33,6 +39,26 @@ class FakeProgram:
 
 
 @dataclass
+class FakeWatch:
+    """The model's Watch for fake processes: the fake supervisord calls `exited`
+    when one of them ends, as a pidfd would."""
+
+    following: dict[Program, tuple[int, Gone]] = field(default_factory=dict)
+
+    def follow(self, program: Program, pid: int, result: ProbeResult, gone: Gone) -> None:
+        self.following[program] = (pid, gone)
+
+    def forget(self, program: Program) -> None:
+        self.following.pop(program, None)
+
+    def exited(self, program: Program, pid: int) -> None:
+        followed = self.following.get(program)
+        if followed is not None and followed[0] == pid:
+            del self.following[program]
+            followed[1]("exited", True)
+
+
+@dataclass
 class FakeSupervisor:
     programs: dict[Program, FakeProgram] = field(
         default_factory=lambda: {p: FakeProgram(p) for p in PROGRAMS}
@@ -43,6 +69,15 @@ class FakeSupervisor:
     next_pid: int = 100
     unconfigured: set[Program] = field(default_factory=set)
     info_calls: int = 0
+    watch: FakeWatch = field(default_factory=FakeWatch)
+    # Every probe the fake probes answered: (program, passed).
+    probe_calls: list[tuple[Program, bool]] = field(default_factory=list)
+
+    def kill(self, program: Program, then: ProcessState = ProcessState.EXITED) -> None:
+        """The process ends (kill -9, a crash); supervisord then says `then`."""
+        p = self.programs[program]
+        pid, p.pid, p.state = p.pid, 0, then
+        self.watch.exited(program, pid)
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -116,10 +151,10 @@ class FakeSupervisor:
         p = self.programs[program]
         if p.state not in ALIVE_STATES and p.state != ProcessState.BACKOFF:
             return False
-        p.state = ProcessState.STOPPED
-        p.pid = 0
+        pid, p.pid, p.state = p.pid, 0, ProcessState.STOPPED
         if p.restart_cures_hang:
             p.hung = False
+        self.watch.exited(program, pid)  # nothing, unless the sidecar still followed it
         return True
 
     async def resume(self, program: Program) -> None:
@@ -127,6 +162,12 @@ class FakeSupervisor:
 
     async def stderr_tail(self, program: Program) -> str:
         return self.programs[program].stderr
+
+    async def exit_cause(self, program: Program) -> str:
+        await asyncio.sleep(0)
+        self._check_reachable()
+        self.calls.append(("exit_cause", str(program)))
+        return "terminated by SIGKILL; not expected"
 
     async def close(self) -> None:
         return None
@@ -139,7 +180,9 @@ def fake_probes(supervisor: FakeSupervisor) -> dict[Program, Probe]:
     def make(program: Program) -> Probe:
         async def probe() -> ProbeResult:
             await asyncio.sleep(0)
-            if supervisor.probe_ok(program):
+            ok = supervisor.probe_ok(program)
+            supervisor.probe_calls.append((program, ok))
+            if ok:
                 data = {"cdp_ws": "ws://127.0.0.1:9222/devtools/browser/fake"}
                 return ProbeResult(True, "ok", data if program == Program.BROWSER else {})
             return ProbeResult(False, f"{program} not answering")
@@ -154,12 +197,22 @@ FAST = Settings(
     state_interval_s=0.005,
     ready_grace_s=0.5,
     ensure_timeout_s=5.0,
+    liveness_interval_s=2.0,
 )
 
 
 def make_controller(
     supervisor: FakeSupervisor | None = None, settings: Settings = FAST, **kwargs: object
 ) -> tuple[Controller, FakeSupervisor]:
+    """A controller on the fakes, on the event loop's clock (looptime's, in tests
+    that use it)."""
     supervisor = supervisor or FakeSupervisor()
-    controller = Controller(supervisor, fake_probes(supervisor), settings, **kwargs)  # type: ignore[arg-type]
+    kwargs.setdefault("clock", asyncio.get_running_loop().time)
+    controller = Controller(
+        supervisor,  # type: ignore[arg-type]
+        fake_probes(supervisor),
+        settings,
+        watch=supervisor.watch,
+        **kwargs,  # type: ignore[arg-type]
+    )
     return controller, supervisor

@@ -4,20 +4,21 @@ import asyncio
 
 import pytest
 
-from browser_stack.controller import FRESH_PASS_S
 from browser_stack.errors import (
     ProgramFailed,
     ReadinessTimeout,
     StackStopped,
     SupervisorUnavailable,
 )
-from browser_stack.probes import ProbeResult
+from browser_stack.observer import NullObserver
+from browser_stack.readiness import Readiness
 from browser_stack.stack import GATES, PROGRAMS, Gate, Program
 from browser_stack.states import ProcessState
 
+from ..helpers import until
 from .fakes import FakeSupervisor, make_controller
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("virtual_time")]
 ALL = frozenset(GATES)
 
 
@@ -300,13 +301,14 @@ async def test_status_never_starts_anything_and_explains_failures() -> None:
     assert statuses[Program.TIGERVNC].state == "STOPPED"
 
 
-async def test_concurrent_warm_checks_share_rounds() -> None:
-    controller, _ = make_controller()
+async def test_warm_ensures_ask_nobody() -> None:
+    controller, sup = make_controller()
     await controller.ensure(ALL, 5)
-    await asyncio.sleep(0.02)
-    rounds_before = controller._snapshots.rounds
-    await asyncio.gather(*(controller.ensure(ALL, 5) for _ in range(100)))
-    assert controller._snapshots.rounds - rounds_before <= 2
+    await asyncio.sleep(0.5)  # the rest of the stack has come up
+    probes, calls, reads = len(sup.probe_calls), len(sup.calls), sup.info_calls
+    results = await asyncio.gather(*(controller.ensure(ALL, 5) for _ in range(100)))
+    assert all(not r.cold and r.programs[Program.BROWSER].ready for r in results)
+    assert (len(sup.probe_calls), len(sup.calls), sup.info_calls) == (probes, calls, reads)
 
 
 async def test_a_foreign_process_on_the_port_is_named_at_once() -> None:
@@ -330,6 +332,9 @@ async def test_a_hung_browser_is_restarted_with_the_mcp_server_that_uses_it() ->
     await controller.ensure(ALL, 5)
     sup.programs[Program.BROWSER].hung = True
     sup.programs[Program.BROWSER].restart_cures_hang = True
+    assert controller.model.readiness(Program.BROWSER) == Readiness.READY  # nothing told yet
+    await controller.liveness.check()  # a hang shows only to a liveness check
+    assert controller.model.readiness(Program.BROWSER) == Readiness.STARTING
     result = await controller.ensure(frozenset({Gate.MCP}), 5)
     assert result.programs[Program.BROWSER].ready
     stops = [n for c, n in sup.calls if c == "stop"]
@@ -353,56 +358,127 @@ async def test_a_failure_older_than_the_call_is_not_handed_to_it() -> None:
     assert result.programs[Program.BROWSER].ready
 
 
-def _counting(controller: object) -> list[tuple[Program, bool]]:
-    """Wrap the controller's probes; each call is recorded with its outcome."""
-    calls: list[tuple[Program, bool]] = []
-    probes = controller._probes  # type: ignore[attr-defined]
-    for program, probe in list(probes.items()):
-
-        async def counted(program: Program = program, probe=probe):  # type: ignore[no-untyped-def]
-            result = await probe()
-            calls.append((program, result.ok))
-            return result
-
-        probes[program] = counted
-    return calls
-
-
-async def test_a_start_answers_without_asking_chromium_twice() -> None:
-    # The browser's probe passes once: the answer's round reuses that pass
-    # (it began after the call arrived) instead of a second /json/version.
-    controller, _ = make_controller()
-    calls = _counting(controller)
+async def test_a_start_asks_chromium_until_its_first_pass_and_no_more() -> None:
+    controller, sup = make_controller()
     result = await controller.ensure(frozenset({Gate.CDP}), 5)
     assert result.cold and result.programs[Program.BROWSER].ready
     assert result.endpoints["cdp_ws"] == "ws://127.0.0.1:9222/devtools/browser/fake"
-    assert calls.count((Program.BROWSER, True)) == 1
-    # tigervnc passed long before (in scheduler terms): it is asked again.
-    assert calls.count((Program.TIGERVNC, True)) >= 1
-    # A warm ensure afterwards asks everything afresh.
+    assert sup.probe_calls.count((Program.BROWSER, True)) == 1
     await controller.ensure(frozenset({Gate.CDP}), 5)
-    assert calls.count((Program.BROWSER, True)) == 2
+    assert sup.probe_calls.count((Program.BROWSER, True)) == 1
 
 
-async def test_a_pass_older_than_the_caller_is_never_reused() -> None:
-    now = [100.0]
-    controller, _ = make_controller(clock=lambda: now[0])
+# -- readiness from events ---------------------------------------------------------
+
+
+class Recorder(NullObserver):
+    def __init__(self) -> None:
+        self.exits: list[str] = []
+        self.liveness_failures: list[str] = []
+
+    def program_exited(self, program: str) -> None:
+        self.exits.append(program)
+
+    def liveness_failed(self, program: str) -> None:
+        self.liveness_failures.append(program)
+
+
+async def test_an_exit_ends_readiness_at_once_and_is_logged_with_how_it_ended(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder()
+    controller, sup = make_controller(observer=recorder)
     await controller.ensure(ALL, 5)
-    calls = _counting(controller)
-    # A pass that began at 99.99 and ended at 100.0: fresh, but it began
-    # before a caller that arrived at 99.995.
-    controller._passed = {Program.BROWSER: (99.99, 100.0, ProbeResult(True, "old"))}
-    snapshot = await controller._answer_snapshot(since=99.995)
-    assert snapshot.probes[Program.BROWSER].detail != "old"
-    assert (Program.BROWSER, True) in calls
-    # A caller that arrived before the pass began may answer from it.
-    calls.clear()
-    snapshot = await controller._answer_snapshot(since=99.98)
-    assert snapshot.probes[Program.BROWSER].detail == "old"
-    assert (Program.BROWSER, True) not in calls
-    # Once it is older than FRESH_PASS_S, nobody reuses it.
-    now[0] = 100.0 + FRESH_PASS_S + 0.01
-    calls.clear()
-    snapshot = await controller._answer_snapshot(since=99.98)
-    assert snapshot.probes[Program.BROWSER].detail != "old"
-    assert (Program.BROWSER, True) in calls
+    pid = sup.programs[Program.BROWSER].pid
+    sup.kill(Program.BROWSER)
+    # No request of any kind in between: the model knows.
+    assert controller.model.readiness(Program.BROWSER) == Readiness.FAILED
+    assert recorder.exits == ["browser"]
+    await until(lambda: any("exited program=browser" in r.getMessage() for r in caplog.records))
+    [line] = [r.getMessage() for r in caplog.records if "exited program=browser" in r.getMessage()]
+    assert line == (
+        f"exited program=browser pid={pid}: terminated by SIGKILL; not expected; "
+        "supervisord now: EXITED pid 0"
+    )
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.cold and result.programs[Program.BROWSER].ready
+    assert len(sup.starts(Program.BROWSER)) == 2
+
+
+async def test_a_stop_of_our_own_is_not_an_exit() -> None:
+    recorder = Recorder()
+    controller, sup = make_controller(observer=recorder)
+    await controller.ensure(ALL, 5)
+    await controller.stop()
+    assert recorder.exits == []
+    assert sup.watch.following == {}
+
+
+async def test_another_process_named_by_supervisord_is_not_ready_until_it_passes() -> None:
+    controller, sup = make_controller()
+    await controller.ensure(ALL, 5)
+    chrome = sup.programs[Program.BROWSER]
+    chrome.pid += 1000  # supervisord restarted it behind our back, no exit seen
+    chrome.started_at = sup.now()
+    chrome.ready_after_s = 0.2
+    await controller.refresh()
+    assert controller.model.readiness(Program.BROWSER) == Readiness.STARTING
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.programs[Program.BROWSER].ready
+    assert result.programs[Program.BROWSER].pid == chrome.pid
+    assert len(sup.starts(Program.BROWSER)) == 1  # it was alive: probed, not spawned
+
+
+async def test_a_pass_goes_stale_without_liveness_checks_and_a_probe_renews_it() -> None:
+    recorder = Recorder()
+    controller, sup = make_controller(observer=recorder)
+    await controller.ensure(frozenset({Gate.CDP}), 5)
+    # The pass is fresh for the interval (2 s) plus a probe's timeout (1 s).
+    await asyncio.sleep(3.5)
+    assert controller.model.readiness(Program.BROWSER) == Readiness.STARTING
+    before = sup.probe_calls.count((Program.BROWSER, True))
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.programs[Program.BROWSER].ready
+    assert sup.probe_calls.count((Program.BROWSER, True)) == before + 1
+    assert sup.starts(Program.BROWSER) == ["browser"]  # probed again, not restarted
+    assert recorder.liveness_failures == []
+
+
+async def test_a_liveness_failure_is_counted_and_the_grace_and_restart_path_applies() -> None:
+    recorder = Recorder()
+    controller, sup = make_controller(observer=recorder, max_attempts=2)
+    await controller.ensure(ALL, 5)
+    await asyncio.sleep(0.5)
+    chrome = sup.programs[Program.BROWSER]
+    chrome.hung, chrome.restart_cures_hang = True, True  # SIGSTOP: alive, silent
+    await controller.liveness.check()
+    assert recorder.liveness_failures == ["browser"]
+    assert controller.model.readiness(Program.BROWSER) == Readiness.STARTING
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.programs[Program.BROWSER].ready
+    assert ("resume", "browser") in sup.calls
+    assert len(sup.starts(Program.BROWSER)) == 2
+
+
+async def test_a_user_that_fails_after_a_restart_fails_alone() -> None:
+    # Restarting a hung browser restarted its users inside the browser's own
+    # attempt: when mcp-server-browser then failed, a needs=cdp ensure answered
+    # 502 naming it while the browser was ready, and the browser was restarted
+    # a second time.
+    controller, sup = make_controller()
+    await controller.ensure(ALL, 5)
+    await asyncio.sleep(0.5)
+    chrome = sup.programs[Program.BROWSER]
+    chrome.hung, chrome.restart_cures_hang = True, True
+    sup.programs[Program.MCP_SERVER_BROWSER].crash_on_start = True
+    await controller.liveness.check()
+
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+
+    assert result.programs[Program.BROWSER].ready
+    assert len(sup.starts(Program.BROWSER)) == 2  # restarted once
+    with pytest.raises(ProgramFailed) as caught:
+        await controller.ensure(frozenset({Gate.MCP}), 5)
+    assert caught.value.fields["program"] == "mcp-server-browser"
+    assert controller.model.readiness(Program.BROWSER) == Readiness.READY
+    assert len(sup.starts(Program.BROWSER)) == 2

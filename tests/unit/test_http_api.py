@@ -1,16 +1,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from browser_stack.controller import EnsureResult
-from browser_stack.http_api import RoundJson, create_app, ensure_body
-from browser_stack.stack import GATES, PROGRAMS, Gate, Program
+from browser_stack.http_api import create_app
+from browser_stack.stack import PROGRAMS, Program
 from browser_stack.states import ProcessState
 
 from .fakes import FAST, FakeSupervisor, make_controller
@@ -46,33 +44,25 @@ async def test_ensure_answers_the_contract(client: TestClient[object, object]) -
     assert float(response.headers["X-Browser-Stack-Elapsed-Ms"]) >= 0
 
 
-def expected_answer(result: EnsureResult) -> dict[str, object]:
-    return {
-        "ready": True,
-        "cold": result.cold,
-        "elapsed_ms": result.elapsed_ms,
-        "needs": sorted(result.gates),
-        "started": [str(p) for p in result.started],
-        "programs": {str(p): s.to_dict() for p, s in result.programs.items()},
-        "endpoints": result.endpoints,
-    }
-
-
-async def test_ensure_body_is_the_payload_with_the_round_part_encoded_once(
-    sup: FakeSupervisor,
+async def test_an_answer_carries_every_programs_readiness_and_the_endpoints(
+    client: TestClient[object, object], sup: FakeSupervisor
 ) -> None:
-    controller, _ = make_controller(sup)
-    shared = RoundJson()
-    cold = await controller.ensure(frozenset(GATES), 5)
-    warm = [await controller.ensure(frozenset({Gate.CDP}), 5) for _ in range(2)]
-    for result in (cold, *warm):
-        assert json.loads(ensure_body(result, shared)) == expected_answer(result)
-    # A later round's answer is encoded afresh: a program died meanwhile.
-    sup.programs[Program.WEBSOCAT].state = ProcessState.EXITED
-    later = await controller.ensure(frozenset({Gate.CDP}), 5)
-    assert later.programs is not warm[-1].programs
-    assert json.loads(ensure_body(later, shared)) == expected_answer(later)
-    assert '"websocat":{"state":"EXITED"' in ensure_body(later, shared)
+    await client.post(ENSURE, json={"needs": ["cdp"]})
+    await asyncio.sleep(0.5)  # the rest of the stack comes up meanwhile
+    sup.programs[Program.WEBSOCAT].state = ProcessState.EXITED  # behind our back
+    await client.get("/v1/browser-stack/status")  # supervisord read: the model knows
+    body = await (await client.post(ENSURE, json={"needs": ["cdp"]})).json()
+    assert body["cold"] is False
+    assert set(body["programs"]) == set(PROGRAMS)
+    browser = body["programs"]["browser"]
+    assert (browser["ready"], browser["readiness"]) == (True, "ready")
+    websocat = body["programs"]["websocat"]
+    assert (websocat["state"], websocat["ready"], websocat["readiness"]) == (
+        "EXITED",
+        False,
+        "failed",
+    )
+    assert body["endpoints"]["cdp_ws"] == "ws://127.0.0.1:9222/devtools/browser/fake"
 
 
 async def test_empty_body_means_all_gates(client: TestClient[object, object]) -> None:
@@ -314,6 +304,11 @@ async def test_gate_for_auth_request_ensures_one_gate(
     assert sup.starts(Program.BROWSER) == ["browser"]
     unknown = await client.get("/v1/browser-stack/gate/ssh")
     assert unknown.status == 400
+    sup.reachable = False
+    # Ready: answered from what is known, with no need of supervisord.
+    assert (await client.get("/v1/browser-stack/gate/cdp")).status == 204
+    sup.reachable = True
+    await client.post("/v1/browser-stack/stop")
     sup.reachable = False
     down = await client.get("/v1/browser-stack/gate/cdp")
     assert down.status == 503

@@ -150,7 +150,7 @@ class FakeController:
         self.starting = False
         self.fail_with: Exception | None = None
 
-    async def process_infos(self) -> dict[Program, ProcessInfo]:
+    async def refresh(self) -> dict[Program, ProcessInfo]:
         if self.fail_with is not None:
             raise self.fail_with
         return {

@@ -149,14 +149,24 @@ async def test_metrics_parse_and_move_with_calls(
     first = await (await c.get("/metrics")).text()
     assert _value(first, "browser_stack_program_state", program="browser") == 0
     await c.post("/v1/browser-stack/ensure")
+    probes = "browser_stack_probes_total"
+    cold = _value(
+        await (await c.get("/metrics")).text(), probes, program="browser", purpose="start"
+    )
     await c.post("/v1/browser-stack/ensure")
-    sup.programs[Program.BROWSER].hung = True
-    sup.programs[Program.BROWSER].restart_cures_hang = True
+    warm = _value(
+        await (await c.get("/metrics")).text(), probes, program="browser", purpose="start"
+    )
+    sup.programs[Program.BROWSER].ready_after_s = 1.0
+    sup.kill(Program.BROWSER)
     await c.post("/v1/browser-stack/ensure", json={"needs": ["cdp"], "timeout_s": 0.05})
     text = await (await c.get("/metrics")).text()
     assert _value(text, "browser_stack_ensure_requests_total", outcome="cold") == 1
     assert _value(text, "browser_stack_ensure_requests_total", outcome="warm") == 1
     assert _value(text, "browser_stack_ensure_requests_total", outcome="readiness_timeout") == 1
+    assert _value(text, "browser_stack_program_exits_total", program="browser") == 1
+    assert warm == cold  # the warm ensure asked nothing
+    assert _value(text, probes, program="browser", purpose="start") > cold
     assert _value(text, "browser_stack_cold_starts_total") == 2
     assert _value(text, "browser_stack_start_duration_seconds_count", program="stack") == 1
     assert _value(text, "browser_stack_start_duration_seconds_count", program="browser") == 1

@@ -1,0 +1,241 @@
+"""The readiness model: what is known of each program, kept current by events.
+
+A program becomes ready when its probe passes for its current process. From then
+on it stays ready until something shows it going away: its process exits (a
+pidfd), the X display closes or the window manager's window is destroyed (X11
+events), a liveness check fails, or supervisord names another process or state.
+A warm ensure then answers from here with no request to supervisord or Chromium.
+
+Watchers are outside (`Watch`); the model tells them what to follow and they
+call back once when it goes. `readiness()` (readiness.py) decides, here as
+everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from browser_stack.probes import ProbeResult
+from browser_stack.readiness import Facts, Readiness, readiness
+from browser_stack.stack import PROGRAMS, Program
+from browser_stack.states import ALIVE_STATES, ProcessState
+from browser_stack.supervisor import ProcessInfo
+
+log = logging.getLogger(__name__)
+
+# Called by a watcher, once, when what it follows is gone: (why, the process exited).
+Gone = Callable[[str, bool], None]
+
+
+class Watch(Protocol):
+    def follow(self, program: Program, pid: int, result: ProbeResult, gone: Gone) -> None:
+        """Watch what can show `program` (its process `pid`, and what its probe
+        found) going away; call `gone` once when it does. Following the same
+        process again changes nothing."""
+
+    def forget(self, program: Program) -> None:
+        """Stop watching `program` (it is being stopped on purpose)."""
+
+
+class NoWatch:
+    """No events: exits and the rest are noticed by the liveness checks."""
+
+    def follow(self, program: Program, pid: int, result: ProbeResult, gone: Gone) -> None:
+        pass
+
+    def forget(self, program: Program) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ProgramStatus:
+    program: Program
+    state: str
+    pid: int
+    uptime_s: int
+    readiness: Readiness
+    detail: str
+    reason: dict[str, str] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.readiness == Readiness.READY
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "state": self.state,
+            "pid": self.pid,
+            "uptime_s": self.uptime_s,
+            "ready": self.ready,
+            "readiness": str(self.readiness),
+            "probe": self.detail,
+        }
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass
+class _Entry:
+    info: ProcessInfo | None = None
+    exited: bool = False
+    passed_at: float | None = None
+    probe: ProbeResult = field(default_factory=lambda: ProbeResult(False, "not checked yet"))
+
+
+class ReadinessModel:
+    def __init__(
+        self,
+        watch: Watch,
+        *,
+        clock: Callable[[], float],
+        fresh_for_s: float | None,
+        on_exit: Callable[[Program, int], None] | None = None,
+    ) -> None:
+        self._watch = watch
+        self._clock = clock
+        self._fresh_for_s = fresh_for_s
+        self._on_exit = on_exit
+        self._entries = {p: _Entry() for p in PROGRAMS}
+        # Whether supervisord has answered once: a program it did not name is
+        # then not configured rather than unknown.
+        self.observed = False
+        # Set while any program holds a pass: the liveness checks wait for it.
+        self.up = asyncio.Event()
+
+    # -- reading --------------------------------------------------------------
+
+    def facts(self, program: Program) -> Facts:
+        entry = self._entries[program]
+        state = entry.info.state if entry.info is not None else None
+        return Facts(state=state, exited=entry.exited, passed_at=entry.passed_at)
+
+    def readiness(self, program: Program) -> Readiness:
+        return readiness(self.facts(program), self._clock(), self._fresh_for_s)
+
+    def ready(self, programs: Iterable[Program]) -> bool:
+        return all(self.readiness(p) == Readiness.READY for p in programs)
+
+    def not_ready(self, programs: Iterable[Program]) -> list[Program]:
+        return [p for p in programs if self.readiness(p) != Readiness.READY]
+
+    def info(self, program: Program) -> ProcessInfo | None:
+        return self._entries[program].info
+
+    def probe(self, program: Program) -> ProbeResult:
+        return self._entries[program].probe
+
+    def holding(self) -> list[Program]:
+        """The programs holding a pass, fresh or not: what liveness checks."""
+        return [p for p, e in self._entries.items() if e.passed_at is not None]
+
+    def status(self, program: Program, reason: dict[str, str] | None = None) -> ProgramStatus:
+        entry = self._entries[program]
+        info = entry.info
+        if info is None:
+            state, pid, uptime = ("NOT_CONFIGURED" if self.observed else "UNKNOWN"), 0, 0
+        else:
+            alive = info.state in ALIVE_STATES and info.start
+            state, pid = info.state.name, info.pid
+            uptime = max(0, int(time.time()) - info.start) if alive else 0
+        return ProgramStatus(
+            program, state, pid, uptime, self.readiness(program), entry.probe.detail, reason
+        )
+
+    def statuses(self) -> dict[Program, ProgramStatus]:
+        return {p: self.status(p) for p in PROGRAMS}
+
+    # -- what changes it ------------------------------------------------------
+
+    def observe(self, infos: Mapping[Program, ProcessInfo]) -> None:
+        """supervisord's word on all five. Another process than the one that
+        passed (a restart), or a state that is not alive, ends its readiness."""
+        self.observed = True
+        for program, entry in self._entries.items():
+            new = infos.get(program)
+            old = entry.info
+            entry.info = new
+            if new is None or new.state not in ALIVE_STATES:
+                self._end(program, entry, f"supervisord: {new.state.name}" if new else "")
+                entry.exited = False
+            elif old is not None and old.pid and new.pid != old.pid:
+                self._end(program, entry, f"supervisord restarted it (pid {new.pid})")
+                entry.exited = False
+        self._update_up()
+
+    def spawned(self, program: Program) -> None:
+        """We asked supervisord to spawn it; its pid comes with the next read."""
+        entry = self._entries[program]
+        entry.info = ProcessInfo(name=str(program), state=ProcessState.STARTING, pid=0)
+        entry.exited = False
+        entry.passed_at = None
+        entry.probe = ProbeResult(False, "spawned")
+
+    def passed(self, program: Program, pid: int, result: ProbeResult, began: float) -> bool:
+        """Its probe, begun at `began`, passed while supervisord named process
+        `pid`. False (and nothing recorded) unless that is its live process."""
+        entry = self._entries[program]
+        info = entry.info
+        if info is None or info.state not in ALIVE_STATES or info.pid != pid or entry.exited:
+            return False
+        entry.passed_at = max(entry.passed_at or began, began)
+        entry.probe = result
+        self._watch.follow(program, pid, result, self._gone(program, pid))
+        self.up.set()
+        return True
+
+    def lost(self, program: Program, why: str) -> None:
+        """Something showed it is not usable (a liveness check failed, its
+        display closed): not ready until its probe passes again."""
+        entry = self._entries[program]
+        if entry.passed_at is not None:
+            log.warning(
+                "not ready program=%s: %s",
+                program,
+                why,
+                extra={"program": str(program), "event": "lost", "reason": why},
+            )
+        self._unpass(entry, why)
+
+    def stopping(self, program: Program) -> None:
+        """We are stopping it on purpose: its exit is not news."""
+        self._watch.forget(program)
+        self._unpass(self._entries[program], "stopping")
+
+    # -- internals -------------------------------------------------------------
+
+    def _gone(self, program: Program, pid: int) -> Gone:
+        def gone(why: str, exited: bool) -> None:
+            entry = self._entries[program]
+            if entry.info is None or entry.info.pid != pid:
+                return  # an older process of it: already replaced
+            if exited:  # the exit's own log line says how it ended
+                entry.exited = True
+                self._unpass(entry, why)
+                if self._on_exit is not None:
+                    self._on_exit(program, pid)
+            else:
+                self.lost(program, why)
+
+        return gone
+
+    def _end(self, program: Program, entry: _Entry, why: str) -> None:
+        if entry.passed_at is not None or entry.exited:
+            self._watch.forget(program)
+        if entry.passed_at is not None:
+            entry.passed_at = None
+            entry.probe = ProbeResult(False, why or "not configured in supervisord")
+
+    def _unpass(self, entry: _Entry, why: str) -> None:
+        entry.passed_at = None
+        entry.probe = ProbeResult(False, why)
+        self._update_up()
+
+    def _update_up(self) -> None:
+        if not any(e.passed_at is not None for e in self._entries.values()):
+            self.up.clear()

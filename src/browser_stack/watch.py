@@ -1,0 +1,151 @@
+"""What keeps the readiness model current between requests.
+
+- `watch_exit`: a pidfd per process (`os.pidfd_open`, readable the moment the
+  process exits, for any pid the sidecar can see, not only its children;
+  Linux 5.3 and later). Without pidfd, an exit is noticed at the next liveness
+  check, when supervisord names another process or state.
+- `EventWatch`: the model's `Watch`: each ready program's process, and for Xvnc
+  and openbox the display and the window manager's window (x11.DisplayWatch).
+- `Liveness`: the one case no event shows is a hang. While anything is up,
+  every interval, supervisord's state and the probe of each program that holds
+  a pass; a failure ends its readiness, and the next ensure brings it up again
+  (restarting it after the grace period, as a start does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+
+from browser_stack.errors import SupervisorError, SupervisorUnavailable
+from browser_stack.model import Gone, ReadinessModel
+from browser_stack.observer import Observer
+from browser_stack.probes import Probe, ProbeResult
+from browser_stack.stack import Program
+from browser_stack.x11 import DisplayWatch
+
+log = logging.getLogger(__name__)
+
+Cancel = Callable[[], None]
+_warned_no_pidfd = False
+
+
+def watch_exit(pid: int, on_exit: Callable[[], None]) -> Cancel:
+    """Call `on_exit` once when process `pid` exits; returns what cancels it."""
+    global _warned_no_pidfd
+    loop = asyncio.get_running_loop()
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        loop.call_soon(on_exit)  # already gone
+        return lambda: None
+    except (OSError, AttributeError) as exc:
+        if not _warned_no_pidfd:
+            _warned_no_pidfd = True
+            log.warning("no pidfd (%s): exits are noticed by the liveness checks", exc)
+        return lambda: None
+    closed = False
+
+    def cancel() -> None:
+        nonlocal closed
+        if not closed:
+            closed = True
+            loop.remove_reader(fd)
+            os.close(fd)
+
+    def readable() -> None:
+        cancel()
+        on_exit()
+
+    loop.add_reader(fd, readable)
+    return cancel
+
+
+class EventWatch:
+    def __init__(self, display: DisplayWatch | None = None) -> None:
+        self._display = display
+        self._exits: dict[Program, tuple[int, Cancel]] = {}
+
+    def follow(self, program: Program, pid: int, result: ProbeResult, gone: Gone) -> None:
+        current = self._exits.get(program)
+        if current is None or current[0] != pid:
+            if current is not None:
+                current[1]()
+            self._exits[program] = (pid, watch_exit(pid, lambda: gone("exited", True)))
+        if self._display is None:
+            return
+        if program == Program.TIGERVNC:
+            self._display.follow_display(lambda: gone("its X display closed", False))
+        elif program == Program.OPENBOX and result.data.get("window"):
+            self._display.follow_wm(
+                int(result.data["window"]),
+                lambda: gone("its window manager window was destroyed", False),
+            )
+
+    def forget(self, program: Program) -> None:
+        current = self._exits.pop(program, None)
+        if current is not None:
+            current[1]()
+        if self._display is not None:
+            if program == Program.TIGERVNC:
+                self._display.forget_display()
+            elif program == Program.OPENBOX:
+                self._display.forget_wm()
+
+    async def close(self) -> None:
+        for program in list(self._exits):
+            self.forget(program)
+        if self._display is not None:
+            await self._display.close()
+
+
+class Liveness:
+    def __init__(
+        self,
+        model: ReadinessModel,
+        probes: Mapping[Program, Probe],
+        refresh: Callable[[], Awaitable[object]],
+        *,
+        interval_s: float,
+        clock: Callable[[], float],
+        observer: Observer,
+    ) -> None:
+        self._model = model
+        self._probes = probes
+        self._refresh = refresh
+        self._interval_s = interval_s
+        self._clock = clock
+        self._observer = observer
+
+    async def run(self) -> None:
+        """For the app's lifetime; idle while nothing is up."""
+        while True:
+            await self._model.up.wait()
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.check()
+            except Exception:
+                log.exception("liveness check failed; the next one runs as usual")
+
+    async def check(self) -> None:
+        try:
+            await self._refresh()
+        except (SupervisorUnavailable, SupervisorError) as exc:
+            # The processes' own events and probes still tell: go on with them.
+            log.warning("liveness check: %s", exc.message)
+        await asyncio.gather(*(self._check(p) for p in self._model.holding()))
+
+    async def _check(self, program: Program) -> None:
+        info = self._model.info(program)
+        if info is None:
+            return
+        began = self._clock()
+        result = await self._probes[program]()
+        self._observer.probed(str(program), "liveness")
+        if result.ok:
+            self._model.passed(program, info.pid, result, began)
+        else:
+            self._observer.liveness_failed(str(program))
+            self._model.lost(program, f"liveness check failed: {result.detail}")
