@@ -207,16 +207,20 @@ class MemoryCgroups:
         except (OSError, ValueError) as exc:
             return cls("", None, f"cannot read {proc_self_cgroup}: {exc}")
         reasons = []
-        if "" in own:
-            for mount in (root, root / "unified"):
-                controllers = mount / "cgroup.controllers"
-                if controllers.exists() and "memory" in controllers.read_text().split():
-                    try:
-                        return cls._create_v2(mount / own[""].lstrip("/"), name)
-                    except OSError as exc:
-                        reasons.append(f"cgroup v2 at {mount}: {exc}")
-            else:
-                reasons.append("no cgroup v2 hierarchy with the memory controller")
+        v2_mounts = [
+            mount
+            for mount in (root, root / "unified")
+            if "" in own
+            and (mount / "cgroup.controllers").exists()
+            and "memory" in (mount / "cgroup.controllers").read_text().split()
+        ]
+        for mount in v2_mounts:
+            try:
+                return cls._create_v2(mount / own[""].lstrip("/"), name)
+            except OSError as exc:
+                reasons.append(f"cgroup v2 at {mount}: {exc}")
+        if not v2_mounts:
+            reasons.append("no cgroup v2 hierarchy with the memory controller")
         if "memory" in own and (root / "memory" / "memory.usage_in_bytes").exists():
             parent = root / "memory" / own["memory"].lstrip("/") / name
             try:
@@ -224,7 +228,8 @@ class MemoryCgroups:
             except OSError as exc:
                 reasons.append(f"cgroup v1: cannot create {parent}: {exc}")
             else:
-                return cls("v1", parent)
+                # Why not v2, if that was tried: worth knowing next to the figures.
+                return cls("v1", parent, "; ".join(reasons))
         else:
             reasons.append("no cgroup v1 memory controller")
         return cls("", None, "; ".join(reasons))
