@@ -67,9 +67,18 @@ CLONE_NEWNET = 0x40000000
 STOP_TIMEOUT_S = 40.0
 # A cgroup v1 rmdir is refused (EBUSY) until the last task has left it.
 RMDIR_TIMEOUT_S = 10.0
-# The sandbox's PID 1, in its fresh mount namespace: a private /tmp, then the entrypoint.
+# Where the five write outside /tmp, HOME and the log dir: a container has its own
+# copy of each. Xvnc compiles its keymap to /var/lib/xkb/server-<display>.xkm
+# (xkbcomp unlinks it, writes it, Xvnc reads and unlinks it): shared by sandboxes
+# that all use display :99, ten Xvnc starting at once raced on it, and one lost
+# with "XKB: Failed to compile keymap".
+PRIVATE_DIRS = ("/var/lib/xkb",)
+# The sandbox's PID 1, in its fresh mount namespace: a private /tmp and private
+# copies of PRIVATE_DIRS, then the entrypoint.
 SANDBOX_INIT = (
-    f'mount -t tmpfs -o mode=1777,size={TMPFS_SIZE} tmpfs /tmp && mkdir -p "$HOME" && exec "$@"'
+    f"mount -t tmpfs -o mode=1777,size={TMPFS_SIZE} tmpfs /tmp"
+    + "".join(f" && {{ [ ! -d {d} ] || mount -t tmpfs tmpfs {d}; }}" for d in PRIVATE_DIRS)
+    + ' && mkdir -p "$HOME" && exec "$@"'
 )
 
 

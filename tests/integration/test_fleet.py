@@ -62,6 +62,8 @@ def _load_fleet() -> ModuleType:
 
 fleet = _load_fleet()
 fs = fleet.fs
+# The host's device of each directory a sandbox gets a private copy of, where it exists.
+HOST_DIRS = {d: os.stat(d).st_dev for d in fs.PRIVATE_DIRS if os.path.isdir(d)}
 
 
 def write_standin_programs(path: Path) -> Path:
@@ -148,6 +150,10 @@ async def test_two_lazy_sandboxes_share_ports_each_on_its_own_loopback_and_tmp(
             # Each /tmp is a tmpfs of its own, not the host's /tmp.
             devices = {s.inside("/tmp").stat().st_dev for s in fl.sandboxes}
             assert len(devices) == 2 and os.stat("/tmp").st_dev not in devices
+            # So is each directory the five write to outside /tmp (Xvnc's keymap).
+            for shared in [d for d in fs.PRIVATE_DIRS if d in HOST_DIRS]:
+                devices = {s.inside(shared).stat().st_dev for s in fl.sandboxes}
+                assert len(devices) == 2 and HOST_DIRS[shared] not in devices
             for sandbox in fl.sandboxes:
                 sample = fl.memory(sandbox)
                 # supervisord, the sidecar and the stand-ins started for cdp at least
