@@ -68,6 +68,8 @@ FRESH_PASS_S = 0.05
 
 Hook = Callable[[], Awaitable[None]]
 PortLookup = Callable[[int], Awaitable[PortHolder | None]]
+# Seconds a process has waited for a CPU since it started (None: unknown).
+CpuWait = Callable[[int], float | None]
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,25 @@ class _Run:
         return None
 
 
+@dataclass
+class _Starvation:
+    """How long one starting program's process has waited for a CPU since the
+    attempt first saw its pid: a busy machine's delay, not a hang."""
+
+    read: CpuWait
+    pid: int = 0
+    base: float = 0.0
+
+    def observe(self, pid: int) -> None:
+        if pid > 0 and pid != self.pid:
+            wait = self.read(pid)
+            self.pid, self.base = (pid, wait) if wait is not None else (0, 0.0)
+
+    def seconds(self) -> float:
+        wait = self.read(self.pid) if self.pid > 0 else None
+        return max(0.0, wait - self.base) if wait is not None else 0.0
+
+
 def _consume(future: asyncio.Future[Any]) -> None:
     # Mark a failure as seen: a run's failure may have no caller left to read it.
     if not future.cancelled():
@@ -203,6 +224,7 @@ class Controller:
         port_holder: PortLookup | None = None,
         observer: Observer | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        cpu_wait: CpuWait | None = None,
     ) -> None:
         missing = set(PROGRAMS) - set(probes)
         if missing:
@@ -213,6 +235,7 @@ class Controller:
         self._clock = clock
         self._before_start = dict(before_start or {})
         self._port_holder = port_holder
+        self._cpu_wait = cpu_wait
         self._observer: Observer = observer or NullObserver()
         # The port each program's probe waits on: held by anything else before
         # the spawn, the program cannot come up there.
@@ -613,6 +636,8 @@ class Controller:
         spawned = self._clock()
         next_state_check = self._state_tick_after(spawned)
         probe = self._probes[program]
+        starvation = _Starvation(self._cpu_wait) if self._cpu_wait is not None else None
+        extended = False
         while True:
             probe_began = self._clock()
             result = await probe()
@@ -638,16 +663,35 @@ class Controller:
             now = self._clock()
             run.waiting_on[program] = f"{state.name}, probe: {result.detail}"
             if now - spawned > settings.ready_grace_s:
-                raise ProgramFailed(
-                    program,
-                    f"{program} is {state.name} but not ready after "
-                    f"{settings.ready_grace_s:g} s: {result.detail}",
-                    state=state.name,
-                    probe=result.detail,
-                )
+                # The grace is for hangs: time spent waiting for a CPU (many
+                # starts at once on a small machine) does not count, or every
+                # slow start would be killed and begun again, on the same CPUs.
+                starved = starvation.seconds() if starvation is not None else 0.0
+                if now - spawned - starved > settings.ready_grace_s:
+                    raise ProgramFailed(
+                        program,
+                        f"{program} is {state.name} but not ready after "
+                        f"{settings.ready_grace_s:g} s"
+                        + (f" (and {starved:.1f} s waiting for a CPU)" if starved else "")
+                        + f": {result.detail}",
+                        state=state.name,
+                        probe=result.detail,
+                    )
+                if not extended:
+                    extended = True
+                    log.info(
+                        "not ready program=%s after %.0f s, %.0f s of them waiting for a CPU: "
+                        "the grace goes on",
+                        program,
+                        now - spawned,
+                        starved,
+                        extra={"program": str(program), "event": "grace_extended"},
+                    )
             if now >= next_state_check:
                 info = await self._fresh_info(program, since=next_state_check)
                 state = info.state
+                if starvation is not None:
+                    starvation.observe(info.pid)
                 if state in FAILED_STATES or state == ProcessState.STOPPED:
                     tail = await self._supervisor.stderr_tail(program)
                     raise ProgramFailed(

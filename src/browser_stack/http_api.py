@@ -29,6 +29,7 @@ from browser_stack.openapi import MAX_ENSURE_TIMEOUT_S, MAX_LEASE_S, PREFIX, spe
 from browser_stack.ports import holder_of
 from browser_stack.probes import build_probes
 from browser_stack.proxy import ROUTE_GATES, ActivationProxy, Route
+from browser_stack.schedstat import run_queue_wait_s
 from browser_stack.stack import (
     GATE_PROGRAMS,
     GATES,
@@ -395,6 +396,7 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
         before_start={Program.TIGERVNC: xlock.hook(settings)},
         port_holder=holder_of,
         observer=app[METRICS],
+        cpu_wait=run_queue_wait_s,
     )
     app[CONTROLLER] = controller
     proxy = _activation_proxy(settings, controller) if settings.activation == "proxy" else None
