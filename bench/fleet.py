@@ -658,7 +658,9 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def plot(results: dict[str, Any], png: Path) -> None:
+def plot(runs: list[dict[str, Any]], png: Path) -> None:
+    """Memory against N (each run's sandboxes summed one by one, and its cgroup
+    total), browser-ready latency against K; one or more runs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -667,56 +669,56 @@ def plot(results: dict[str, Any], png: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     colors = {"eager": "tab:red", "lazy": "tab:blue"}
-    for mode, r in results["modes"].items():
-        mem = r["idle_mib_per_sandbox"]
-        for key, style, label in (
-            ("pss", "-", "PSS"),
-            ("cgroup_working_set", "--", "cgroup working set"),
-        ):
-            if key not in mem:
-                continue
-            running, total = [], 0.0
-            for value in mem[key]["samples"]:
-                total += value
-                running.append(total / 1024)
-            left.plot(
-                range(1, len(running) + 1),
-                running,
-                style,
-                marker="o",
-                ms=3,
-                color=colors[mode],
-                label=f"{mode}, {label}",
-            )
+    labelled: set[str] = set()
+    for results in runs:
+        for mode, r in results["modes"].items():
+            mem = r["idle_mib_per_sandbox"]
+            sums = [0.0]
+            for value in mem["pss"]["samples"]:
+                sums.append(sums[-1] + value / 1024)
+            label = f"{mode}: PSS, summed sandbox by sandbox"
+            left.plot(range(len(sums)), sums, "-", color=colors[mode],
+                      label=None if label in labelled else label)  # fmt: skip
+            labelled.add(label)
+            if "cgroup_working_set" in mem:
+                label = f"{mode}: cgroup working set, all N"
+                total = mem["cgroup_working_set"]["total"] / 1024
+                left.plot([len(sums) - 1], [total], "o", mfc="none", color=colors[mode],
+                          label=None if label in labelled else label)  # fmt: skip
+                labelled.add(label)
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.set_xlim(left=0)
     left.set_ylim(bottom=0)
-    left.set_xlabel("sandboxes (idle, booted together)")
-    left.set_ylabel("memory, GiB (sum over the first n)")
+    left.set_xlabel("N sandboxes, idle (booted together)")
+    left.set_ylabel("memory, GiB")
     left.set_title("Memory against N")
     left.legend(fontsize=8)
     left.grid(alpha=0.3)
-    lazy = results["modes"].get("lazy", {})
-    by_k = lazy.get("browser_ready_s", {})
-    if by_k:
+    ticks: set[int] = set()
+    for results in runs:
+        lazy = results["modes"].get("lazy", {})
+        by_k = lazy.get("browser_ready_s", {})
+        if not by_k:
+            continue
+        n = lazy["sandboxes"]
         ks = sorted(int(k) for k in by_k)
+        ticks.update(ks)
         for k in ks:
             samples = by_k[str(k)].get("samples", [])
-            right.scatter([k] * len(samples), samples, s=10, alpha=0.4, color="tab:blue")
-        right.plot(ks, [by_k[str(k)].get("p50") for k in ks], "-o", color="tab:blue", label="p50")
-        right.plot(
-            ks, [by_k[str(k)].get("max") for k in ks], "--o", color="tab:purple", label="max"
-        )
-        right.set_xticks(ks)
+            right.scatter([k] * len(samples), samples, s=8, alpha=0.3, color="tab:blue")
+        right.plot(ks, [by_k[str(k)].get("p50") for k in ks], "-o", label=f"p50 (N={n})")
+        right.plot(ks, [by_k[str(k)].get("max") for k in ks], "--o", label=f"max (N={n})")
+    if ticks:
+        right.set_xticks(sorted(ticks))
         right.legend(fontsize=8)
     right.set_ylim(bottom=0)
     right.set_xlabel("K sandboxes calling ensure(needs=cdp) at once")
-    right.set_ylabel("ensure elapsed, s")
+    right.set_ylabel("ensure elapsed_ms, s")
     right.set_title("First browser use (lazy)")
     right.grid(alpha=0.3)
-    machine = results["machine"]
-    fig.suptitle(
-        f"{machine['cores']} cores, {machine['memory_gib']} GiB: {results['started']}", fontsize=9
-    )
+    machine = runs[0]["machine"]
+    when = ", ".join(sorted({r["started"][:16] for r in runs}))
+    fig.suptitle(f"{machine['cores']} cores, {machine['memory_gib']} GiB: {when}", fontsize=9)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
@@ -785,7 +787,10 @@ def main(argv: list[str] | None = None) -> int:
         "--cleanup", action="store_true", help="remove what killed runs left, and exit"
     )
     parser.add_argument(
-        "--from-json", type=Path, help="print the tables (and --plot) of an earlier run's JSON"
+        "--from-json",
+        type=Path,
+        nargs="+",
+        help="print the tables of earlier runs' JSON, and --plot them together",
     )
     args = parser.parse_args(argv)
     if args.cleanup:
@@ -793,10 +798,12 @@ def main(argv: list[str] | None = None) -> int:
         print("removed: " + (", ".join(removed) or "nothing"))
         return 0
     if args.from_json:
-        results = json.loads(args.from_json.read_text())
-        print(report(results))
+        runs = [json.loads(path.read_text()) for path in args.from_json]
+        for path, results in zip(args.from_json, runs, strict=True):
+            print(f"## {path}: {results['command']}, {results['started']}\n")
+            print(report(results) + "\n")
         if args.plot:
-            plot(results, args.plot)
+            plot(runs, args.plot)
             print(f"wrote {args.plot}")
         return 0
     if args.sandboxes < 1 or args.rounds < 1:
@@ -870,7 +877,7 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {args.json}")
     if args.plot:
-        plot(results, args.plot)
+        plot([results], args.plot)
         print(f"wrote {args.plot}")
     return 0
 
