@@ -280,22 +280,24 @@ async def wait_start_end(
     return None
 
 
-def judge(answer: dict[str, Any], events: dict[str, Any], ended_s: float | None) -> list[str]:
-    """What went wrong for one sandbox in one round (empty: nothing)."""
+def judge(
+    answer: dict[str, Any], events: dict[str, Any], ended_s: float | None
+) -> list[tuple[str, str]]:
+    """What went wrong for one sandbox in one round, as (kind, what); empty: nothing."""
     problems = []
-    if answer.get("status") != 200:
-        problems.append(
-            f"HTTP {answer.get('status')} {answer.get('error')}: {answer.get('message', '')}"
-        )
+    status = answer.get("status")
+    if status != 200:
+        kind = "timeout" if status is None or status == 504 else f"HTTP {status}"
+        problems.append((kind, f"HTTP {status} {answer.get('error')}: {answer.get('message', '')}"))
     if events["respawns"]:
-        problems.append(f"spawned more than once: {events['spawned']}")
-    problems += [f"sidecar {m}" for m in events["sidecar_restarts"]]
-    problems += [f"sidecar {m}" for m in events["start_failed"]]
-    problems += [f"supervisord: {p} gave up (FATAL)" for p in events["fatal"]]
+        problems.append(("restart", f"spawned more than once: {events['spawned']}"))
+    problems += [("restart", f"sidecar {m}") for m in events["sidecar_restarts"]]
+    problems += [("failed", f"sidecar {m}") for m in events["start_failed"]]
+    problems += [("failed", f"supervisord: {p} gave up (FATAL)") for p in events["fatal"]]
     if ended_s is None:
-        problems.append("the start did not end in time")
-    elif any("failed" in m for m in events["start_ends"]):
-        problems.append("; ".join(m for m in events["start_ends"] if "failed" in m))
+        problems.append(("timeout", "the start did not end in time"))
+    else:
+        problems += [("failed", m) for m in events["start_ends"] if "failed" in m]
     return problems
 
 
@@ -332,11 +334,13 @@ async def first_use(
                     "stack_all_s": end,
                     "events": events,
                 }
+                answer["problems"] = judge(answer, events, end)
                 answers.append(answer)
-                found = judge(answer, events, end)
-                problems += [f"round {round_no} sandbox {sandbox.index}: {p}" for p in found]
-                if found:
-                    kinds.update({kind_of(p) for p in found})
+                problems += [
+                    f"round {round_no} sandbox {sandbox.index}: {what}"
+                    for _kind, what in answer["problems"]
+                ]
+                kinds.update({kind for kind, _what in answer["problems"]})
                 if end is not None:
                     ended.append(end)
             ok = [a["elapsed_s"] for a in round_answers if "elapsed_s" in a]
@@ -349,8 +353,9 @@ async def first_use(
             )
         elapsed = [a["elapsed_s"] for a in answers if "elapsed_s" in a]
         out[str(k)] = {
-            **{key: value for key, value in spread(elapsed, 3).items()},
-            "errors": sum(1 for a in answers if judge(a, a["events"], a["stack_all_s"])),
+            **spread(elapsed, 3),
+            # Sandbox-rounds with anything wrong; error_kinds counts them by kind.
+            "errors": sum(1 for a in answers if a["problems"]),
             "error_kinds": dict(kinds),
             "error_details": problems,
             "client_s": spread([a["client_s"] for a in answers], 3),
@@ -358,18 +363,6 @@ async def first_use(
             "answers": answers,
         }
     return out, [s.index for s in chosen]
-
-
-def kind_of(problem: str) -> str:
-    if problem.startswith("HTTP 5") or problem.startswith("HTTP None"):
-        return "timeout" if "timeout" in problem else "5xx"
-    if problem.startswith("HTTP"):
-        return "non-200"
-    if "restarting" in problem or "spawned more than once" in problem:
-        return "restart"
-    if "did not end" in problem:
-        return "timeout"
-    return "failed"
 
 
 async def release(
@@ -531,7 +524,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
-def ratios(modes: dict[str, Any], n: int) -> dict[str, Any]:
+def ratios(modes: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     lazy, eager = modes.get("lazy"), modes.get("eager")
     if lazy and eager:
@@ -799,9 +792,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.from_json:
         runs = [json.loads(path.read_text()) for path in args.from_json]
-        for path, results in zip(args.from_json, runs, strict=True):
-            print(f"## {path}: {results['command']}, {results['started']}\n")
-            print(report(results) + "\n")
+        for path, earlier in zip(args.from_json, runs, strict=True):
+            print(f"## {path}: {earlier['command']}, {earlier['started']}\n")
+            print(report(earlier) + "\n")
         if args.plot:
             plot(runs, args.plot)
             print(f"wrote {args.plot}")
@@ -870,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
     except fs.FleetError as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 1
-    results["ratios"] = ratios(results["modes"], opts.sandboxes)
+    results["ratios"] = ratios(results["modes"])
     print()
     print(report(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -69,9 +69,9 @@ STOP_TIMEOUT_S = 40.0
 RMDIR_TIMEOUT_S = 10.0
 # Where the five write outside /tmp, HOME and the log dir: a container has its own
 # copy of each. Xvnc compiles its keymap to /var/lib/xkb/server-<display>.xkm
-# (xkbcomp unlinks it, writes it, Xvnc reads and unlinks it): shared by sandboxes
-# that all use display :99, ten Xvnc starting at once raced on it, and one lost
-# with "XKB: Failed to compile keymap".
+# (xkbcomp unlinks it and writes it, Xvnc reads and unlinks it): shared, the
+# sandboxes' Xvnc, all on display :99, race on it when they start together, and
+# the loser exits with "XKB: Failed to compile keymap".
 PRIVATE_DIRS = ("/var/lib/xkb",)
 # The sandbox's PID 1, in its fresh mount namespace: a private /tmp and private
 # copies of PRIVATE_DIRS, then the entrypoint.
