@@ -259,7 +259,7 @@ def test_the_bench_runs_both_modes_and_writes_its_figures(workdir: Path, standin
 
 
 def test_ctrl_c_removes_every_sandbox(workdir: Path, standins: Path) -> None:
-    command = bench_command(workdir, standins, "--mode=lazy", "--settle=120")
+    command = bench_command(workdir, standins, "--mode=lazy", "--settle=120", "--boot-timeout=60")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     try:
