@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from browser_stack.config import Settings
 from browser_stack.errors import BrowserStackError, PortInUse, ProgramFailed
-from browser_stack.hooks import Hook, PortLookup
+from browser_stack.hooks import CpuWait, Hook, PortLookup
 from browser_stack.model import ReadinessModel
 from browser_stack.observer import Observer
 from browser_stack.probes import Probe
@@ -66,6 +66,27 @@ def next_action(state: ProcessState | None, restart: bool) -> Action:
     return Action.SPAWN
 
 
+class Starvation:
+    """How long one starting program's process has waited for a CPU since the
+    attempt first saw its pid: a busy machine's delay, not a hang. A hung
+    program (stopped, deadlocked, waiting on what never comes) is not runnable
+    and gains no such wait."""
+
+    def __init__(self, read: CpuWait | None) -> None:
+        self._read = read
+        self._pid = 0
+        self._base = 0.0
+
+    def observe(self, pid: int) -> None:
+        if self._read is not None and pid > 0 and pid != self._pid:
+            wait = self._read(pid)
+            self._pid, self._base = (pid, wait) if wait is not None else (0, 0.0)
+
+    def seconds(self) -> float:
+        wait = self._read(self._pid) if self._read is not None and self._pid > 0 else None
+        return max(0.0, wait - self._base) if wait is not None else 0.0
+
+
 class Progress(Protocol):
     """Where a bring-up tells what it is doing (for 504 answers) and what it spawned."""
 
@@ -87,9 +108,11 @@ class BringUp:
         observer: Observer,
         before_start: Mapping[Program, Hook] | None = None,
         port_holder: PortLookup | None = None,
+        cpu_wait: CpuWait | None = None,
         max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self._supervisor = supervisor
+        self._cpu_wait = cpu_wait
         self._probes = probes
         self._model = model
         self._refresh = refresh
@@ -201,6 +224,8 @@ class BringUp:
         probe = self._probes[program]
         spawned = self._clock()
         next_tick = self._tick_after(spawned)
+        starvation = Starvation(self._cpu_wait)
+        extended = False
         while True:
             began = self._clock()
             result = await probe()
@@ -230,16 +255,36 @@ class BringUp:
             state_name = facts.state.name if facts.state else "NOT_CONFIGURED"
             progress.waiting(program, f"{state_name}, probe: {result.detail}")
             if now - spawned > settings.ready_grace_s:
-                raise ProgramFailed(
-                    program,
-                    f"{program} is {state_name} but not ready after "
-                    f"{settings.ready_grace_s:g} s: {result.detail}",
-                    state=state_name,
-                    probe=result.detail,
-                )
+                # The grace is for hangs: time spent waiting for a CPU (many
+                # starts at once on a small machine) does not count, or every
+                # slow start would be killed and begun again, on the same CPUs.
+                starved = starvation.seconds()
+                if now - spawned - starved > settings.ready_grace_s:
+                    raise ProgramFailed(
+                        program,
+                        f"{program} is {state_name} but not ready after "
+                        f"{settings.ready_grace_s:g} s"
+                        + (f" (and {starved:.1f} s waiting for a CPU)" if starved else "")
+                        + f": {result.detail}",
+                        state=state_name,
+                        probe=result.detail,
+                    )
+                if not extended:
+                    extended = True
+                    log.info(
+                        "not ready program=%s after %.0f s, %.0f s of them waiting for a CPU: "
+                        "the grace goes on",
+                        program,
+                        now - spawned,
+                        starved,
+                        extra={"program": str(program), "event": "grace_extended"},
+                    )
             if now >= next_tick:
                 await self._refresh(next_tick)
                 await self._fail_if_down(program)
+                info = self._model.info(program)
+                if info is not None:
+                    starvation.observe(info.pid)
                 next_tick = self._tick_after(now)
             await asyncio.sleep(settings.probe_interval_s)
 

@@ -40,7 +40,7 @@ from browser_stack.errors import (
     SupervisorError,
     SupervisorUnavailable,
 )
-from browser_stack.hooks import Hook, PortLookup
+from browser_stack.hooks import CpuWait, Hook, PortLookup
 from browser_stack.model import NoWatch, ProgramStatus, ReadinessModel, Watch
 from browser_stack.observer import NullObserver, Observer
 from browser_stack.probes import ATTEMPT_TIMEOUT_S, Probe
@@ -130,6 +130,7 @@ class Controller:
         clock: Callable[[], float] = time.monotonic,
         before_start: Mapping[Program, Hook] | None = None,
         port_holder: PortLookup | None = None,
+        cpu_wait: CpuWait | None = None,
         observer: Observer | None = None,
         max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
@@ -161,6 +162,7 @@ class Controller:
             observer=self._observer,
             before_start=before_start,
             port_holder=port_holder,
+            cpu_wait=cpu_wait,
             max_attempts=max_attempts,
         )
         self.liveness = Liveness(

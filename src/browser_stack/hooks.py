@@ -10,3 +10,5 @@ from browser_stack.ports import PortHolder
 Hook = Callable[[], Awaitable[None]]
 # Who listens on a port, if anything does.
 PortLookup = Callable[[int], Awaitable[PortHolder | None]]
+# Seconds a process has waited for a CPU since it started (None: unknown).
+CpuWait = Callable[[int], float | None]

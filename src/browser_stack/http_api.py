@@ -30,6 +30,7 @@ from browser_stack.openapi import MAX_LEASE_S, PREFIX, spec
 from browser_stack.ports import holder_of
 from browser_stack.probes import build_probes
 from browser_stack.proxy import ROUTE_GATES, ActivationProxy, Route
+from browser_stack.schedstat import run_queue_wait_s
 from browser_stack.stack import (
     GATE_PROGRAMS,
     GATES,
@@ -386,6 +387,7 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
             watch=watch,
             before_start={Program.TIGERVNC: xlock.hook(settings)},
             port_holder=holder_of,
+            cpu_wait=run_queue_wait_s,
             observer=app[METRICS],
         )
         app[CONTROLLER] = controller

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -194,6 +195,57 @@ async def test_running_but_never_ready_is_restarted_then_fails() -> None:
     with pytest.raises(ProgramFailed) as caught:
         await controller.ensure(frozenset({Gate.CDP}), 5)
     assert "not ready after" in caught.value.message
+    assert ("stop", "browser") in sup.calls
+
+
+def waited_for_a_cpu(sup: FakeSupervisor, share: float) -> Callable[[int], float | None]:
+    """A run-queue wait reader: each process waited `share` of its life for a CPU."""
+
+    def cpu_wait(pid: int) -> float | None:
+        for program in sup.programs.values():
+            if program.pid == pid and pid > 0:
+                return share * (sup.now() - program.started_at)
+        return None
+
+    return cpu_wait
+
+
+async def test_time_waiting_for_a_cpu_does_not_count_against_the_ready_grace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A slow start on a busy machine: ready after 1.2 s, more than the 0.5 s
+    # grace, but 90% of it spent waiting for a CPU.
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].ready_after_s = 1.2
+    controller, _ = make_controller(sup, cpu_wait=waited_for_a_cpu(sup, 0.9))
+    with caplog.at_level("INFO", logger="browser_stack.bringup"):
+        result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.programs[Program.BROWSER].ready
+    assert sup.starts(Program.BROWSER) == ["browser"]
+    assert ("stop", "browser") not in sup.calls
+    assert any("waiting for a CPU: the grace goes on" in r.message for r in caplog.records)
+
+
+async def test_the_same_slow_start_without_the_wait_is_restarted() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].ready_after_s = 1.2
+    controller, _ = make_controller(sup, cpu_wait=waited_for_a_cpu(sup, 0.0), max_attempts=2)
+    with pytest.raises(ProgramFailed) as caught:
+        await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert "not ready after 0.5 s" in caught.value.message
+    assert len(sup.starts(Program.BROWSER)) == 2
+
+
+async def test_a_hung_program_is_still_restarted_on_a_busy_machine() -> None:
+    # Waiting for a CPU part of the time does not save a program that never
+    # answers: the grace counts the rest.
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].hung = True
+    sup.programs[Program.BROWSER].state = ProcessState.RUNNING
+    controller, _ = make_controller(sup, cpu_wait=waited_for_a_cpu(sup, 0.3), max_attempts=2)
+    with pytest.raises(ProgramFailed) as caught:
+        await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert "waiting for a CPU" in caught.value.message
     assert ("stop", "browser") in sup.calls
 
 
