@@ -191,11 +191,20 @@ class Controller:
         self.model.observe(infos)
         return infos
 
+    async def look(self) -> None:
+        """supervisord's state, and a probe of each program it keeps alive that
+        is not known ready (a stack started at boot or by someone else, or
+        before this sidecar started): what status and metrics show. Starts
+        nothing; a ready stack costs one XML-RPC call."""
+        await self.refresh()
+        unknown = [p for p in PROGRAMS if self.model.readiness(p) == Readiness.STARTING]
+        await asyncio.gather(*(self.liveness.probe(p, "status") for p in unknown))
+
     async def status(self) -> StatusReport:
         """Each program's state, readiness and why it failed; without
         supervisord, what the model last knew."""
         try:
-            await self.refresh()
+            await self.look()
         except (SupervisorUnavailable, SupervisorError) as exc:
             return StatusReport(self.model.statuses(), exc.message)
         failed = [p for p in PROGRAMS if self.model.readiness(p) == Readiness.FAILED]

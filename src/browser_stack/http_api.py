@@ -255,9 +255,11 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     controller = request.app[CONTROLLER]
     try:
-        infos = await controller.refresh()
+        await controller.look()
     except (SupervisorUnavailable, SupervisorError):
         infos = None
+    else:
+        infos = {p: i for p in PROGRAMS if (i := controller.model.info(p)) is not None}
     if infos is not None:
         states = {str(p): int(i.state) for p, i in infos.items()}
         ready = {str(p): controller.model.ready([p]) for p in PROGRAMS}

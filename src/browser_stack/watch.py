@@ -138,14 +138,20 @@ class Liveness:
         await asyncio.gather(*(self._check(p) for p in self._model.holding()))
 
     async def _check(self, program: Program) -> None:
-        info = self._model.info(program)
-        if info is None:
-            return
-        began = self._clock()
-        result = await self._probes[program]()
-        self._observer.probed(str(program), "liveness")
-        if result.ok:
-            self._model.passed(program, info.pid, result, began)
-        else:
+        result = await self.probe(program, "liveness")
+        if result is not None and not result.ok:
             self._observer.liveness_failed(str(program))
             self._model.lost(program, f"liveness check failed: {result.detail}")
+
+    async def probe(self, program: Program, purpose: str) -> ProbeResult | None:
+        """Probe `program` once and tell the model of a pass, for the process
+        supervisord named before the probe began. None: supervisord names none."""
+        info = self._model.info(program)
+        if info is None:
+            return None
+        began = self._clock()
+        result = await self._probes[program]()
+        self._observer.probed(str(program), purpose)
+        if result.ok:
+            self._model.passed(program, info.pid, result, began)
+        return result
