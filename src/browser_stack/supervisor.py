@@ -219,6 +219,39 @@ class XmlRpcSupervisor:
             if fault.faultCode not in (Fault.NOT_RUNNING, Fault.BAD_NAME):
                 raise SupervisorError(f"SIGCONT to {name} failed: {fault.faultString}") from None
 
+    async def config_info(self) -> dict[str, Any]:
+        """supervisord's pid and every program's configuration as it loaded it,
+        for the doctor: `{"pid": N, "programs": [{...}]}`.
+
+        Each program: name, group, command (expanded), autostart, stopsignal (a
+        signal number), killasgroup, directory and uid (None when unset).
+        supervisord does not say stopasgroup or a program's environment here.
+        """
+        try:
+            pid = await self.call("supervisor.getPID")
+            raw = await self.call("supervisor.getAllConfigInfo")
+        except xmlrpc.client.Fault as fault:
+            raise SupervisorError(
+                f"supervisord answered getAllConfigInfo with fault {fault.faultCode}: "
+                f"{fault.faultString}",
+                fault=fault.faultCode,
+            ) from None
+        programs = [
+            {
+                "name": str(entry["name"]),
+                "group": str(entry["group"]),
+                "command": str(entry["command"]),
+                "autostart": bool(entry["autostart"]),
+                "stopsignal": int(entry["stopsignal"]),
+                "killasgroup": bool(entry["killasgroup"]),
+                # XML-RPC has no None: supervisord sends the string 'none'.
+                "directory": None if entry["directory"] == "none" else str(entry["directory"]),
+                "uid": None if entry["uid"] == "none" else int(entry["uid"]),
+            }
+            for entry in raw
+        ]
+        return {"pid": int(pid), "programs": programs}
+
     async def stderr_tail(self, program: Program) -> str:
         name = _checked(program)
         try:
