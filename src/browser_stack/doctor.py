@@ -240,9 +240,7 @@ def _executables(
     programs: Mapping[str, ProgramConfig], supervisord_env: Mapping[str, str], cwd: str
 ) -> dict[str, Executable]:
     out: dict[str, Executable] = {}
-    default_path = (supervisord_env.get("PATH") or "/bin:/usr/bin:/usr/local/bin").split(
-        os.pathsep
-    )
+    default_path = (supervisord_env.get("PATH") or "/bin:/usr/bin:/usr/local/bin").split(os.pathsep)
     names: list[str] = [p for p in PROGRAMS if p in programs]
     names += [c.name for c in programs.values() if is_sidecar(c.argv)][:1]
     for name in names:

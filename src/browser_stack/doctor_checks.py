@@ -195,9 +195,7 @@ def check_programs(programs: Mapping[str, ProgramConfig]) -> Check:
             problems.append(f"{program} is in [group:{config.group}]")
             fixes.append(f"take [program:{program}] out of [group:{config.group}]")
             continue
-        others = [
-            c.name for c in programs.values() if c.name not in PROGRAMS and runs(c, program)
-        ]
+        others = [c.name for c in programs.values() if c.name not in PROGRAMS and runs(c, program)]
         if others:
             problems.append(f"no {program}, but [program:{others[0]}] runs {RUNS[program][0]}")
             fixes.append(f"rename [program:{others[0]}] to [program:{program}]")
@@ -242,9 +240,7 @@ def check_sidecar_program(programs: Mapping[str, ProgramConfig]) -> Check:
     return ok("sidecar-program", f"[program:{config.name}] runs `{config.command}`, autostart")
 
 
-def check_autostart(
-    programs: Mapping[str, ProgramConfig], lazy: bool, switch: str
-) -> Check:
+def check_autostart(programs: Mapping[str, ProgramConfig], lazy: bool, switch: str) -> Check:
     present = [p for p in PROGRAMS if p in programs]
     which = "all five" if len(present) == len(PROGRAMS) else ", ".join(present)
     if lazy:
@@ -522,9 +518,10 @@ def websocket_ports(argv: Sequence[str]) -> tuple[str | None, str | None]:
     """(listen port, target port) of a websocat or websockify command line."""
     listen = target = None
     if argv and os.path.basename(argv[0]) == "websockify":
+        # websockify [options] [source_addr:]source_port target_addr:target_port
         positional = [w for w in argv[1:] if not w.startswith("-")]
         if len(positional) >= 2:
-            return positional[0].rsplit(":", 1)[-1], positional[1].rsplit(":", 1)[-1]
+            return positional[-2].rsplit(":", 1)[-1], positional[-1].rsplit(":", 1)[-1]
         return None, None
     for i, word in enumerate(argv):
         if word.startswith(("ws-l:", "ws-listen:", "l-ws:")):
@@ -587,7 +584,7 @@ def check_x_clients_display(
         else:
             items.append(f"{program} {value}")
     fix = (
-        f"give [program:openbox] and [program:browser] environment=DISPLAY=\":{want}\", "
+        f'give [program:openbox] and [program:browser] environment=DISPLAY=":{want}", '
         "or set DISPLAY for the sidecar to the display they use"
     )
     if bad:
@@ -711,7 +708,9 @@ def check_x_lock(lock: XLock, display: str, tigervnc_pids: frozenset[int]) -> Ch
     holder = (
         f"pid {lock.pid} ({lock.cmdline}), not an X server"
         if lock.alive
-        else f"pid {lock.pid}, which is gone" if lock.pid else "no readable pid"
+        else f"pid {lock.pid}, which is gone"
+        if lock.pid
+        else "no readable pid"
     )
     return warn(
         "x-lock",
