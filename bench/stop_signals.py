@@ -4,7 +4,8 @@ The doctor's rule for the browser program (browser_stack/doctor_checks.py,
 check_browser_stop and keeps_cookies) rests on what this prints. A private
 supervisord runs Xvnc and one browser program per stop setting (stopsignal INT,
 TERM or HUP; stopasgroup true or false; killasgroup true), each Chromium with
-a fresh profile. For each setting and round:
+a fresh profile. QUIT and KILL, which Chromium does not handle, go to the
+browser alone, to see whether its children outlive it. For each setting and round:
 
   1. start the program over XML-RPC, wait for CDP, set a cookie on a local page
      with Playwright, disconnect, wait 2 s (no periodic flush happens in that
@@ -41,13 +42,20 @@ from typing import Any
 import psutil
 from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
 
+# (stopsignal, stopasgroup, through a shell that does not exec Chromium)
 SETTINGS = [
-    ("INT", False),
-    ("INT", True),
-    ("TERM", False),
-    ("TERM", True),
-    ("HUP", False),
-    ("HUP", True),
+    ("INT", False, False),
+    ("INT", True, False),
+    ("TERM", False, False),
+    ("TERM", True, False),
+    ("HUP", False, False),
+    ("HUP", True, False),
+    # Signals Chromium does not handle: to the browser alone, does a child survive?
+    ("QUIT", False, False),
+    ("KILL", False, False),
+    # A wrapper script that runs Chromium as its child: the signal reaches the shell.
+    ("INT", False, True),
+    ("INT", True, True),
 ]
 CHROMIUM_FLAGS = (
     "--no-sandbox --remote-debugging-address=127.0.0.1 --no-first-run "
@@ -62,11 +70,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def name_of(signal: str, group: bool) -> str:
-    return f"browser-{signal.lower()}-{'group' if group else 'alone'}"
+def name_of(signal: str, group: bool, wrapper: bool) -> str:
+    return f"browser-{signal.lower()}-{'group' if group else 'alone'}{'-sh' if wrapper else ''}"
 
 
-def write_config(root: Path, display: str, ports: dict[str, int]) -> Path:
+def write_config(
+    root: Path, display: str, settings: list[tuple[str, bool, bool]], ports: dict[str, int]
+) -> Path:
     parts = [
         f"""[unix_http_server]
 file={root}/supervisor.sock
@@ -83,12 +93,17 @@ autostart=true
 startsecs=1
 """
     ]
-    for signal, group in SETTINGS:
-        name = name_of(signal, group)
+    for signal, group, wrapper in settings:
+        name = name_of(signal, group, wrapper)
+        chromium = (
+            f"chromium {CHROMIUM_FLAGS} --remote-debugging-port={ports[name]} "
+            f"--user-data-dir={root}/{name} about:blank"
+        )
+        # `; exit $?` keeps the shell from exec'ing its last command.
+        command = f"sh -c '{chromium}; exit $?'" if wrapper else chromium
         parts.append(
             f"""[program:{name}]
-command=chromium {CHROMIUM_FLAGS} --remote-debugging-port={ports[name]}
-    --user-data-dir={root}/{name} about:blank
+command={command}
 environment=DISPLAY="{display}"
 autostart=false
 autorestart=false
@@ -187,10 +202,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--display", default=":55")
+    ap.add_argument(
+        "--only", default="", help="comma-separated SIGNAL:alone|group[:sh], e.g. INT:alone:sh"
+    )
     args = ap.parse_args(argv)
+    settings = SETTINGS
+    if args.only:
+        wanted = set(args.only.split(","))
+        settings = [
+            (s, g, w)
+            for s, g, w in SETTINGS
+            if f"{s}:{'group' if g else 'alone'}{':sh' if w else ''}" in wanted
+        ]
     root = Path(tempfile.mkdtemp(prefix="stop-signals-"))
-    ports = {name_of(s, g): free_port() for s, g in SETTINGS}
-    conf = write_config(root, args.display, ports)
+    ports = {name_of(*setting): free_port() for setting in settings}
+    conf = write_config(root, args.display, settings, ports)
     supervisord = subprocess.Popen(
         [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(conf)],
         stdout=subprocess.DEVNULL,
@@ -220,13 +246,14 @@ def main(argv: list[str] | None = None) -> int:
         supervisord.wait(timeout=60)
         shutil.rmtree(root, ignore_errors=True)
     print(f"Chromium under supervisord, {args.rounds} rounds; killasgroup=true everywhere\n")
-    print("| stopsignal | stopasgroup | cookie kept | processes left after the stop |")
-    print("|---|---|--:|--:|")
-    for signal, group in SETTINGS:
-        rounds = results[name_of(signal, group)]
+    print("| command | stopsignal | stopasgroup | cookie kept | processes left after the stop |")
+    print("|---|---|---|--:|--:|")
+    for signal, group, wrapper in settings:
+        rounds = results[name_of(signal, group, wrapper)]
         kept = sum(k for k, _ in rounds)
         left = sum(n for _, n in rounds)
-        print(f"| {signal} | {str(group).lower()} | {kept}/{len(rounds)} | {left} |")
+        how = "sh -c 'chromium ...; exit $?'" if wrapper else "chromium ..."
+        print(f"| {how} | {signal} | {str(group).lower()} | {kept}/{len(rounds)} | {left} |")
     return 0
 
 

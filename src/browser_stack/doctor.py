@@ -62,6 +62,7 @@ from browser_stack.doctor_checks import (
     flag_value,
     is_sidecar,
     not_checked,
+    runs_chromium_itself,
 )
 from browser_stack.errors import BrowserStackError, ConfigError, SupervisorUnavailable
 from browser_stack.ports import PortHolder, find_holder
@@ -147,9 +148,23 @@ def run_checks(facts: Facts) -> list[Check]:
             out.append(not_checked("autostart", facts.switch_error))
         else:
             out.append(check_autostart(programs, facts.lazy, boot.describe_switch(facts.env)))
-    out.append(for_program("browser-stop", Program.BROWSER, check_browser_stop))
+    running = facts.running_argvs.get(Program.BROWSER, ())
+    main_argv = running[0] if running else None
+
+    def direct(config: ProgramConfig) -> bool | None:
+        return runs_chromium_itself(config.argv, main_argv)
+
     idle = settings.idle_timeout_s if settings is not None else 0.0
-    out.append(for_program("browser-stop-signal", Program.BROWSER, check_browser_stop_signal, idle))
+    out.append(
+        for_program("browser-stop", Program.BROWSER, lambda c: check_browser_stop(c, direct(c)))
+    )
+    out.append(
+        for_program(
+            "browser-stop-signal",
+            Program.BROWSER,
+            lambda c: check_browser_stop_signal(c, direct(c), idle),
+        )
+    )
     out.append(
         for_program(
             "browser-profile",

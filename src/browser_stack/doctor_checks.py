@@ -64,8 +64,9 @@ STOP_GROUP_FIX = (
     "after writing its profile; killasgroup SIGKILLs the whole group after stopwaitsecs)"
 )
 STOP_SIGNAL_FIX = (
-    "set stopsignal=INT for [program:browser] (INT keeps the cookies whether it goes to "
-    "the browser alone or its group), or keep BROWSER_STACK_IDLE_TIMEOUT=0"
+    "set stopsignal=INT for [program:browser], with stopasgroup=true unless its command "
+    "runs Chromium itself (INT keeps the cookies whether it reaches Chromium alone or with "
+    "its group), or keep BROWSER_STACK_IDLE_TIMEOUT=0"
 )
 
 
@@ -272,76 +273,109 @@ def _flag_text(value: bool | None) -> str:
     return "(not visible)" if value is None else str(value).lower()
 
 
-def check_browser_stop(browser: ProgramConfig) -> Check:
-    """No child of Chromium may outlive a stop: killasgroup=true (the SIGKILL
-    after stopwaitsecs reaches the whole group), and either stopasgroup=true or
-    a stop signal on which the browser process ends its children itself."""
-    sig = browser.stopsignal
-    seen = (
-        f"stopsignal={sig}, stopasgroup={_flag_text(browser.stopasgroup)}, "
-        f"killasgroup={_flag_text(browser.killasgroup)}"
+def runs_chromium_itself(argv: Sequence[str], main_argv: Sequence[str] | None) -> bool | None:
+    """Whether the browser program's own process is Chromium, so that a signal
+    to it alone reaches the browser: what runs now (live), else whether the
+    command names Chromium (Debian's /usr/bin/chromium script execs it). None: a
+    command that may be a wrapper, not running."""
+    if main_argv:
+        return os.path.basename(main_argv[0]) in RUNS[Program.BROWSER]
+    if argv and os.path.basename(argv[0]) in RUNS[Program.BROWSER]:
+        return True
+    return None
+
+
+def leaves_no_child(
+    stopsignal: str, stopasgroup: bool | None, killasgroup: bool, direct: bool | None
+) -> bool | None:
+    """The rule for the browser program's stop: killasgroup=true (a browser
+    still there after stopwaitsecs is SIGKILLed with its whole group), and
+    either stopasgroup=true or a signal on which Chromium ends its children
+    (INT, TERM, HUP) sent to Chromium itself, not to a wrapper that could die
+    and leave it running. None: not decidable from what is visible."""
+    if not killasgroup:
+        return False
+    if stopasgroup is True or (stopsignal in CLEAN_SHUTDOWN_SIGNALS and direct):
+        return True
+    if stopasgroup is False and (stopsignal not in CLEAN_SHUTDOWN_SIGNALS or direct is False):
+        return False
+    return None
+
+
+def keeps_cookies(stopsignal: str, stopasgroup: bool | None, direct: bool | None) -> bool | None:
+    """Whether Chromium commits its cookie database when supervisord stops it
+    (bench/stop_signals.py): on INT, to the browser alone or to its group; on
+    HUP only to the browser alone; never on TERM or a SIGKILL. A signal to a
+    wrapper alone never reaches Chromium, which is SIGKILLed after stopwaitsecs.
+    None: not decidable from what is visible."""
+    if stopsignal not in ("INT", "HUP"):
+        return False
+    if stopasgroup is True:
+        return stopsignal == "INT"
+    if stopasgroup is False:
+        return direct
+    return True if stopsignal == "INT" and direct else None
+
+
+def _stop_text(browser: ProgramConfig, direct: bool | None) -> str:
+    to = {True: "Chromium itself", False: browser.argv[0] if browser.argv else "?", None: ""}
+    runs = f", the program's process is {to[direct]}" if direct is not None else ""
+    return (
+        f"stopsignal={browser.stopsignal}, stopasgroup={_flag_text(browser.stopasgroup)}, "
+        f"killasgroup={_flag_text(browser.killasgroup)}{runs}"
     )
-    if not browser.killasgroup:
-        return fail(
-            "browser-stop",
-            f"{seen}: a browser still running after stopwaitsecs is killed alone and its "
-            "children stay, holding memory",
-            STOP_GROUP_FIX,
+
+
+def check_browser_stop(browser: ProgramConfig, direct: bool | None) -> Check:
+    sig = browser.stopsignal
+    seen = _stop_text(browser, direct)
+    verdict = leaves_no_child(sig, browser.stopasgroup, browser.killasgroup, direct)
+    if verdict:
+        how = (
+            "the stop signal and the SIGKILL reach the whole group"
+            if browser.stopasgroup
+            else f"on SIG{sig} Chromium ends its children; SIGKILL to the group after stopwaitsecs"
         )
-    if browser.stopasgroup:
-        return ok("browser-stop", f"{seen}: the stop signal and the SIGKILL reach the group")
-    if sig in CLEAN_SHUTDOWN_SIGNALS:
-        return ok(
-            "browser-stop",
-            f"{seen}: on SIG{sig} the browser ends its children; SIGKILL to the group after "
-            "stopwaitsecs",
-        )
-    if browser.stopasgroup is None:
+        return ok("browser-stop", f"{seen}: {how}")
+    if verdict is None:
         return warn(
             "browser-stop",
-            f"{seen}: SIG{sig} to the browser alone would leave its children, and supervisord "
-            "does not say stopasgroup over XML-RPC",
+            f"{seen}: SIG{sig} reaches Chromium only if the command execs it or stopasgroup is "
+            "true, and neither is visible here",
             STOP_GROUP_FIX,
         )
-    return fail(
-        "browser-stop",
-        f"{seen}: SIG{sig} goes to the browser alone, which dies without ending its children",
-        STOP_GROUP_FIX,
-    )
+    if not browser.killasgroup:
+        why = "a browser still running after stopwaitsecs is SIGKILLed alone; its children stay"
+    elif sig not in CLEAN_SHUTDOWN_SIGNALS:
+        why = f"SIG{sig} to the program alone ends it without its children"
+    else:
+        why = f"SIG{sig} goes to {browser.argv[0]} alone, which may die and leave Chromium running"
+    return fail("browser-stop", f"{seen}: {why}", STOP_GROUP_FIX)
 
 
-def keeps_cookies(stopsignal: str, stopasgroup: bool | None) -> bool | None:
-    """Whether Chromium commits its cookie database when supervisord stops it
-    (bench/stop_signals.py): INT always; HUP only to the browser process alone;
-    TERM never. None: it depends on stopasgroup, which is not known."""
-    if stopsignal == "INT":
-        return True
-    if stopsignal == "HUP":
-        return None if stopasgroup is None else not stopasgroup
-    return False
-
-
-def check_browser_stop_signal(browser: ProgramConfig, idle_timeout_s: float) -> Check:
+def check_browser_stop_signal(
+    browser: ProgramConfig, direct: bool | None, idle_timeout_s: float
+) -> Check:
     sig = browser.stopsignal
-    kept = keeps_cookies(sig, browser.stopasgroup)
+    seen = _stop_text(browser, direct)
+    kept = keeps_cookies(sig, browser.stopasgroup, direct)
     if kept:
-        alone = " to the browser alone" if sig == "HUP" else ""
-        return ok(
-            "browser-stop-signal",
-            f"stopsignal={sig}{alone}: Chromium commits its cookies before it exits",
-        )
+        return ok("browser-stop-signal", f"{seen}: Chromium commits its cookies before it exits")
     if kept is None:
         return warn(
             "browser-stop-signal",
-            f"stopsignal={sig}: Chromium keeps its cookies only when HUP goes to the browser "
-            "process alone, and supervisord does not say stopasgroup over XML-RPC",
+            f"{seen}: whether SIG{sig} reaches Chromium as it must to keep the cookies "
+            "(INT: to it or its group; HUP: to it alone) is not visible here",
             STOP_SIGNAL_FIX,
         )
-    group = " to the whole group" if sig == "HUP" else ""
-    seen = (
-        f"stopsignal={sig}{group}: Chromium exits without committing its cookie database, "
-        "so cookies set since its last flush are lost on every stop"
-    )
+    if sig in ("INT", "HUP") and browser.stopasgroup is False:
+        why = f"SIG{sig} goes to {browser.argv[0]} alone and never reaches Chromium, which is "
+        why += "SIGKILLed after stopwaitsecs"
+    elif sig == "HUP":
+        why = "SIGHUP to the whole group ends Chromium's helpers before the browser commits"
+    else:
+        why = f"on SIG{sig} Chromium exits without committing its cookie database"
+    seen = f"{seen}: {why}, so cookies set since its last flush are lost on every stop"
     if idle_timeout_s > 0:
         return fail(
             "browser-stop-signal",

@@ -203,7 +203,7 @@ CASES: dict[str, tuple[Callable[[], str], str, str, str]] = {
     "Chromium stopped with TERM": (
         lambda: section("browser", lambda s: s.replace("stopsignal=INT", "stopsignal=TERM")),
         "browser-stop-signal",
-        "stopsignal=TERM: Chromium exits without committing its cookie database",
+        "on SIGTERM Chromium exits without committing its cookie database",
         "set stopsignal=INT for [program:browser]",
     ),
     "Chromium without stopasgroup or killasgroup": (

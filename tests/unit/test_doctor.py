@@ -43,6 +43,8 @@ from browser_stack.doctor_checks import (
     check_x_lock,
     flag_value,
     keeps_cookies,
+    leaves_no_child,
+    runs_chromium_itself,
     websocket_ports,
 )
 from browser_stack.http_api import create_app
@@ -187,64 +189,91 @@ def test_autostart_follows_the_switch() -> None:
     assert "autostart=false for websocat" in check.saw
 
 
+def test_whether_the_program_runs_chromium_itself() -> None:
+    assert runs_chromium_itself(["chromium", "--x"], None) is True
+    assert runs_chromium_itself(["/usr/bin/google-chrome"], None) is True
+    assert runs_chromium_itself(["/opt/gem/browser.sh"], None) is None
+    # live: what runs says it (Debian's /usr/bin/chromium execs the binary)
+    running = ["/usr/lib/chromium/chromium", "--remote-debugging-port=9222"]
+    assert runs_chromium_itself(["/opt/gem/browser.sh"], running) is True
+    assert runs_chromium_itself(["chromium"], ["sh", "-c", "chromium; exit $?"]) is False
+
+
 @pytest.mark.parametrize(
-    ("stopsignal", "stopasgroup", "killasgroup", "verdict"),
+    ("stopsignal", "stopasgroup", "killasgroup", "direct", "no_child"),
     [
-        ("INT", False, True, Verdict.OK),  # the repo's own programs file
-        ("INT", True, True, Verdict.OK),
-        ("TERM", True, True, Verdict.OK),
-        ("HUP", False, True, Verdict.OK),
-        ("INT", None, True, Verdict.OK),  # live, files not readable: INT is enough
-        ("QUIT", True, True, Verdict.OK),  # the signal reaches every child
-        ("QUIT", False, True, Verdict.FAIL),  # the browser dies, its children stay
-        ("KILL", False, True, Verdict.FAIL),
-        ("QUIT", None, True, Verdict.WARN),
-        ("INT", False, False, Verdict.FAIL),  # a hung browser is killed alone
-        ("TERM", False, False, Verdict.FAIL),
+        ("INT", False, True, True, True),  # the repo's own programs file
+        ("INT", True, True, None, True),
+        ("TERM", True, True, True, True),
+        ("HUP", False, True, True, True),
+        ("INT", None, True, True, True),  # live, files not readable: INT to Chromium is enough
+        ("QUIT", True, True, True, True),  # the signal reaches every child
+        ("QUIT", False, True, True, False),  # Chromium does not end its children on QUIT
+        ("KILL", False, True, True, False),
+        ("QUIT", None, True, True, None),
+        ("INT", False, False, True, False),  # a hung browser is SIGKILLed alone
+        ("TERM", False, False, True, False),
+        ("INT", False, True, False, False),  # INT to a wrapper that did not exec Chromium
+        ("INT", False, True, None, None),  # a wrapper, not running: cannot tell
+        ("INT", None, True, None, None),
     ],
 )
-def test_browser_stop_leaves_no_child(
-    stopsignal: str, stopasgroup: bool | None, killasgroup: bool, verdict: Verdict
+def test_the_stop_rule(
+    stopsignal: str,
+    stopasgroup: bool | None,
+    killasgroup: bool,
+    direct: bool | None,
+    no_child: bool | None,
 ) -> None:
+    assert leaves_no_child(stopsignal, stopasgroup, killasgroup, direct) is no_child
     browser = dataclasses.replace(
         GOOD["browser"], stopsignal=stopsignal, stopasgroup=stopasgroup, killasgroup=killasgroup
     )
-    check = check_browser_stop(browser)
+    check = check_browser_stop(browser, direct)
+    verdict = {True: Verdict.OK, False: Verdict.FAIL, None: Verdict.WARN}[no_child]
     assert check.verdict == verdict, check
     if verdict != Verdict.OK:
         assert "killasgroup=true, and stopasgroup=true or stopsignal=INT" in check.fix
 
 
 @pytest.mark.parametrize(
-    ("stopsignal", "stopasgroup", "kept"),
+    ("stopsignal", "stopasgroup", "direct", "kept"),
     [
-        ("INT", False, True),
-        ("INT", True, True),
-        ("INT", None, True),
-        ("HUP", False, True),
-        ("HUP", True, False),
-        ("HUP", None, None),
-        ("TERM", False, False),
-        ("TERM", True, False),
-        ("KILL", False, False),
+        ("INT", False, True, True),
+        ("INT", True, None, True),
+        ("INT", None, True, True),
+        ("INT", False, False, False),  # to a wrapper alone: Chromium is SIGKILLed later
+        ("INT", False, None, None),
+        ("INT", None, None, None),
+        ("HUP", False, True, True),
+        ("HUP", True, True, False),
+        ("HUP", None, True, None),
+        ("TERM", False, True, False),
+        ("TERM", True, True, False),
+        ("KILL", False, True, False),
     ],
 )
-def test_which_stop_keeps_the_cookies(
-    stopsignal: str, stopasgroup: bool | None, kept: object
+def test_the_cookie_rule(
+    stopsignal: str, stopasgroup: bool | None, direct: bool | None, kept: bool | None
 ) -> None:
-    assert keeps_cookies(stopsignal, stopasgroup) is kept
+    assert keeps_cookies(stopsignal, stopasgroup, direct) is kept
 
 
 def test_browser_stop_signal_term_fails_only_with_idle_stop() -> None:
     browser = dataclasses.replace(GOOD["browser"], stopsignal="TERM", stopasgroup=True)
-    with_idle = check_browser_stop_signal(browser, 300)
+    with_idle = check_browser_stop_signal(browser, True, 300)
     assert with_idle.verdict == Verdict.FAIL
+    assert "on SIGTERM Chromium exits without committing its cookie database" in with_idle.saw
     assert "BROWSER_STACK_IDLE_TIMEOUT=300" in with_idle.saw
     assert "set stopsignal=INT" in with_idle.fix
-    assert check_browser_stop_signal(browser, 0).verdict == Verdict.WARN
-    assert check_browser_stop_signal(GOOD["browser"], 300).verdict == Verdict.OK
+    assert check_browser_stop_signal(browser, True, 0).verdict == Verdict.WARN
+    assert check_browser_stop_signal(GOOD["browser"], True, 300).verdict == Verdict.OK
     hup = dataclasses.replace(GOOD["browser"], stopsignal="HUP", stopasgroup=None)
-    assert check_browser_stop_signal(hup, 300).verdict == Verdict.WARN
+    assert check_browser_stop_signal(hup, True, 300).verdict == Verdict.WARN
+    wrapper = dataclasses.replace(GOOD["browser"], command="/opt/gem/browser.sh")
+    lost = check_browser_stop_signal(wrapper, False, 300)
+    assert lost.verdict == Verdict.FAIL
+    assert "SIGINT goes to /opt/gem/browser.sh alone and never reaches Chromium" in lost.saw
 
 
 def test_flag_value() -> None:
