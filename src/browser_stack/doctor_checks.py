@@ -318,12 +318,21 @@ def keeps_cookies(stopsignal: str, stopasgroup: bool | None, direct: bool | None
 
 
 def _stop_text(browser: ProgramConfig, direct: bool | None) -> str:
-    to = {True: "Chromium itself", False: browser.argv[0] if browser.argv else "?", None: ""}
-    runs = f", the program's process is {to[direct]}" if direct is not None else ""
+    runs = {True: ", the program's process is Chromium itself", None: ""}.get(
+        direct, f", the program's process is {browser.argv[0] if browser.argv else '?'}"
+    )
     return (
         f"stopsignal={browser.stopsignal}, stopasgroup={_flag_text(browser.stopasgroup)}, "
         f"killasgroup={_flag_text(browser.killasgroup)}{runs}"
     )
+
+
+def _signal_text(browser: ProgramConfig, direct: bool | None) -> str:
+    to = {True: " to the group", False: " to the program alone", None: ""}[browser.stopasgroup]
+    runs = {True: " (Chromium itself)", None: ""}.get(
+        direct, f" ({browser.argv[0] if browser.argv else '?'}, not Chromium)"
+    )
+    return f"stopsignal={browser.stopsignal}{to}{runs}"
 
 
 def check_browser_stop(browser: ProgramConfig, direct: bool | None) -> Check:
@@ -357,7 +366,7 @@ def check_browser_stop_signal(
     browser: ProgramConfig, direct: bool | None, idle_timeout_s: float
 ) -> Check:
     sig = browser.stopsignal
-    seen = _stop_text(browser, direct)
+    seen = _signal_text(browser, direct)
     kept = keeps_cookies(sig, browser.stopasgroup, direct)
     if kept:
         return ok("browser-stop-signal", f"{seen}: Chromium commits its cookies before it exits")
