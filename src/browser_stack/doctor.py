@@ -19,11 +19,10 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import logging
 import os
 import stat
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,8 +74,6 @@ from browser_stack.supervisord_conf import (
     signal_name,
 )
 
-log = logging.getLogger(__name__)
-
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -113,31 +110,35 @@ class Facts:
         return self.source.mode == "live"
 
 
+CommandCheck = Callable[[Sequence[Sequence[str]], Settings], Check]
+
+
 def run_checks(facts: Facts) -> list[Check]:
-    """Every check, in a fixed order; live-only ones only in live mode."""
-    out = [check_settings(facts.settings, facts.settings_error), check_supervisord(facts.source)]
+    """Every check, in a fixed order; live-only ones only in live mode. A check
+    whose input is missing (supervisord down, a program not configured, invalid
+    settings) is a warning that says so: the failing check is the cause."""
     programs = facts.programs
     settings = facts.settings
     no_config = "supervisord's configuration is not known"
     no_settings = "the sidecar's settings are invalid"
+    out = [check_settings(settings, facts.settings_error), check_supervisord(facts.source)]
 
-    def for_program(name: str, program: Program, check: Any, *args: Any) -> Check:
+    def for_program(name: str, program: Program, check: Callable[[ProgramConfig], Check]) -> Check:
         if programs is None:
             return not_checked(name, no_config)
         config = programs.get(program)
-        if config is None:
-            return not_checked(name, f"no [program:{program}]")
-        return check(config, *args)  # type: ignore[no-any-return]
+        return check(config) if config is not None else not_checked(name, f"no [program:{program}]")
 
     def argvs(program: Program) -> list[Sequence[str]]:
+        """The configured command, then (live) what its processes run."""
         config = (programs or {}).get(program)
         configured: list[Sequence[str]] = [config.argv] if config is not None else []
         return configured + list(facts.running_argvs.get(program, ()))
 
-    def command(name: str, program: Program, check: Any) -> Check:
+    def command(name: str, program: Program, check: CommandCheck) -> Check:
         if settings is None:
             return not_checked(name, no_settings)
-        return for_program(name, program, lambda _c: check(argvs(program), settings))
+        return for_program(name, program, lambda _config: check(argvs(program), settings))
 
     if programs is None:
         out += [not_checked(n, no_config) for n in ("programs", "sidecar-program", "autostart")]
@@ -148,28 +149,25 @@ def run_checks(facts: Facts) -> list[Check]:
             out.append(not_checked("autostart", facts.switch_error))
         else:
             out.append(check_autostart(programs, facts.lazy, boot.describe_switch(facts.env)))
+
     running = facts.running_argvs.get(Program.BROWSER, ())
     main_argv = running[0] if running else None
-
-    def direct(config: ProgramConfig) -> bool | None:
-        return runs_chromium_itself(config.argv, main_argv)
-
     idle = settings.idle_timeout_s if settings is not None else 0.0
-    out.append(
-        for_program("browser-stop", Program.BROWSER, lambda c: check_browser_stop(c, direct(c)))
-    )
-    out.append(
-        for_program(
-            "browser-stop-signal",
-            Program.BROWSER,
-            lambda c: check_browser_stop_signal(c, direct(c), idle),
-        )
-    )
+
+    def stop(config: ProgramConfig) -> Check:
+        return check_browser_stop(config, runs_chromium_itself(config.argv, main_argv))
+
+    def stop_signal(config: ProgramConfig) -> Check:
+        direct = runs_chromium_itself(config.argv, main_argv)
+        return check_browser_stop_signal(config, direct, idle)
+
+    out.append(for_program("browser-stop", Program.BROWSER, stop))
+    out.append(for_program("browser-stop-signal", Program.BROWSER, stop_signal))
     out.append(
         for_program(
             "browser-profile",
             Program.BROWSER,
-            lambda _c: check_browser_profile(argvs(Program.BROWSER), facts.profile),
+            lambda _config: check_browser_profile(argvs(Program.BROWSER), facts.profile),
         )
     )
     out.append(command("tigervnc-command", Program.TIGERVNC, check_tigervnc_command))
@@ -177,35 +175,29 @@ def run_checks(facts: Facts) -> list[Check]:
     out.append(command("mcp-command", Program.MCP_SERVER_BROWSER, check_mcp_command))
     out.append(command("websocat-command", Program.WEBSOCAT, check_websocat_command))
     if programs is None or settings is None:
-        out.append(not_checked("x-clients-display", no_config if programs is None else no_settings))
+        why = no_config if programs is None else no_settings
+        out.append(not_checked("x-clients-display", why))
     else:
         out.append(check_x_clients_display(programs, facts.boot_env, settings))
-    out.append(
-        check_executables(facts.executables)
-        if programs is not None
-        else not_checked("executables", no_config)
-    )
+    if programs is None:
+        out.append(not_checked("executables", no_config))
+    else:
+        out.append(check_executables(facts.executables))
     if settings is None or facts.lazy is None:
         why = no_settings if settings is None else facts.switch_error
         out.append(not_checked("wait-ports", why))
     else:
-        out.append(
-            check_wait_ports(
-                facts.boot_env.get("WAIT_PORTS"),
-                facts.lazy,
-                settings.program_ports,
-                facts.boot_env_origin,
-            )
-        )
+        wait_ports = facts.boot_env.get("WAIT_PORTS")
+        origin = facts.boot_env_origin
+        out.append(check_wait_ports(wait_ports, facts.lazy, settings.program_ports, origin))
     if facts.live:
         if settings is None:
             out += [not_checked(n, no_settings) for n in ("stack-ports", "x-lock")]
         else:
             out.append(check_stack_ports(facts.holders or {}, facts.pids, settings))
             lock = facts.x_lock or XLock(xlock.lock_path(settings), None)
-            out.append(
-                check_x_lock(lock, settings.display, facts.pids.get(Program.TIGERVNC, frozenset()))
-            )
+            tigervnc = facts.pids.get(Program.TIGERVNC, frozenset())
+            out.append(check_x_lock(lock, settings.display, tigervnc))
         out.append(check_pidfd(facts.pidfd_error))
     out.append(check_exposure(facts.env, facts.nginx_route))
     out.append(check_cgroup(facts.cgroup))
@@ -365,6 +357,7 @@ def gather_static(config: str, env: Mapping[str, str]) -> Facts:
         config,
         detail=f"read {config}{files}: {len(read.programs)} programs",
         notes=read.warnings,
+        fix="check supervisord's [include] files= (a pattern that matches nothing is skipped)",
     )
     host = _host_facts(read.programs, boot_env, config, {}, os.path.dirname(config))
     return Facts(
@@ -496,6 +489,8 @@ def _live_rest(
         url,
         detail=f"{url} answers: pid {pid}, {len(programs)} programs{files}",
         notes=tuple(notes),
+        fix="run `browser-stack doctor --static --config FILE` where supervisord's files "
+        "and environment are readable (as root, in its container)",
     )
     facts.update(
         source=source,

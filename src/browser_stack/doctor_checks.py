@@ -114,7 +114,7 @@ class Source:
     where: str  # supervisord's URL, or the config file
     detail: str = ""  # what was read, for the ok line
     error: str = ""  # supervisord unreachable or refusing, files unreadable
-    fix: str = ""
+    fix: str = ""  # for the error, or the notes
     notes: tuple[str, ...] = ()  # what could not be had besides (a warning)
 
 
@@ -169,11 +169,7 @@ def check_supervisord(source: Source) -> Check:
     if source.error:
         return fail("supervisord", source.error, source.fix)
     if source.notes:
-        return warn(
-            "supervisord",
-            f"{source.detail}; " + "; ".join(source.notes),
-            "run `browser-stack doctor --static --config FILE` where the files are readable",
-        )
+        return warn("supervisord", f"{source.detail}; " + "; ".join(source.notes), source.fix)
     return ok("supervisord", source.detail)
 
 
