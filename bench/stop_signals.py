@@ -56,6 +56,7 @@ SETTINGS = [
     # A wrapper script that runs Chromium as its child: the signal reaches the shell.
     ("INT", False, True),
     ("INT", True, True),
+    ("TERM", False, True),
 ]
 CHROMIUM_FLAGS = (
     "--no-sandbox --remote-debugging-address=127.0.0.1 --no-first-run "

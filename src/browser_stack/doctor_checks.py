@@ -284,16 +284,21 @@ def runs_chromium_itself(argv: Sequence[str], main_argv: Sequence[str] | None) -
 def leaves_no_child(
     stopsignal: str, stopasgroup: bool | None, killasgroup: bool, direct: bool | None
 ) -> bool | None:
-    """The rule for the browser program's stop: killasgroup=true (a browser
-    still there after stopwaitsecs is SIGKILLed with its whole group), and
-    either stopasgroup=true or a signal on which Chromium ends its children
-    (INT, TERM, HUP) sent to Chromium itself, not to a wrapper that could die
-    and leave it running. None: not decidable from what is visible."""
+    """The rule for the browser program's stop (bench/stop_signals.py): no
+    process outlives it when killasgroup=true (a browser still there after
+    stopwaitsecs is SIGKILLed with its whole group) and the stop signal reaches
+    Chromium: stopasgroup=true, or the program's process is Chromium itself,
+    which ends its children on INT, TERM and HUP. A wrapper that does not exec
+    Chromium dies on TERM and leaves it running. None: not decidable here, or a
+    signal Chromium does not handle (its children exited with it when measured,
+    but nothing ends one that does not)."""
     if not killasgroup:
         return False
-    if stopasgroup is True or (stopsignal in CLEAN_SHUTDOWN_SIGNALS and direct):
+    if stopasgroup is True:
         return True
-    if stopasgroup is False and (stopsignal not in CLEAN_SHUTDOWN_SIGNALS or direct is False):
+    if direct is True:
+        return True if stopsignal in CLEAN_SHUTDOWN_SIGNALS else None
+    if direct is False and stopasgroup is False:
         return False
     return None
 
@@ -335,6 +340,7 @@ def check_browser_stop(browser: ProgramConfig, direct: bool | None) -> Check:
     sig = browser.stopsignal
     seen = _stop_text(browser, direct)
     verdict = leaves_no_child(sig, browser.stopasgroup, browser.killasgroup, direct)
+    argv0 = browser.argv[0] if browser.argv else "?"
     if verdict:
         how = (
             "the stop signal and the SIGKILL reach the whole group"
@@ -343,18 +349,18 @@ def check_browser_stop(browser: ProgramConfig, direct: bool | None) -> Check:
         )
         return ok("browser-stop", f"{seen}: {how}")
     if verdict is None:
-        return warn(
-            "browser-stop",
-            f"{seen}: SIG{sig} reaches Chromium only if the command execs it or stopasgroup is "
-            "true, and neither is visible here",
-            STOP_GROUP_FIX,
+        why = (
+            f"Chromium does not end its children on SIG{sig}"
+            if direct
+            else f"SIG{sig} reaches Chromium only if {argv0} execs it or stopasgroup is true, "
+            "and neither is visible here"
         )
+        return warn("browser-stop", f"{seen}: {why}", STOP_GROUP_FIX)
     if not browser.killasgroup:
         why = "a browser still running after stopwaitsecs is SIGKILLed alone; its children stay"
-    elif sig not in CLEAN_SHUTDOWN_SIGNALS:
-        why = f"SIG{sig} to the program alone ends it without its children"
     else:
-        why = f"SIG{sig} goes to {browser.argv[0]} alone, which may die and leave Chromium running"
+        why = f"SIG{sig} goes to {argv0} alone, not to Chromium: a wrapper that dies on it "
+        why += "leaves Chromium running"
     return fail("browser-stop", f"{seen}: {why}", STOP_GROUP_FIX)
 
 

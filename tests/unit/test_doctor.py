@@ -208,9 +208,10 @@ def test_whether_the_program_runs_chromium_itself() -> None:
         ("HUP", False, True, True, True),
         ("INT", None, True, True, True),  # live, files not readable: INT to Chromium is enough
         ("QUIT", True, True, True, True),  # the signal reaches every child
-        ("QUIT", False, True, True, False),  # Chromium does not end its children on QUIT
-        ("KILL", False, True, True, False),
+        ("QUIT", False, True, True, None),  # Chromium does not end its children on QUIT
+        ("KILL", False, True, True, None),
         ("QUIT", None, True, True, None),
+        ("TERM", False, True, False, False),  # a wrapper dies on TERM, Chromium stays
         ("INT", False, False, True, False),  # a hung browser is SIGKILLed alone
         ("TERM", False, False, True, False),
         ("INT", False, True, False, False),  # INT to a wrapper that did not exec Chromium
