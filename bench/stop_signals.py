@@ -1,23 +1,23 @@
-"""Which supervisord stop keeps Chromium's cookies, and which leaves children behind.
+"""Which supervisord stop keeps Chromium's cookies, and which leaves processes behind.
 
-The doctor's rule for the browser program (browser_stack/doctor_checks.py,
-check_browser_stop and keeps_cookies) rests on what this prints. A private
-supervisord runs Xvnc and one browser program per stop setting (stopsignal INT,
-TERM or HUP; stopasgroup true or false; killasgroup true), each Chromium with
-a fresh profile. QUIT and KILL, which Chromium does not handle, go to the
-browser alone, to see whether its children outlive it. For each setting and round:
+The doctor's rules for the browser program (browser_stack/doctor_checks.py,
+leaves_no_child and keeps_cookies) rest on what this prints. A private
+supervisord runs Xvnc and one browser program per stop setting, each Chromium
+with a fresh profile and killasgroup=true: stopsignal INT, TERM or HUP with
+stopasgroup true or false; QUIT and KILL, which Chromium does not handle, to the
+browser alone; and INT or TERM through a shell wrapper that does not exec
+Chromium (`sh -c 'chromium ...; exit $?'`). For each setting and round:
 
   1. start the program over XML-RPC, wait for CDP, set a cookie on a local page
-     with Playwright, disconnect, wait 2 s (no periodic flush happens in that
-     time);
-  2. stopProcess(wait=True), then count the processes still running with that
-     profile in their command line;
+     with Playwright, disconnect, wait 2 s;
+  2. stopProcess(wait=True), wait 1 s, then count (and kill) the processes still
+     running with that profile in their command line;
   3. start it again and read the cookie back.
 
 Prints, per setting, how many rounds kept the cookie and how many processes
 outlived the stop. Not a test: nothing is asserted.
 
-    .venv/bin/python bench/stop_signals.py [--rounds 3] [--display :55]
+    .venv/bin/python bench/stop_signals.py [--rounds 3] [--display :55] [--only INT:alone:sh]
 """
 
 from __future__ import annotations
