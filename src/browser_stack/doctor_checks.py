@@ -59,9 +59,10 @@ CLEAN_SHUTDOWN_SIGNALS = frozenset({"INT", "TERM", "HUP"})
 _X_DISPLAY_ARG = re.compile(r"^:(\d+)$")
 
 STOP_GROUP_FIX = (
-    "set killasgroup=true, and stopasgroup=true or stopsignal=INT, for [program:browser]: "
-    "no Chromium child may outlive a stop (on INT the browser process ends its children "
-    "after writing its profile; killasgroup SIGKILLs the whole group after stopwaitsecs)"
+    "set killasgroup=true, and stopasgroup=true or stopsignal=INT to a command that runs "
+    "Chromium itself (not a wrapper script), for [program:browser]: no Chromium process may "
+    "outlive a stop (on INT Chromium ends its children after writing its profile; "
+    "killasgroup SIGKILLs the whole group after stopwaitsecs)"
 )
 STOP_SIGNAL_FIX = (
     "set stopsignal=INT for [program:browser], with stopasgroup=true unless its command "
