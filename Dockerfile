@@ -34,6 +34,8 @@ RUN uv venv --python "${PYTHON_VERSION}" /opt/browser-stack/venv \
     && /opt/browser-stack/venv/bin/python -m browser_stack.client --help > /dev/null
 
 FROM ${BASE_IMAGE}
+# off: skip the doctor below, for a base whose supervisord layout is known to differ.
+ARG BROWSER_STACK_DOCTOR=on
 COPY --from=build /opt/browser-stack /opt/browser-stack
 # The sidecar's supervisord program (command=browser-stack serve) in the image's
 # include directory; the five programs are the image's own, so
@@ -49,6 +51,14 @@ RUN ln -s /opt/browser-stack/venv/bin/browser-stack /usr/local/bin/browser-stack
     && mkdir -p /var/log/browser-stack
 
 ENV BROWSER_STACK_LOG_DIR=/var/log/browser-stack
+
+# The doctor reads the image's supervisord files as supervisord will at boot with
+# the switch on, and fails the build when the five do not match what the sidecar
+# expects: their names, autostart following the switch, ports and display in their
+# command lines, the browser's stop, their executables, the sidecar's own program.
+RUN if [ "${BROWSER_STACK_DOCTOR}" != "off" ]; then \
+        DISABLE_BROWSER_STACK=true browser-stack doctor --static --config /opt/gem/supervisord.conf; \
+    fi
 
 # The sidecar's /readyz: it serves, supervisord answers it and has the five programs
 # (an image whose programs are missing is unhealthy); never wakes the browser stack.

@@ -19,7 +19,7 @@ from typing import NoReturn
 
 from pythonjsonlogger.json import JsonFormatter
 
-from browser_stack import client, memory
+from browser_stack import client, doctor, memory
 from browser_stack.config import MAX_ENSURE_TIMEOUT_S, Settings
 from browser_stack.errors import ConfigError, StartupError
 from browser_stack.text import status_table
@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="browser-stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the sidecar (configured by environment variables)")
+    doctor.add_arguments(
+        sub.add_parser("doctor", help="check supervisord's programs and this host before rollout")
+    )
     for name, text in (
         ("ensure", "start what is missing and wait until ready"),
         ("status", "show each program's state and readiness (starts nothing)"),
@@ -102,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "serve":
         return serve(dict(os.environ))
+    if args.command == "doctor":
+        return doctor.command(args, dict(os.environ))
     try:
         if args.command == "ensure":
             return _ensure(args)

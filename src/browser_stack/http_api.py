@@ -8,13 +8,14 @@ import gc
 import hmac
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from browser_stack import memory, xlock
+from browser_stack import doctor, memory, xlock
 from browser_stack.config import MAX_ENSURE_TIMEOUT_S, Settings
 from browser_stack.controller import Controller, EnsureResult
 from browser_stack.errors import (
@@ -308,6 +309,12 @@ async def lease(request: web.Request) -> web.Response:
     return _json({"held_s": round(held, 1), "idle_stop": idle.policy.enabled})
 
 
+async def doctor_report(request: web.Request) -> web.Response:
+    """The live doctor for this sidecar's settings: reads only, wakes nothing."""
+    report = await doctor.live_report(os.environ, request.app[SETTINGS])
+    return _json(report.to_dict())
+
+
 async def openapi(request: web.Request) -> web.Response:
     return _json(spec())
 
@@ -360,6 +367,7 @@ def create_app(
     app.router.add_post(f"{PREFIX}/lease", lease)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
     app.router.add_get(f"{PREFIX}/memory", memory_sample)
+    app.router.add_get(f"{PREFIX}/doctor", doctor_report)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

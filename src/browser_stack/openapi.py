@@ -40,6 +40,30 @@ _ENDPOINTS = {
     "properties": {k: {"type": "string"} for k in ("cdp", "cdp_ws", "mcp", "vnc", "vnc_ws")},
 }
 
+_DOCTOR_REPORT = {
+    "type": "object",
+    "required": ["ok", "mode", "source", "counts", "checks"],
+    "properties": {
+        "ok": {"type": "boolean"},
+        "mode": {"type": "string", "enum": ["live", "static"]},
+        "source": {"type": "string"},
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "checks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["check", "verdict", "saw", "fix"],
+                "properties": {
+                    "check": {"type": "string"},
+                    "verdict": {"type": "string", "enum": ["ok", "warn", "fail"]},
+                    "saw": {"type": "string"},
+                    "fix": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
@@ -243,6 +267,19 @@ def spec() -> dict[str, Any]:
                     },
                 }
             },
+            f"{PREFIX}/doctor": {
+                "get": {
+                    "summary": "Each assumption about this host as a check (ok, warn, fail) with "
+                    "a fix; reads only, wakes nothing",
+                    "responses": {
+                        "200": _json(
+                            "the live doctor's report (ok is false when a check fails)",
+                            {"$ref": "#/components/schemas/DoctorReport"},
+                        ),
+                        **_errors(401),
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "summary": "The sidecar is alive; never wakes the stack",
@@ -299,6 +336,7 @@ def spec() -> dict[str, Any]:
                         "endpoints": _ENDPOINTS,
                     },
                 },
+                "DoctorReport": _DOCTOR_REPORT,
             }
         },
     }

@@ -241,6 +241,32 @@ class XmlRpcSupervisor:
             "supervisor.signalProcess", name, "CONT", faults=_RESUME_FAULTS, program=name
         )
 
+    async def config_info(self) -> dict[str, Any]:
+        """supervisord's pid and every program's configuration as it loaded it,
+        for the doctor: `{"pid": N, "programs": [{...}]}`.
+
+        Each program: name, group, command (expanded), autostart, stopsignal (a
+        signal number), killasgroup, directory and uid (None when unset).
+        supervisord does not say stopasgroup or a program's environment here.
+        """
+        pid = await self._call("supervisor.getPID")
+        raw = await self._call("supervisor.getAllConfigInfo")
+        programs = [
+            {
+                "name": str(entry["name"]),
+                "group": str(entry["group"]),
+                "command": str(entry["command"]),
+                "autostart": bool(entry["autostart"]),
+                "stopsignal": int(entry["stopsignal"]),
+                "killasgroup": bool(entry["killasgroup"]),
+                # XML-RPC has no None: supervisord sends the string 'none'.
+                "directory": None if entry["directory"] == "none" else str(entry["directory"]),
+                "uid": None if entry["uid"] == "none" else int(entry["uid"]),
+            }
+            for entry in raw
+        ]
+        return {"pid": int(pid), "programs": programs}
+
     async def stderr_tail(self, program: Program) -> str:
         name = _checked(program)
         try:

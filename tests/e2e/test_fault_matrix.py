@@ -215,6 +215,11 @@ def test_03_running_but_cdp_dead_is_restarted_with_its_users_after_the_grace(
     try:
         assert not cdp_answers(out["endpoints"]["cdp"])
         assert state_of(stack, "browser") in ("STARTING", "RUNNING")
+        # A hang shows only to a liveness check (every 2 s): then it is not ready.
+        wait_for(
+            lambda: "not ready program=browser: liveness check failed" in sidecar.read_output(),
+            what="the liveness failure",
+        )
         status, out = sidecar.ensure({"needs": ["mcp"]})
     finally:
         with contextlib.suppress(ProcessLookupError):

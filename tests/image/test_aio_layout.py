@@ -3,10 +3,12 @@
 A temp directory is laid out like the AIO image: opt/gem/run.sh (a stand-in that
 does what the real one is known to do: turn DISABLE_X into AUTOSTART_X, export
 SUPERVISOR_SERVER_URL and exec `supervisord -n` on a config that includes
-opt/gem/supervisord/*.conf), the image's five programs as `sleep` stand-ins whose
-autostart reads those AUTOSTART_* variables, and the files the Dockerfile copies
-(the sidecar's supervisord.d/browser-stack.conf). The Dockerfile's ENTRYPOINT and
-HEALTHCHECK are then run as written (paths mapped into the temp directory).
+opt/gem/supervisord/*.conf), the image's five programs with the command lines
+the sidecar expects, run by `sleep` stand-ins of their executables (usr/bin),
+whose autostart reads those AUTOSTART_* variables, and the files the Dockerfile
+copies (the sidecar's supervisord.d/browser-stack.conf). The Dockerfile's RUN
+steps, ENTRYPOINT and HEALTHCHECK are then run as written (paths mapped into the
+temp directory, the venv to this one).
 
 Which AUTOSTART_* variable each image program reads is a guess (the image's
 program files are not public); the names of the five are the ones the sidecar
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,6 +43,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 SUPERVISORD = VENV_BIN / "supervisord"
+# The image's venv, which the Dockerfile's steps name, is this one here.
+IMAGE_VENV = "/opt/browser-stack/venv"
 
 RUN_SH = """#!/bin/sh
 # Stand-in for the AIO image's /opt/gem/run.sh.
@@ -73,14 +78,25 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 files = {gem}/supervisord/*.conf
 """
 
-# The image's own five, as stand-ins.
+# The image's own five, as stand-ins: (the AUTOSTART_* run.sh sets, the command
+# line, more settings). {root} is the temp image's root.
 IMAGE_PROGRAMS = {
-    "tigervnc": "AUTOSTART_VNC",
-    "openbox": "AUTOSTART_VNC",
-    "browser": "AUTOSTART_BROWSER",
-    "mcp-server-browser": "AUTOSTART_MCP_BROWSER",
-    "websocat": "AUTOSTART_VNC",
+    "tigervnc": ("AUTOSTART_VNC", "Xvnc :99 -rfbport 5900 -SecurityTypes None -localhost", ""),
+    "openbox": ("AUTOSTART_VNC", "openbox", 'environment=DISPLAY=":99"\n'),
+    "browser": (
+        "AUTOSTART_BROWSER",
+        "chromium --no-sandbox --remote-debugging-port=9222 "
+        "--user-data-dir={root}/var/lib/browser/profile about:blank",
+        'environment=DISPLAY=":99"\nstopsignal=INT\n',
+    ),
+    "mcp-server-browser": (
+        "AUTOSTART_MCP_BROWSER",
+        "mcp-server-browser --port 8100 --cdp-endpoint http://127.0.0.1:9222/json/version",
+        "",
+    ),
+    "websocat": ("AUTOSTART_VNC", "websocat --binary ws-l:127.0.0.1:6080 tcp:127.0.0.1:5900", ""),
 }
+STANDIN = "#!/bin/sh\nexec sleep 600\n"
 
 
 @dataclass
@@ -106,11 +122,15 @@ def image(tmp_path: Path) -> Image:
     (gem / "supervisord.conf").write_text(SUPERVISORD_CONF.format(gem=gem))
     (gem / "supervisord" / "image-programs.conf").write_text(
         "".join(
-            f"[program:{name}]\ncommand=sleep 600\nautostart=%(ENV_{var})s\n"
-            f"startsecs=0\nstopasgroup=true\nkillasgroup=true\n\n"
-            for name, var in IMAGE_PROGRAMS.items()
+            f"[program:{name}]\ncommand={command.format(root=root)}\nautostart=%(ENV_{var})s\n"
+            f"startsecs=0\nstopasgroup=true\nkillasgroup=true\n{more}\n"
+            for name, (var, command, more) in IMAGE_PROGRAMS.items()
         )
     )
+    (root / "usr" / "bin").mkdir(parents=True)
+    for executable in ("Xvnc", "openbox", "chromium", "mcp-server-browser", "websocat"):
+        (root / "usr" / "bin" / executable).write_text(STANDIN)
+        (root / "usr" / "bin" / executable).chmod(0o755)
     # what the final stage copies from the repo, at its place in the image
     for sources, dest in dockerfile.copies(stage=-1):
         for src in sources:
@@ -123,6 +143,64 @@ def image(tmp_path: Path) -> Image:
 
 
 MARK = "BROWSER_STACK_AIO_LAYOUT_TEST"
+
+
+def image_path(image: Image) -> str:
+    """PATH in the image: its /usr/local/bin and /usr/bin, then this venv (for
+    supervisord, which the real image has in its own place) and the host's."""
+    own = [image.path("/usr/local/bin"), image.path("/usr/bin"), VENV_BIN]
+    return os.pathsep.join([*map(str, own), os.environ.get("PATH", "/usr/bin:/bin")])
+
+
+def mapped(image: Image, command: str) -> str:
+    """The image's absolute paths in a shell command, mapped into the temp image."""
+
+    def one(match: re.Match[str]) -> str:
+        path = match[0]
+        if path.startswith(IMAGE_VENV):
+            return str(VENV_BIN.parent) + path.removeprefix(IMAGE_VENV)
+        return str(image.path(path))
+
+    return re.sub(r"(?<![\w.$/-])/(?:opt|usr|var|etc)/[^\s;'\"]*", one, command)
+
+
+def run_steps(image: Image, **build_args: str) -> list[subprocess.CompletedProcess[str]]:
+    """The final stage's RUN steps in order, as `docker build` runs them: with the
+    ARG and ENV values in effect at each, stopping at the first that fails."""
+    env = {"PATH": image_path(image), "HOME": str(image.root)}
+    done: list[subprocess.CompletedProcess[str]] = []
+    for step in image.dockerfile.instructions:
+        if step.stage != image.dockerfile.last_stage:
+            continue
+        name, _, value = step.args.partition("=")
+        if step.keyword == "ARG":
+            env[name] = build_args.get(name, value)
+        elif step.keyword == "ENV":
+            env[name] = str(image.path(value)) if value.startswith("/") else value
+        elif step.keyword == "RUN":
+            done.append(
+                subprocess.run(
+                    ["sh", "-c", mapped(image, step.args)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
+                )
+            )
+            if done[-1].returncode != 0:
+                break
+    return done
+
+
+def rows(table: str) -> dict[str, tuple[str, str]]:
+    """The doctor's table: check -> (verdict, the rest of its line)."""
+    out = {}
+    for line in table.splitlines()[1:-1]:
+        if not line.startswith(" "):
+            name, verdict, saw = line.split(None, 2)
+            out[name] = (verdict, saw)
+    return out
 
 
 @dataclass
@@ -166,7 +244,7 @@ def boot(image: Image, **switches: str) -> Iterator[Booted]:
     ]
     listen = f"127.0.0.1:{free_port()}"
     env = {
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PATH": image_path(image),
         "HOME": str(image.root),
         "SUPERVISORD": str(SUPERVISORD),
         "BROWSER_STACK_LISTEN": listen,
@@ -242,6 +320,31 @@ def healthcheck(booted: Booted) -> subprocess.CompletedProcess[str]:
     )
 
 
+def doctor_route(booted: Booted) -> dict[str, str]:
+    """The live doctor through the sidecar's route: check -> verdict."""
+    with urllib.request.urlopen(booted.base_url + "/v1/browser-stack/doctor", timeout=30) as r:
+        report = json.loads(r.read())
+    return {c["check"]: c["verdict"] for c in report["checks"]}
+
+
+# What the live doctor says about the image's files whatever else runs on this
+# machine (stack-ports, x-lock and cgroup-memory are about the machine).
+CONFIG_CHECKS = (
+    "programs",
+    "sidecar-program",
+    "autostart",
+    "browser-stop",
+    "browser-stop-signal",
+    "tigervnc-command",
+    "browser-command",
+    "mcp-command",
+    "websocat-command",
+    "x-clients-display",
+    "executables",
+    "wait-ports",
+)
+
+
 def test_lazy_boot_starts_the_sidecar_and_none_of_the_five(image: Image) -> None:
     with boot(image, DISABLE_BROWSER_STACK="true", WAIT_PORTS="8079,9222,8091") as booted:
         run_env = booted.run_env()
@@ -252,6 +355,8 @@ def test_lazy_boot_starts_the_sidecar_and_none_of_the_five(image: Image) -> None
         assert booted.states() == dict.fromkeys(IMAGE_PROGRAMS, "STOPPED")
         done = healthcheck(booted)
         assert done.returncode == 0, done.stderr
+        verdicts = doctor_route(booted)
+        assert {n: verdicts[n] for n in CONFIG_CHECKS} == dict.fromkeys(CONFIG_CHECKS, "ok")
         time.sleep(0.2)
         assert booted.states() == dict.fromkeys(IMAGE_PROGRAMS, "STOPPED")
         assert (image.path("/var/log/browser-stack") / "browser-stack.err.log").exists()
@@ -267,3 +372,55 @@ def test_without_the_switch_the_image_starts_the_five_as_before(image: Image) ->
             assert time.monotonic() < deadline, booted.states()
             time.sleep(0.05)
         assert healthcheck(booted).returncode == 0
+        verdicts = doctor_route(booted)
+        assert {n: verdicts[n] for n in CONFIG_CHECKS} == dict.fromkeys(CONFIG_CHECKS, "ok")
+
+
+def test_the_dockerfiles_doctor_step_passes_on_the_image(image: Image) -> None:
+    steps = run_steps(image)
+    assert [s.returncode for s in steps] == [0] * len(steps), [s.stderr for s in steps]
+    [doctor] = [s for s in steps if "browser-stack doctor --static" in " ".join(s.args)]
+    checks = rows(doctor.stdout)
+    assert doctor.stdout.splitlines()[-1].endswith(" 0 fail"), doctor.stdout
+    assert checks["supervisord"][0] == "ok"
+    assert checks["autostart"] == (
+        "ok",
+        "lazy (DISABLE_BROWSER_STACK=true): autostart=false for all five",
+    )
+    # `browser-stack` through the link the Dockerfile makes in /usr/local/bin
+    assert f"browser-stack {image.path('/usr/local/bin/browser-stack')}" in checks["executables"][1]
+    # the gateway route is in the image and no token is set: a warning, not a failure
+    assert checks["sidecar-exposure"][0] == "warn"
+
+
+def edit_programs(image: Image, old: str, new: str) -> None:
+    programs = image.gem / "supervisord" / "image-programs.conf"
+    text = programs.read_text()
+    assert old in text
+    programs.write_text(text.replace(old, new))
+
+
+def test_the_doctor_step_fails_the_build_on_a_renamed_program(image: Image) -> None:
+    edit_programs(image, "[program:browser]", "[program:chrome]")
+    steps = run_steps(image)
+    assert steps[-1].returncode == 1
+    failed = [n for n, (verdict, _) in rows(steps[-1].stdout).items() if verdict == "fail"]
+    assert failed == ["programs"]
+    assert "rename [program:chrome] to [program:browser]" in steps[-1].stdout
+
+
+def test_the_doctor_step_fails_the_build_when_autostart_ignores_the_switch(image: Image) -> None:
+    edit_programs(image, "autostart=%(ENV_AUTOSTART_BROWSER)s", "autostart=true")
+    steps = run_steps(image)
+    assert steps[-1].returncode == 1
+    failed = [n for n, (verdict, _) in rows(steps[-1].stdout).items() if verdict == "fail"]
+    assert failed == ["autostart"]
+
+
+def test_a_build_arg_turns_the_doctor_off(image: Image) -> None:
+    """For a base whose layout is known to differ."""
+    edit_programs(image, "[program:browser]", "[program:chrome]")
+    steps = run_steps(image, BROWSER_STACK_DOCTOR="off")
+    assert [s.returncode for s in steps] == [0] * len(steps)
+    assert "browser-stack doctor --static" in " ".join(steps[-1].args)
+    assert steps[-1].stdout == ""

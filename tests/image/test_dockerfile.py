@@ -254,6 +254,22 @@ def test_healthcheck_is_the_sidecars_readyz(dockerfile: Dockerfile) -> None:
     assert set(options) == {"interval", "timeout", "start-period", "retries"}
 
 
+def test_the_doctor_checks_the_images_supervisord_files(dockerfile: Dockerfile) -> None:
+    final = [i for i in dockerfile.instructions if i.stage == dockerfile.last_stage]
+    [doctor] = [i for i in final if i.keyword == "RUN" and "browser-stack doctor" in i.args]
+    assert (
+        "DISABLE_BROWSER_STACK=true browser-stack doctor --static "
+        "--config /opt/gem/supervisord.conf" in doctor.args
+    )
+    # after what it reads and what it runs: the sidecar's program, the link, the log dir
+    before = final[: final.index(doctor)]
+    assert "supervisord.d/browser-stack.conf" in " ".join(i.args for i in before)
+    assert any("ln -s" in i.args and "mkdir -p /var/log/browser-stack" in i.args for i in before)
+    # on by default; a build-arg turns it off
+    assert "BROWSER_STACK_DOCTOR=on" in [i.args for i in before if i.keyword == "ARG"]
+    assert '"${BROWSER_STACK_DOCTOR}" != "off"' in doctor.args
+
+
 def test_the_copied_files_build_the_package(tmp_path: Path, dockerfile: Dockerfile) -> None:
     """What the build stage copies (and nothing else) makes a wheel with the CLI and
     the client the image uses. Needs PyPI for the build backend, like the image build."""
@@ -296,4 +312,5 @@ def test_the_copied_files_build_the_package(tmp_path: Path, dockerfile: Dockerfi
         entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "browser_stack/client.py" in names
     assert "browser_stack/cli.py" in names
+    assert "browser_stack/doctor.py" in names
     assert "browser-stack = browser_stack.cli:main" in entry_points

@@ -1,0 +1,146 @@
+"""browser_stack.boot against bin/browser-stack-entrypoint: on the same
+environments, what the doctor assumes supervisord boots with is what the
+script exports, in both modes, and both refuse the same bad values."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from browser_stack import boot
+from browser_stack.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parent.parent
+ENTRYPOINT = REPO / "bin" / "browser-stack-entrypoint"
+
+SWITCHES = [
+    {},
+    {"DISABLE_BROWSER_STACK": "true"},
+    {"DISABLE_BROWSER_STACK": "No"},
+    {"AUTOSTART_BROWSER_STACK": "0"},
+    {"AUTOSTART_BROWSER_STACK": "yes", "DISABLE_BROWSER_STACK": "1"},
+    {"DISABLE_BROWSER_STACK": "maybe"},
+]
+WAITS = [
+    {},
+    {"WAIT_PORTS": "8079,9222,8091"},
+    {"WAIT_PORTS": "9222"},
+    {"WAIT_PORTS": "localhost:8100 6080,8079"},
+    {"WAIT_PORTS": "9222", "BROWSER_STACK_AIO_WAIT_PORTS": "8088"},
+]
+OTHERS = [
+    {},
+    {
+        "DISPLAY": "localhost:5.0",
+        "BROWSER_REMOTE_DEBUGGING_PORT": "9333",
+        "VNC_SERVER_PORT": "5901",
+    },
+    {"BROWSER_STACK_ACTIVATION": "proxy", "BROWSER_STACK_INTERNAL_MCP_PORT": "28100"},
+    {"BROWSER_STACK_X_DISPLAY": ":4", "MCP_SERVER_BROWSER_PORT": ""},
+    {"WEBSOCKET_PROXY_PORT": "60800"},
+    {"DISPLAY": "99"},
+]
+STANDALONE_KEYS = (
+    "AUTOSTART_BROWSER_STACK",
+    "DISPLAY",
+    "BROWSER_STACK_X_DISPLAY",
+    "VNC_SERVER_PORT",
+    "BROWSER_REMOTE_DEBUGGING_PORT",
+    "MCP_SERVER_BROWSER_PORT",
+    "WEBSOCKET_PROXY_PORT",
+    "BROWSER_STACK_PROGRAM_VNC_PORT",
+    "BROWSER_STACK_PROGRAM_CDP_PORT",
+    "BROWSER_STACK_PROGRAM_MCP_PORT",
+    "BROWSER_STACK_PROGRAM_WS_PORT",
+    "BROWSER_STACK_PROFILE_DIR",
+    "BROWSER_STACK_LOG_DIR",
+)
+AIO_KEYS = ("DISABLE_BROWSER", "DISABLE_MCP_BROWSER", "DISABLE_VNC", "WAIT_PORTS")
+
+
+def entrypoint(tmp_path: Path, env: dict[str, str], *mode: str) -> dict[str, str] | None:
+    """What the script exports (None when it refuses the environment)."""
+    full = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "BROWSER_STACK_PROFILE_DIR": str(tmp_path / "profile"),
+        "BROWSER_STACK_LOG_DIR": str(tmp_path / "log"),
+        **env,
+    }
+    done = subprocess.run(
+        [str(ENTRYPOINT), *mode, "env", "-0"],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if done.returncode == 2:
+        return None
+    assert done.returncode == 0, done.stderr
+    return dict(item.split("=", 1) for item in done.stdout.split("\0") if item)
+
+
+def mirror(tmp_path: Path, env: dict[str, str]) -> dict[str, str] | None:
+    full = {
+        "BROWSER_STACK_PROFILE_DIR": str(tmp_path / "profile"),
+        "BROWSER_STACK_LOG_DIR": str(tmp_path / "log"),
+        **env,
+    }
+    try:
+        return boot.boot_environment(full)
+    except ConfigError:
+        return None
+
+
+CASES = [
+    {**s, **w, **o}
+    for s, w, o in itertools.product(SWITCHES, WAITS, OTHERS)
+    # every switch with every WAIT_PORTS; the other variables with a few of those
+    if not o or (s in SWITCHES[:2] and w in WAITS[:2])
+]
+
+
+@pytest.mark.parametrize("env", CASES, ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()))
+def test_boot_environment_is_what_the_entrypoint_exports(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    ours = mirror(tmp_path, env)
+    standalone = entrypoint(tmp_path, env)
+    aio = entrypoint(tmp_path, env, "--aio")
+    if ours is None:
+        # The standalone mode refuses all the bad values; --aio checks only the
+        # switch, and the ports when the switch is on.
+        assert standalone is None
+        return
+    assert standalone is not None
+    assert {k: ours[k] for k in STANDALONE_KEYS} == {k: standalone[k] for k in STANDALONE_KEYS}
+    assert aio is not None
+    assert {k: ours.get(k) for k in AIO_KEYS} == {k: aio.get(k) for k in AIO_KEYS}
+    assert boot.is_lazy(env) == (standalone["AUTOSTART_BROWSER_STACK"] == "false")
+
+
+@pytest.mark.parametrize(
+    ("switch", "expected"),
+    [("", "true"), ("DISABLE_BROWSER_STACK=true", "false"), ("DISABLE_BROWSER=true", "false")],
+)
+def test_run_sh_autostart_from_the_image_switches(switch: str, expected: str) -> None:
+    env = dict([switch.split("=")]) if switch else {}
+    out = boot.boot_environment(env)
+    assert out["AUTOSTART_BROWSER"] == expected
+    if switch.startswith("DISABLE_BROWSER_STACK"):
+        assert out["AUTOSTART_VNC"] == out["AUTOSTART_MCP_BROWSER"] == "false"
+
+
+def test_run_sh_autostart_already_set_is_kept() -> None:
+    assert boot.boot_environment({"AUTOSTART_VNC": "false"})["AUTOSTART_VNC"] == "false"
+
+
+def test_describe_switch() -> None:
+    assert boot.describe_switch({"DISABLE_BROWSER_STACK": "true"}) == "DISABLE_BROWSER_STACK=true"
+    assert "neither" in boot.describe_switch({})

@@ -1,0 +1,653 @@
+"""The doctor's checks, each alone on plain data; how they are put together into
+a report; the static reader on small files; the route behind the token."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from browser_stack import doctor
+from browser_stack.config import Settings
+from browser_stack.doctor import Facts, Report, command, run_checks
+from browser_stack.doctor_checks import (
+    Check,
+    Executable,
+    PathFacts,
+    Source,
+    Verdict,
+    XLock,
+    check_autostart,
+    check_browser_command,
+    check_browser_profile,
+    check_browser_stop,
+    check_browser_stop_signal,
+    check_cgroup,
+    check_executables,
+    check_exposure,
+    check_mcp_command,
+    check_pidfd,
+    check_programs,
+    check_settings,
+    check_sidecar_program,
+    check_stack_ports,
+    check_supervisord,
+    check_tigervnc_command,
+    check_wait_ports,
+    check_websocat_command,
+    check_x_clients_display,
+    check_x_lock,
+    flag_value,
+    keeps_cookies,
+    leaves_no_child,
+    runs_chromium_itself,
+    websocket_ports,
+)
+from browser_stack.http_api import create_app
+from browser_stack.ports import PortHolder
+from browser_stack.supervisord_conf import ProgramConfig, UnreadableConfig, read_config
+
+from .fakes import FAST, FakeSupervisor, make_controller
+
+pytestmark = pytest.mark.unit
+
+SETTINGS = Settings()
+PROXY = Settings.from_env({"BROWSER_STACK_ACTIVATION": "proxy"})
+DISPLAY_ENV = {"DISPLAY": ":99"}
+
+
+def program(name: str, command: str, **changes: object) -> ProgramConfig:
+    base = ProgramConfig(
+        name=name,
+        group=name,
+        command=command,
+        autostart=False,
+        stopsignal="TERM",
+        killasgroup=True,
+        stopasgroup=True,
+        environment={},
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+# The repo's own programs file, as supervisord reads it with the defaults.
+GOOD = {
+    "tigervnc": program("tigervnc", "Xvnc :99 -rfbport 5900 -SecurityTypes None -localhost"),
+    "openbox": program("openbox", "openbox", environment=DISPLAY_ENV),
+    "browser": program(
+        "browser",
+        "chromium --no-sandbox --remote-debugging-port=9222 "
+        "--user-data-dir=/var/lib/browser-stack/profile about:blank",
+        stopsignal="INT",
+        stopasgroup=False,
+        environment=DISPLAY_ENV,
+    ),
+    "mcp-server-browser": program(
+        "mcp-server-browser",
+        "mcp-server-browser --host 127.0.0.1 --port 8100 "
+        "--cdp-endpoint http://127.0.0.1:9222/json/version",
+        environment=DISPLAY_ENV,
+    ),
+    "websocat": program("websocat", "websocat --binary ws-l:127.0.0.1:6080 tcp:127.0.0.1:5900"),
+    "browser-stack": program("browser-stack", "browser-stack serve", autostart=True),
+}
+
+
+def changed(name: str, **changes: object) -> dict[str, ProgramConfig]:
+    out = dict(GOOD)
+    out[name] = dataclasses.replace(GOOD[name], **changes)  # type: ignore[arg-type]
+    return out
+
+
+def without(name: str) -> dict[str, ProgramConfig]:
+    return {k: v for k, v in GOOD.items() if k != name}
+
+
+def argv(name: str, programs: Mapping[str, ProgramConfig] = GOOD) -> list[list[str]]:
+    return [programs[name].argv]
+
+
+# --- each check alone ------------------------------------------------------------------
+
+
+def test_settings() -> None:
+    assert check_settings(SETTINGS, "").verdict == Verdict.OK
+    assert "idle stop off" in check_settings(SETTINGS, "").saw
+    bad = check_settings(None, "DISPLAY='x' is not an X display like ':99' or ':99.0'")
+    assert bad.verdict == Verdict.FAIL
+    assert "DISPLAY='x'" in bad.saw
+
+
+def test_supervisord() -> None:
+    assert check_supervisord(Source("live", "unix:///s", detail="answers")).verdict == Verdict.OK
+    down = check_supervisord(Source("live", "unix:///s", error="not reachable", fix="start it"))
+    assert (down.verdict, down.saw, down.fix) == (Verdict.FAIL, "not reachable", "start it")
+    partial = check_supervisord(Source("live", "u", detail="answers", notes=("files unreadable",)))
+    assert partial.verdict == Verdict.WARN
+    assert "files unreadable" in partial.saw
+
+
+def test_programs_all_five_as_their_own_groups() -> None:
+    assert check_programs(GOOD).verdict == Verdict.OK
+
+
+def test_programs_one_missing() -> None:
+    check = check_programs(without("websocat"))
+    assert check.verdict == Verdict.FAIL
+    assert check.saw == "no websocat"
+    assert "add [program:websocat]" in check.fix
+
+
+def test_programs_one_renamed() -> None:
+    programs = without("browser")
+    programs["chrome"] = dataclasses.replace(GOOD["browser"], name="chrome", group="chrome")
+    check = check_programs(programs)
+    assert check.verdict == Verdict.FAIL
+    assert "no browser, but [program:chrome] runs chromium" in check.saw
+    assert "rename [program:chrome] to [program:browser]" in check.fix
+
+
+def test_programs_in_a_group() -> None:
+    check = check_programs(changed("openbox", group="desktop"))
+    assert check.verdict == Verdict.FAIL
+    assert "take [program:openbox] out of [group:desktop]" in check.fix
+
+
+@pytest.mark.parametrize(
+    "command", ["browser-stack serve", "/opt/venv/bin/python -m browser_stack serve"]
+)
+def test_sidecar_program_present(command: str) -> None:
+    programs = changed("browser-stack", command=command)
+    assert check_sidecar_program(programs).verdict == Verdict.OK
+
+
+def test_sidecar_program_missing_or_not_autostarted() -> None:
+    missing = check_sidecar_program(without("browser-stack"))
+    assert missing.verdict == Verdict.FAIL
+    assert "supervisord.d/browser-stack.conf" in missing.fix
+    off = check_sidecar_program(changed("browser-stack", autostart=False))
+    assert off.verdict == Verdict.FAIL
+    assert "autostart=true" in off.fix
+
+
+def test_autostart_follows_the_switch() -> None:
+    assert check_autostart(GOOD, True, "DISABLE_BROWSER_STACK=true").verdict == Verdict.OK
+    lazy_on = check_autostart(
+        changed("openbox", autostart=True), True, "DISABLE_BROWSER_STACK=true"
+    )
+    assert lazy_on.verdict == Verdict.FAIL
+    assert "autostart=true for openbox" in lazy_on.saw
+    eager = {k: dataclasses.replace(v, autostart=True) for k, v in GOOD.items()}
+    assert check_autostart(eager, False, "neither").verdict == Verdict.OK
+    eager_off = dict(eager, websocat=GOOD["websocat"])
+    check = check_autostart(eager_off, False, "neither")
+    assert check.verdict == Verdict.WARN
+    assert "autostart=false for websocat" in check.saw
+
+
+def test_whether_the_program_runs_chromium_itself() -> None:
+    assert runs_chromium_itself(["chromium", "--x"], None) is True
+    assert runs_chromium_itself(["/usr/bin/google-chrome"], None) is True
+    assert runs_chromium_itself(["/opt/gem/browser.sh"], None) is None
+    # live: what runs says it (Debian's /usr/bin/chromium execs the binary)
+    running = ["/usr/lib/chromium/chromium", "--remote-debugging-port=9222"]
+    assert runs_chromium_itself(["/opt/gem/browser.sh"], running) is True
+    assert runs_chromium_itself(["chromium"], ["sh", "-c", "chromium; exit $?"]) is False
+
+
+@pytest.mark.parametrize(
+    ("stopsignal", "stopasgroup", "killasgroup", "direct", "no_child"),
+    [
+        ("INT", False, True, True, True),  # the repo's own programs file
+        ("INT", True, True, None, True),
+        ("TERM", True, True, True, True),
+        ("HUP", False, True, True, True),
+        ("INT", None, True, True, True),  # live, files not readable: INT to Chromium is enough
+        ("QUIT", True, True, True, True),  # the signal reaches every child
+        ("QUIT", False, True, True, None),  # Chromium does not end its children on QUIT
+        ("KILL", False, True, True, None),
+        ("QUIT", None, True, True, None),
+        ("TERM", False, True, False, False),  # a wrapper dies on TERM, Chromium stays
+        ("INT", False, False, True, False),  # a hung browser is SIGKILLed alone
+        ("TERM", False, False, True, False),
+        ("INT", False, True, False, False),  # INT to a wrapper that did not exec Chromium
+        ("INT", False, True, None, None),  # a wrapper, not running: cannot tell
+        ("INT", None, True, None, None),
+    ],
+)
+def test_the_stop_rule(
+    stopsignal: str,
+    stopasgroup: bool | None,
+    killasgroup: bool,
+    direct: bool | None,
+    no_child: bool | None,
+) -> None:
+    assert leaves_no_child(stopsignal, stopasgroup, killasgroup, direct) is no_child
+    browser = dataclasses.replace(
+        GOOD["browser"], stopsignal=stopsignal, stopasgroup=stopasgroup, killasgroup=killasgroup
+    )
+    check = check_browser_stop(browser, direct)
+    verdict = {True: Verdict.OK, False: Verdict.FAIL, None: Verdict.WARN}[no_child]
+    assert check.verdict == verdict, check
+    if verdict != Verdict.OK:
+        assert "killasgroup=true, and stopasgroup=true or stopsignal=INT" in check.fix
+
+
+@pytest.mark.parametrize(
+    ("stopsignal", "stopasgroup", "direct", "kept"),
+    [
+        ("INT", False, True, True),
+        ("INT", True, None, True),
+        ("INT", None, True, True),
+        ("INT", False, False, False),  # to a wrapper alone: Chromium is SIGKILLed later
+        ("INT", False, None, None),
+        ("INT", None, None, None),
+        ("HUP", False, True, True),
+        ("HUP", True, True, False),
+        ("HUP", None, True, None),
+        ("TERM", False, True, False),
+        ("TERM", True, True, False),
+        ("KILL", False, True, False),
+    ],
+)
+def test_the_cookie_rule(
+    stopsignal: str, stopasgroup: bool | None, direct: bool | None, kept: bool | None
+) -> None:
+    assert keeps_cookies(stopsignal, stopasgroup, direct) is kept
+
+
+def test_browser_stop_signal_term_fails_only_with_idle_stop() -> None:
+    browser = dataclasses.replace(GOOD["browser"], stopsignal="TERM", stopasgroup=True)
+    with_idle = check_browser_stop_signal(browser, True, 300)
+    assert with_idle.verdict == Verdict.FAIL
+    assert "on SIGTERM Chromium exits without committing its cookie database" in with_idle.saw
+    assert "BROWSER_STACK_IDLE_TIMEOUT=300" in with_idle.saw
+    assert "set stopsignal=INT" in with_idle.fix
+    assert check_browser_stop_signal(browser, True, 0).verdict == Verdict.WARN
+    assert check_browser_stop_signal(GOOD["browser"], True, 300).verdict == Verdict.OK
+    hup = dataclasses.replace(GOOD["browser"], stopsignal="HUP", stopasgroup=None)
+    assert check_browser_stop_signal(hup, True, 300).verdict == Verdict.WARN
+    wrapper = dataclasses.replace(GOOD["browser"], command="/opt/gem/browser.sh")
+    lost = check_browser_stop_signal(wrapper, False, 300)
+    assert lost.verdict == Verdict.FAIL
+    assert "SIGINT goes to /opt/gem/browser.sh alone and never reaches Chromium" in lost.saw
+
+
+def test_flag_value() -> None:
+    argvs = [["chromium", "--user-data-dir=/a", "--port", "1"], ["x", "--user-data-dir=/b"]]
+    assert flag_value(argvs, "--user-data-dir") == "/a"
+    assert flag_value(argvs, "--port") == "1"
+    assert flag_value(argvs, "--missing") is None
+    assert flag_value([["x", "--port"]], "--port") is None
+
+
+def test_browser_profile() -> None:
+    writable = PathFacts("/var/lib/p", exists=True, writable=True, fstype="ext4")
+    check = check_browser_profile(argv("browser"), writable)
+    assert check.verdict == Verdict.OK
+    assert "writable on ext4" in check.saw
+    later = PathFacts("/var/lib/p", exists=False, writable=True, fstype="overlay")
+    assert "will be created" in check_browser_profile(argv("browser"), later).saw
+    stuck = PathFacts("/var/lib/p", exists=True, writable=False)
+    assert check_browser_profile(argv("browser"), stuck).verdict == Verdict.FAIL
+    tmpfs = PathFacts("/var/lib/p", exists=True, writable=True, fstype="tmpfs")
+    assert check_browser_profile(argv("browser"), tmpfs).verdict == Verdict.WARN
+    missing = check_browser_profile([["chromium", "--remote-debugging-port=9222"]], None)
+    assert missing.verdict == Verdict.WARN
+    for value in ("profile", "$HOME/profile", "~/profile"):
+        check = check_browser_profile([["chromium", f"--user-data-dir={value}"]], None)
+        assert check.verdict == Verdict.FAIL, value
+        assert "not a fixed absolute path" in check.saw
+
+
+def test_tigervnc_command() -> None:
+    check = check_tigervnc_command(argv("tigervnc"), SETTINGS)
+    assert (check.verdict, check.saw) == (Verdict.OK, "display :99, -rfbport 5900")
+    other = check_tigervnc_command([["Xvnc", ":98", "-rfbport", "5900"]], SETTINGS)
+    assert other.verdict == Verdict.FAIL
+    assert "display :98, but the sidecar expects :99" in other.saw
+    assert "set DISPLAY=:98 for the sidecar" in other.fix
+    port = check_tigervnc_command([["Xvnc", ":99", "-rfbport=5901"]], SETTINGS)
+    assert "-rfbport 5901, but the sidecar probes 5900" in port.saw
+    assert "set VNC_SERVER_PORT=5901 for the sidecar" in port.fix
+    # Xvnc's default port is 5900 plus the display number.
+    assert check_tigervnc_command([["Xvnc", ":99"]], SETTINGS).verdict == Verdict.FAIL
+    assert check_tigervnc_command([["Xvnc", ":0"]], Settings(display=":0")).verdict == Verdict.OK
+    proxied = check_tigervnc_command(argv("tigervnc"), PROXY)
+    assert "set BROWSER_STACK_INTERNAL_VNC_PORT=5900" in proxied.fix
+    assert check_tigervnc_command([["/opt/start-vnc.sh"]], SETTINGS).verdict == Verdict.WARN
+
+
+def test_browser_command() -> None:
+    assert check_browser_command(argv("browser"), SETTINGS).verdict == Verdict.OK
+    other = check_browser_command([["chromium", "--remote-debugging-port=9333"]], SETTINGS)
+    assert other.verdict == Verdict.FAIL
+    assert "--remote-debugging-port 9333, but the sidecar probes 9222" in other.saw
+    assert "set BROWSER_REMOTE_DEBUGGING_PORT=9333 for the sidecar" in other.fix
+    none = check_browser_command([["chromium", "about:blank"]], SETTINGS)
+    assert none.verdict == Verdict.FAIL
+    assert "no --remote-debugging-port" in none.saw
+    wrapper = [["/opt/gem/browser.sh"]]
+    assert check_browser_command(wrapper, SETTINGS).verdict == Verdict.WARN
+    # live: the running process tree shows what a wrapper hides
+    running = [*wrapper, ["/usr/lib/chromium/chromium", "--remote-debugging-port=9222"]]
+    assert check_browser_command(running, SETTINGS).verdict == Verdict.OK
+
+
+def test_mcp_command() -> None:
+    assert check_mcp_command(argv("mcp-server-browser"), SETTINGS).verdict == Verdict.OK
+    off = check_mcp_command(
+        [["mcp-server-browser", "--port", "8100", "--cdp-endpoint", "http://127.0.0.1:9333/"]],
+        SETTINGS,
+    )
+    assert off.verdict == Verdict.FAIL
+    assert "on port 9333, but the sidecar probes 9222" in off.saw
+    assert "BROWSER_REMOTE_DEBUGGING_PORT=9333" in off.fix
+    own = check_mcp_command([["mcp-server-browser", "--port", "8100"]], SETTINGS)
+    assert own.verdict == Verdict.WARN
+    assert "launches a browser of its own" in own.saw
+
+
+def test_websocket_ports() -> None:
+    assert websocket_ports(
+        ["websocat", "--binary", "ws-l:127.0.0.1:6080", "tcp:127.0.0.1:5900"]
+    ) == (
+        "6080",
+        "5900",
+    )
+    assert websocket_ports(["websocat", "-s", "6080"]) == ("6080", None)
+    assert websocket_ports(["websockify", "--web", "/x", "6080", "localhost:5900"]) == (
+        "6080",
+        "5900",
+    )
+    assert websocket_ports(["websocat", "--help"]) == (None, None)
+
+
+def test_websocat_command() -> None:
+    check = check_websocat_command(argv("websocat"), SETTINGS)
+    assert (check.verdict, check.saw) == (Verdict.OK, "listens on 6080, forwards to VNC port 5900")
+    wrong = check_websocat_command(
+        [["websocat", "ws-l:0.0.0.0:6081", "tcp:127.0.0.1:5900"]], SETTINGS
+    )
+    assert wrong.verdict == Verdict.FAIL
+    assert "WEBSOCKET_PROXY_PORT=6081" in wrong.fix
+    assert check_websocat_command([["/opt/ws.sh"]], SETTINGS).verdict == Verdict.WARN
+
+
+def test_x_clients_display() -> None:
+    assert check_x_clients_display(GOOD, {}, SETTINGS).verdict == Verdict.OK
+    wrong = changed("openbox", environment={"DISPLAY": ":1"})
+    check = check_x_clients_display(wrong, {}, SETTINGS)
+    assert check.verdict == Verdict.FAIL
+    assert "openbox gets DISPLAY=:1, the X server is :99" in check.saw
+    # no environment= of its own: supervisord's is inherited
+    inherit = changed("openbox", environment={})
+    assert check_x_clients_display(inherit, {"DISPLAY": ":99.0"}, SETTINGS).verdict == Verdict.OK
+    assert check_x_clients_display(inherit, {}, SETTINGS).verdict == Verdict.FAIL
+    # live without the files: its own environment is not known
+    unknown = changed("openbox", environment=None)
+    assert check_x_clients_display(unknown, {}, SETTINGS).verdict == Verdict.WARN
+    flag = changed("browser", command="chromium --display=:3", environment=DISPLAY_ENV)
+    assert check_x_clients_display(flag, {}, SETTINGS).verdict == Verdict.FAIL
+
+
+def test_executables() -> None:
+    found = {"browser": Executable("browser", "chromium", "/usr/bin/chromium")}
+    assert check_executables(found).verdict == Verdict.OK
+    path = ("/usr/bin", "/bin")
+    missing = {
+        "browser": Executable("browser", "chromium", None, "does not exist", path),
+        "websocat": Executable("websocat", "websocat", None, "does not exist", path),
+        "openbox": Executable("openbox", "/opt/ob", "/opt/ob", "is not executable", path),
+    }
+    check = check_executables(missing)
+    assert check.verdict == Verdict.FAIL
+    assert check.saw == (
+        "chromium (browser), websocat (websocat) not found on PATH=/usr/bin:/bin; "
+        "/opt/ob (openbox) is not executable"
+    )
+
+
+def test_wait_ports() -> None:
+    ports = SETTINGS.program_ports
+    assert check_wait_ports("8079,9222", False, ports, "x").verdict == Verdict.OK  # eager
+    assert check_wait_ports(None, True, ports, "x").verdict == Verdict.OK
+    assert check_wait_ports("8079,8091", True, ports, "x").verdict == Verdict.OK
+    held = check_wait_ports("8079, localhost:9222,8100", True, ports, "x")
+    assert held.verdict == Verdict.FAIL
+    assert "holds localhost:9222, 8100" in held.saw
+
+
+def test_stack_ports() -> None:
+    holders: dict[str, PortHolder | None] = dict.fromkeys(SETTINGS.program_ports)
+    assert check_stack_ports(holders, {}, SETTINGS).verdict == Verdict.OK
+    holders["cdp"] = PortHolder(9222, 42, "chromium --remote-debugging-port=9222")
+    own = check_stack_ports(holders, {"browser": frozenset({41, 42})}, SETTINGS)
+    assert own.verdict == Verdict.OK
+    assert "9222 held by browser (pid 42)" in own.saw
+    foreign = check_stack_ports(holders, {}, SETTINGS)
+    assert foreign.verdict == Verdict.FAIL
+    assert "9222 (browser) is held by pid 42 (chromium --remote-debugging-port=9222)" in foreign.saw
+    assert "BROWSER_REMOTE_DEBUGGING_PORT" in foreign.fix
+    holders["cdp"] = PortHolder(9222, None, "")
+    assert check_stack_ports(holders, {}, SETTINGS).verdict == Verdict.WARN
+
+
+def test_x_lock() -> None:
+    path = "/tmp/.X99-lock"
+    assert check_x_lock(XLock(path, None), ":99", frozenset()).verdict == Verdict.OK
+    own = check_x_lock(XLock(path, 7, True, True, "Xvnc :99"), ":99", frozenset({7}))
+    assert own.verdict == Verdict.OK
+    other = check_x_lock(XLock(path, 8, True, True, "Xvfb :99"), ":99", frozenset({7}))
+    assert other.verdict == Verdict.FAIL
+    assert "X server pid 8 (Xvfb :99)" in other.saw
+    gone = check_x_lock(XLock(path, 9), ":99", frozenset())
+    assert gone.verdict == Verdict.WARN
+    assert "pid 9, which is gone" in gone.saw
+    foreign = check_x_lock(XLock(path, 10, True, False, "sleep 100"), ":99", frozenset())
+    assert foreign.verdict == Verdict.WARN
+    assert "not an X server" in foreign.saw
+
+
+def test_pidfd() -> None:
+    assert check_pidfd(None).verdict == Verdict.OK
+    assert check_pidfd("OSError: [Errno 38] Function not implemented").verdict == Verdict.WARN
+
+
+def test_exposure() -> None:
+    assert check_exposure({}, None).verdict == Verdict.OK
+    open_ = check_exposure({"BROWSER_STACK_LISTEN": "0.0.0.0:8110"}, None)
+    assert open_.verdict == Verdict.FAIL
+    assert "set BROWSER_STACK_TOKEN" in open_.fix
+    guarded = {"BROWSER_STACK_LISTEN": "0.0.0.0:8110", "BROWSER_STACK_TOKEN": "t"}
+    assert check_exposure(guarded, None).verdict == Verdict.OK
+    route = "/opt/gem/nginx/browser-stack.conf"
+    assert check_exposure({}, route).verdict == Verdict.WARN
+    assert check_exposure({"BROWSER_STACK_TOKEN": "t"}, route).verdict == Verdict.OK
+    assert check_exposure({"BROWSER_STACK_LISTEN": "nonsense"}, None).verdict == Verdict.WARN
+
+
+def test_cgroup() -> None:
+    assert check_cgroup({"available": True, "path": "/sys/fs/cgroup"}).verdict == Verdict.OK
+    check = check_cgroup({"available": False, "reason": "no cgroup v2 hierarchy"})
+    assert check.verdict == Verdict.WARN
+    assert "falls back to per-process figures" in check.saw
+
+
+# --- put together --------------------------------------------------------------------
+
+
+def facts(**changes: object) -> Facts:
+    base = Facts(
+        source=Source("static", "/etc/supervisord.conf", detail="read"),
+        env={"DISABLE_BROWSER_STACK": "true"},
+        settings=SETTINGS,
+        lazy=True,
+        programs=GOOD,
+        boot_env={"WAIT_PORTS": "8079,8091", "DISPLAY": ":99"},
+        boot_env_origin="test",
+        executables={
+            name: Executable(name, GOOD[name].argv[0], f"/usr/bin/{GOOD[name].argv[0]}")
+            for name in GOOD
+        },
+        profile=PathFacts("/var/lib/browser-stack/profile", True, True, "ext4"),
+        cgroup={"available": True, "path": "/sys/fs/cgroup"},
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def verdicts(checks: list[Check]) -> dict[str, Verdict]:
+    return {c.name: c.verdict for c in checks}
+
+
+def test_static_runs_every_check_but_the_live_ones() -> None:
+    checks = run_checks(facts())
+    assert set(verdicts(checks).values()) == {Verdict.OK}, checks
+    assert not {"stack-ports", "x-lock", "pidfd"} & set(verdicts(checks))
+
+
+def test_live_adds_ports_x_lock_and_pidfd() -> None:
+    live = facts(
+        source=Source("live", "unix:///s", detail="answers"),
+        holders=dict.fromkeys(SETTINGS.program_ports),
+        x_lock=XLock("/tmp/.X99-lock", None),
+    )
+    names = list(verdicts(run_checks(live)))
+    assert names[-5:] == ["stack-ports", "x-lock", "pidfd", "sidecar-exposure", "cgroup-memory"]
+
+
+def test_a_missing_program_fails_only_the_programs_check() -> None:
+    programs = without("browser")
+    checks = verdicts(run_checks(facts(programs=programs)))
+    assert [n for n, v in checks.items() if v == Verdict.FAIL] == ["programs"]
+    for name in ("browser-stop", "browser-stop-signal", "browser-profile", "browser-command"):
+        assert checks[name] == Verdict.WARN
+
+
+def test_unreachable_supervisord_fails_once_and_checks_nothing_else() -> None:
+    down = facts(
+        source=Source("live", "unix:///s", error="not reachable", fix="start it"), programs=None
+    )
+    checks = run_checks(down)
+    failed = [c.name for c in checks if c.verdict == Verdict.FAIL]
+    assert failed == ["supervisord"]
+    skipped = [c for c in checks if c.saw.startswith("not checked")]
+    assert {c.name for c in skipped} >= {"programs", "autostart", "executables", "browser-stop"}
+
+
+def test_invalid_settings_fail_once() -> None:
+    checks = run_checks(facts(settings=None, settings_error="DISPLAY='x' is not an X display"))
+    failed = [c.name for c in checks if c.verdict == Verdict.FAIL]
+    assert failed == ["sidecar-settings"]
+    assert verdicts(checks)["browser-command"] == Verdict.WARN
+
+
+def test_report_table_json_and_exit_status() -> None:
+    bad = facts(programs=changed("browser", stopsignal="TERM", stopasgroup=True))
+    bad = dataclasses.replace(bad, settings=dataclasses.replace(SETTINGS, idle_timeout_s=60))
+    report = doctor.report(bad)
+    assert report.failed
+    table = report.table()
+    lines = table.splitlines()
+    assert lines[0].split() == ["CHECK", "VERDICT", "SAW"]
+    [row] = [i for i, line in enumerate(lines) if line.startswith("browser-stop-signal ")]
+    assert lines[row].split()[1] == "fail"
+    assert lines[row + 1].strip().startswith("fix: set stopsignal=INT")
+    assert lines[-1].endswith("ok, 0 warn, 1 fail")
+    data = report.to_dict()
+    assert data["ok"] is False
+    assert data["counts"]["fail"] == 1
+    assert {"check", "verdict", "saw", "fix"} == set(data["checks"][0])
+    assert not doctor.report(facts()).failed
+
+
+def test_command_needs_static_and_config_together(capsys: pytest.CaptureFixture[str]) -> None:
+    args = argparse.Namespace(static=True, config=None, json=False)
+    assert command(args, {}) == doctor.EXIT_USAGE
+    args = argparse.Namespace(static=False, config="/x.conf", json=False)
+    assert command(args, {}) == doctor.EXIT_USAGE
+    assert "--static and --config go together" in capsys.readouterr().err
+
+
+def test_report_counts() -> None:
+    report = Report(
+        "static", "x", (Check("a", Verdict.OK, "s"), Check("b", Verdict.WARN, "s", "f"))
+    )
+    assert report.counts() == {"ok": 1, "warn": 1, "fail": 0}
+    assert not report.failed
+
+
+# --- the static reader -----------------------------------------------------------------
+
+
+SUPERVISORD_CONF = """[supervisord]
+logfile={root}/supervisord.log
+environment=SHARED="from-supervisord"
+[include]
+files = conf.d/*.conf
+"""
+
+
+def test_read_config_expands_from_the_given_environment(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "supervisord.conf").write_text(SUPERVISORD_CONF.format(root=tmp_path))
+    (tmp_path / "conf.d" / "a.conf").write_text(
+        "[program:browser]\ncommand=chromium --remote-debugging-port=%(ENV_PORT)s\n"
+        "autostart=%(ENV_AUTO)s\nstopsignal=INT\nkillasgroup=true\n"
+        'environment=DISPLAY=":5"\n'
+        "[program:plain]\ncommand=sleep 1\n"
+    )
+    read = read_config(str(tmp_path / "supervisord.conf"), {"PORT": "9333", "AUTO": "false"})
+    browser = read.programs["browser"]
+    assert browser.argv == ["chromium", "--remote-debugging-port=9333"]
+    assert browser.autostart is False
+    assert (browser.stopsignal, browser.stopasgroup, browser.killasgroup) == ("INT", False, True)
+    assert browser.environment == {"SHARED": "from-supervisord", "DISPLAY": ":5"}
+    plain = read.programs["plain"]
+    # supervisord's defaults
+    assert (plain.autostart, plain.stopsignal, plain.stopasgroup, plain.killasgroup) == (
+        True,
+        "TERM",
+        False,
+        False,
+    )
+    assert read.included == (str(tmp_path / "conf.d" / "a.conf"),)
+
+
+def test_read_config_names_an_unset_variable(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "supervisord.conf").write_text(SUPERVISORD_CONF.format(root=tmp_path))
+    (tmp_path / "conf.d" / "a.conf").write_text("[program:x]\ncommand=x\nautostart=%(ENV_NOPE)s\n")
+    with pytest.raises(UnreadableConfig) as caught:
+        read_config(str(tmp_path / "supervisord.conf"), {})
+    assert caught.value.missing_variable == "NOPE"
+    assert "%(ENV_NOPE)s in program:x.autostart: NOPE is not set" in caught.value.message
+    with pytest.raises(UnreadableConfig, match="could not find config file"):
+        read_config(str(tmp_path / "missing.conf"), {})
+
+
+# --- the route -------------------------------------------------------------------------
+
+
+async def test_the_route_is_behind_the_token_and_starts_nothing() -> None:
+    sup = FakeSupervisor()
+    settings = dataclasses.replace(FAST, token="s3cret", supervisor_url="unix:///nonexistent.sock")
+    controller, _ = make_controller(sup, settings)
+    async with TestClient(TestServer(create_app(settings, controller))) as client:
+        refused = await client.get("/v1/browser-stack/doctor")
+        assert refused.status == 401
+        answer = await client.get(
+            "/v1/browser-stack/doctor", headers={"Authorization": "Bearer s3cret"}
+        )
+        assert answer.status == 200
+        report = await answer.json()
+    assert report["mode"] == "live"
+    assert report["ok"] is False
+    checks = {c["check"]: c for c in report["checks"]}
+    assert checks["supervisord"]["verdict"] == "fail"
+    assert "nonexistent.sock" in checks["supervisord"]["saw"]
+    assert sup.calls == []
