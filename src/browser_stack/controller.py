@@ -32,31 +32,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from browser_stack.bringup import MAX_ATTEMPTS, BringUp
-from browser_stack.coalesce import Coalescer
 from browser_stack.config import Settings
-from browser_stack.errors import (
-    BrowserStackError,
-    ReadinessTimeout,
-    SupervisorError,
-    SupervisorUnavailable,
-)
+from browser_stack.errors import BrowserStackError, SupervisorError, SupervisorUnavailable
 from browser_stack.hooks import CpuWait, Hook, PortLookup
 from browser_stack.model import NoWatch, ProgramStatus, ReadinessModel, Watch
 from browser_stack.observer import NullObserver, Observer
 from browser_stack.probes import ATTEMPT_TIMEOUT_S, Probe
-from browser_stack.readiness import Readiness
-from browser_stack.run import Run
-from browser_stack.stack import (
-    GATE_PROGRAMS,
-    PROGRAMS,
-    SPAWN_AFTER,
-    Gate,
-    Program,
-    programs_for,
-    stop_layers,
-)
-from browser_stack.supervisor import ProcessInfo, Supervisor
-from browser_stack.watch import Liveness
+from browser_stack.reader import Reader, endpoints
+from browser_stack.run import Run, timeout_error
+from browser_stack.stack import PROGRAMS, SPAWN_AFTER, Gate, Program, programs_for, stop_layers
+from browser_stack.supervisor import Supervisor
+from browser_stack.watch import ExitLog, Liveness
 
 log = logging.getLogger(__name__)
 
@@ -100,25 +86,6 @@ class StopResult:
     cancelled_start: bool
 
 
-@dataclass(frozen=True)
-class StatusReport:
-    programs: dict[Program, ProgramStatus]
-    # Why supervisord could not be asked; empty when it answered.
-    supervisor_error: str
-
-
-@dataclass(frozen=True)
-class HostProblems:
-    unreachable: str = ""
-    missing: tuple[Program, ...] = ()
-
-    @property
-    def reasons(self) -> list[str]:
-        if self.unreachable:
-            return [self.unreachable]
-        return [f"{p} is not configured in supervisord" for p in self.missing]
-
-
 class Controller:
     def __init__(
         self,
@@ -147,16 +114,15 @@ class Controller:
             clock=clock,
             # A pass is fresh for an interval and the time its probe may take.
             fresh_for_s=interval + ATTEMPT_TIMEOUT_S if interval else None,
-            on_exit=self._exited,
+            on_exit=lambda program, pid: self._exit_log(program, pid),
         )
-        # Programs starting together read supervisord's state on shared ticks:
-        # one getAllProcessInfo per tick, whatever the number of programs.
-        self._reads: Coalescer[Mapping[Program, ProcessInfo]] = Coalescer(self._read, clock)
+        self.reader = Reader(supervisor, probes, self.model, clock=clock, observer=self._observer)
+        self._exit_log = ExitLog(supervisor, self.reader.refresh, self._observer)
         self._bring_up = BringUp(
             supervisor,
             probes,
             self.model,
-            self.refresh,
+            self.reader.refresh,
             settings,
             clock=clock,
             observer=self._observer,
@@ -165,119 +131,19 @@ class Controller:
             cpu_wait=cpu_wait,
             max_attempts=max_attempts,
         )
-        self.liveness = Liveness(
-            self.model,
-            probes,
-            self.refresh,
-            interval_s=interval,
-            clock=clock,
-            observer=self._observer,
-        )
+        self.liveness = Liveness(self.reader, interval_s=interval, observer=self._observer)
         self._run: Run | None = None
         self._stopping: asyncio.Task[StopResult] | None = None
-        self._explaining: set[asyncio.Task[None]] = set()
         # When an ensure last came or went: activity for the idle stop.
         self.last_ensure = 0.0
-
-    # -- reading -------------------------------------------------------------
-
-    async def refresh(self, since: float | None = None) -> Mapping[Program, ProcessInfo]:
-        """supervisord's state of the five, read at or after `since` (default:
-        after this call), and told to the model."""
-        return await self._reads.get(since)
-
-    async def _read(self) -> Mapping[Program, ProcessInfo]:
-        infos = await self._supervisor.process_info()
-        self.model.observe(infos)
-        return infos
-
-    async def look(self) -> None:
-        """supervisord's state, and a probe of each program it keeps alive that
-        is not known ready (a stack started at boot or by someone else, or
-        before this sidecar started): what status and metrics show. Starts
-        nothing; a ready stack costs one XML-RPC call."""
-        await self.refresh()
-        unknown = [p for p in PROGRAMS if self.model.readiness(p) == Readiness.STARTING]
-        await asyncio.gather(*(self.liveness.probe(p, "status") for p in unknown))
-
-    async def status(self) -> StatusReport:
-        """Each program's state, readiness and why it failed; without
-        supervisord, what the model last knew."""
-        try:
-            await self.look()
-        except (SupervisorUnavailable, SupervisorError) as exc:
-            return StatusReport(self.model.statuses(), exc.message)
-        failed = [p for p in PROGRAMS if self.model.readiness(p) == Readiness.FAILED]
-        tails = await asyncio.gather(*(self._supervisor.stderr_tail(p) for p in failed))
-        reasons: dict[Program, dict[str, str]] = {}
-        for program, tail in zip(failed, tails, strict=True):
-            info = self.model.info(program)
-            reasons[program] = {"spawnerr": info.spawnerr if info else "", "stderr_tail": tail}
-        for program in PROGRAMS:
-            if self.model.readiness(program) == Readiness.STARTING:
-                reasons[program] = {"probe": self.model.probe(program).detail}
-        return StatusReport({p: self.model.status(p, reasons.get(p)) for p in PROGRAMS}, "")
-
-    async def host_problems(self) -> HostProblems:
-        """What keeps any ensure from working: supervisord not answering, or
-        programs it does not have. Asks supervisord only."""
-        try:
-            infos = await self.refresh()
-        except (SupervisorUnavailable, SupervisorError) as exc:
-            # Refused credentials count as unreachable: nothing can be asked.
-            return HostProblems(unreachable=exc.message)
-        return HostProblems(missing=tuple(p for p in PROGRAMS if p not in infos))
 
     @property
     def starting(self) -> bool:
         return self._run is not None
 
     def endpoints(self) -> dict[str, str]:
-        s = self._settings
-        host = s.public_host
-        return {
-            "cdp": f"http://{host}:{s.cdp_port}",
-            "cdp_ws": self._public_ws(self.model.probe(Program.BROWSER).data.get("cdp_ws", "")),
-            "mcp": f"http://{host}:{s.mcp_port}/sse",
-            "vnc": f"{host}:{s.vnc_port}",
-            "vnc_ws": f"ws://{host}:{s.websocket_port}",
-        }
-
-    def _public_ws(self, url: str) -> str:
-        # Chromium names the port it was asked on; behind the activation proxy
-        # the probe asked the internal port, and clients must use the public one.
-        s = self._settings
-        if s.activation == "proxy" and url:
-            internal = f"127.0.0.1:{s.internal_cdp_port}/"
-            return url.replace(internal, f"{s.public_host}:{s.cdp_port}/", 1)
-        return url
-
-    # -- events ----------------------------------------------------------------
-
-    def _exited(self, program: Program, pid: int) -> None:
-        self._observer.program_exited(str(program))
-        task = asyncio.ensure_future(self._explain_exit(program, pid))
-        self._explaining.add(task)
-        task.add_done_callback(self._explaining.discard)
-
-    async def _explain_exit(self, program: Program, pid: int) -> None:
-        """Log an exit with how it ended, from supervisord: its state first (the
-        read is served after supervisord has reaped the process), then its log."""
-        now, how = "not asked", "unknown"
-        try:
-            info = (await self.refresh()).get(program)
-            now = f"{info.state.name} pid {info.pid}" if info else "not configured"
-            how = await self._supervisor.exit_cause(program) or how
-        except (SupervisorUnavailable, SupervisorError) as exc:
-            now = f"unreachable ({exc.message})"
-        log.warning(
-            "exited program=%s pid=%d: %s; supervisord now: %s",
-            program,
-            pid,
-            how,
-            now,
-            extra={"program": str(program), "pid": pid, "event": "exited", "reason": how},
-        )
+        cdp_ws = self.model.probe(Program.BROWSER).data.get("cdp_ws", "")
+        return endpoints(self._settings, cdp_ws)
 
     # -- ensure --------------------------------------------------------------
 
@@ -316,7 +182,7 @@ class Controller:
                             await asyncio.shield(self._stopping)
                         continue
                     if self._run is None:
-                        await self.refresh()
+                        await self.reader.refresh()
                         if self._stopping is not None:
                             continue
                         if self._run is None and self.model.ready(needed):
@@ -349,7 +215,7 @@ class Controller:
                     if run.done(needed) and self._run is run:
                         await asyncio.wait([run.finished])
         except TimeoutError:
-            raise self._timeout(timeout_s, gates, run) from None
+            raise timeout_error(timeout_s, gates, run) from None
 
     def _start_the_rest(self, gates: frozenset[Gate]) -> None:
         """The gates are ready; what else is down comes up in the background."""
@@ -390,21 +256,6 @@ class Controller:
             joined=joined,
         )
 
-    def _timeout(
-        self, timeout_s: float, gates: frozenset[Gate], run: Run | None
-    ) -> ReadinessTimeout:
-        pending: dict[str, str] = {}
-        pending_gates = set()
-        for gate in gates:
-            for program in GATE_PROGRAMS[gate]:
-                if run is None or not run.futures[program].done():
-                    pending_gates.add(gate)
-                    why = run.waiting_on.get(program, "waiting") if run else "not checked"
-                    pending[str(program)] = why
-        if not pending_gates:  # timed out while re-checking or waiting on a stop
-            pending_gates = set(gates)
-        return ReadinessTimeout(timeout_s, pending_gates, pending)
-
     # -- stop ----------------------------------------------------------------
 
     async def stop(self, reason: str = "request") -> StopResult:
@@ -440,7 +291,7 @@ class Controller:
                 p for p, was_running in zip(ordered, results, strict=True) if was_running
             )
         with contextlib.suppress(SupervisorUnavailable, SupervisorError):
-            await self.refresh()
+            await self.reader.refresh()
         elapsed = round((self._clock() - began) * 1000, 2)
         if stopped:
             self._observer.stopped(reason)

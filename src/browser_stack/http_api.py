@@ -201,7 +201,7 @@ async def status(request: web.Request) -> web.Response:
     text_format = _query_choice(request, "format", ("json", "text")) == "text"
     with_memory = text_format or _query_choice(request, "memory", ("0", "1")) == "1"
     controller = request.app[CONTROLLER]
-    report = await controller.status()
+    report = await controller.reader.status()
     programs = report.programs
     supervisor: dict[str, Any] = {"reachable": not report.supervisor_error}
     if report.supervisor_error:
@@ -235,7 +235,7 @@ def _query_choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> 
 
 
 async def _memory_report(request: web.Request, sample: str) -> dict[str, Any]:
-    infos = await request.app[CONTROLLER].refresh()
+    infos = await request.app[CONTROLLER].reader.refresh()
     pids = {p: info.pid for p, info in infos.items()}
     states = {p: info.state.name for p, info in infos.items()}
     return await asyncio.to_thread(memory.report, pids, states, sample)
@@ -256,7 +256,7 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     controller = request.app[CONTROLLER]
     try:
-        await controller.look()
+        await controller.reader.look()
     except (SupervisorUnavailable, SupervisorError):
         infos = None
     else:
@@ -275,7 +275,7 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 async def program_status(request: web.Request) -> web.Response:
     program = parse_program(request.match_info["name"])
-    report = await request.app[CONTROLLER].status()
+    report = await request.app[CONTROLLER].reader.status()
     return _json({"program": str(program), **report.programs[program].to_dict()})
 
 
@@ -322,7 +322,7 @@ async def openapi(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the sidecar serves. Says what it knows of supervisord, and is
     200 whatever that is: restarting the sidecar would not mend supervisord."""
-    problems = await request.app[CONTROLLER].host_problems()
+    problems = await request.app[CONTROLLER].reader.host_problems()
     supervisor: dict[str, Any] = {"reachable": not problems.unreachable}
     if problems.unreachable:
         supervisor["message"] = problems.unreachable
@@ -332,7 +332,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Readiness of the sidecar, not of the stack (never wakes it): 200 when
     supervisord answers and has the five programs, so that an ensure can work."""
-    problems = await request.app[CONTROLLER].host_problems()
+    problems = await request.app[CONTROLLER].reader.host_problems()
     if problems.reasons:
         return _json({"ok": False, "reasons": problems.reasons}, status=503)
     return _json({"ok": True, "reasons": []})
@@ -419,7 +419,7 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
             await proxy.start()
             opened.push_async_callback(proxy.close)
             app[PROXY] = proxy
-        problems = await controller.host_problems()
+        problems = await controller.reader.host_problems()
         for reason in problems.reasons:
             # Not fatal: supervisord may come up later. /readyz says the same.
             log.warning("no stack start can work yet: %s", reason)

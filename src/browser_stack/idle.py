@@ -175,7 +175,7 @@ class IdleMonitor:
         return self.lease_until - self._clock()
 
     async def facts(self) -> Facts:
-        infos = await self._controller.refresh()
+        infos = await self._controller.reader.refresh()
         alive = {p: i for p, i in infos.items() if i.state in ALIVE_STATES}
         youngest = min((i.uptime_s for i in alive.values()), default=0)
         connections: dict[str, int] = dict.fromkeys(self._ports, 0)

@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import Awaitable, Iterable
 from typing import Any, Protocol
 
-from browser_stack.errors import StackStopped
-from browser_stack.stack import PROGRAMS, SPAWN_AFTER, Program
+from browser_stack.errors import ReadinessTimeout, StackStopped
+from browser_stack.stack import GATE_PROGRAMS, PROGRAMS, SPAWN_AFTER, Gate, Program
 
 
 class BringsUp(Protocol):
@@ -147,3 +147,19 @@ class Run:
     async def _all_done(self) -> None:
         while not self.done(PROGRAMS):
             await asyncio.wait([f for f in self.futures.values() if not f.done()])
+
+
+def timeout_error(timeout_s: float, gates: Iterable[Gate], run: Run | None) -> ReadinessTimeout:
+    """What an ensure that ran out of time answers: the gates and programs
+    still pending, and what each was doing."""
+    pending: dict[str, str] = {}
+    pending_gates = set()
+    for gate in gates:
+        for program in GATE_PROGRAMS[gate]:
+            if run is None or not run.futures[program].done():
+                pending_gates.add(gate)
+                why = run.waiting_on.get(program, "waiting") if run else "not checked"
+                pending[str(program)] = why
+    if not pending_gates:  # timed out while re-checking or waiting on a stop
+        pending_gates = set(gates)
+    return ReadinessTimeout(timeout_s, pending_gates, pending)

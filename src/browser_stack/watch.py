@@ -6,6 +6,8 @@
   check, when supervisord names another process or state.
 - `EventWatch`: the model's `Watch`: each ready program's process, and for Xvnc
   and openbox the display and the window manager's window (x11.DisplayWatch).
+- `ExitLog`: what an exit is told as: counted at once, logged with how it
+  ended as soon as supervisord says.
 - `Liveness`: the one case no event shows is a hang. While anything is up,
   every interval, supervisord's state and the probe of each program that holds
   a pass; a failure ends its readiness, and the next ensure brings it up again
@@ -20,10 +22,12 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 
 from browser_stack.errors import SupervisorError, SupervisorUnavailable
-from browser_stack.model import Gone, ReadinessModel
+from browser_stack.model import Gone
 from browser_stack.observer import Observer
-from browser_stack.probes import Probe, ProbeResult
+from browser_stack.probes import ProbeResult
+from browser_stack.reader import Reader
 from browser_stack.stack import Program
+from browser_stack.supervisor import ProcessInfo, Supervisor
 from browser_stack.x11 import DisplayWatch
 
 log = logging.getLogger(__name__)
@@ -102,21 +106,10 @@ class EventWatch:
 
 
 class Liveness:
-    def __init__(
-        self,
-        model: ReadinessModel,
-        probes: Mapping[Program, Probe],
-        refresh: Callable[[], Awaitable[object]],
-        *,
-        interval_s: float,
-        clock: Callable[[], float],
-        observer: Observer,
-    ) -> None:
-        self._model = model
-        self._probes = probes
-        self._refresh = refresh
+    def __init__(self, reader: Reader, *, interval_s: float, observer: Observer) -> None:
+        self._reader = reader
+        self._model = reader.model
         self._interval_s = interval_s
-        self._clock = clock
         self._observer = observer
 
     async def run(self) -> None:
@@ -131,27 +124,54 @@ class Liveness:
 
     async def check(self) -> None:
         try:
-            await self._refresh()
+            await self._reader.refresh()
         except (SupervisorUnavailable, SupervisorError) as exc:
             # The processes' own events and probes still tell: go on with them.
             log.warning("liveness check: %s", exc.message)
         await asyncio.gather(*(self._check(p) for p in self._model.holding()))
 
     async def _check(self, program: Program) -> None:
-        result = await self.probe(program, "liveness")
+        result = await self._reader.probe(program, "liveness")
         if result is not None and not result.ok:
             self._observer.liveness_failed(str(program))
             self._model.lost(program, f"liveness check failed: {result.detail}")
 
-    async def probe(self, program: Program, purpose: str) -> ProbeResult | None:
-        """Probe `program` once and tell the model of a pass, for the process
-        supervisord named before the probe began. None: supervisord names none."""
-        info = self._model.info(program)
-        if info is None:
-            return None
-        began = self._clock()
-        result = await self._probes[program]()
-        self._observer.probed(str(program), purpose)
-        if result.ok:
-            self._model.passed(program, info.pid, result, began)
-        return result
+
+class ExitLog:
+    """Counts an exit at once and logs it with how it ended, from supervisord:
+    its state first (a read served after supervisord has reaped the process),
+    then its log."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        refresh: Callable[[], Awaitable[Mapping[Program, ProcessInfo]]],
+        observer: Observer,
+    ) -> None:
+        self._supervisor = supervisor
+        self._refresh = refresh
+        self._observer = observer
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, program: Program, pid: int) -> None:
+        self._observer.program_exited(str(program))
+        task = asyncio.ensure_future(self._explain(program, pid))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _explain(self, program: Program, pid: int) -> None:
+        now, how = "not asked", "unknown"
+        try:
+            info = (await self._refresh()).get(program)
+            now = f"{info.state.name} pid {info.pid}" if info else "not configured"
+            how = await self._supervisor.exit_cause(program) or how
+        except (SupervisorUnavailable, SupervisorError) as exc:
+            now = f"unreachable ({exc.message})"
+        log.warning(
+            "exited program=%s pid=%d: %s; supervisord now: %s",
+            program,
+            pid,
+            how,
+            now,
+            extra={"program": str(program), "pid": pid, "event": "exited", "reason": how},
+        )

@@ -291,7 +291,7 @@ async def test_a_program_that_died_after_ready_is_started_again() -> None:
     controller, sup = make_controller()
     await controller.ensure(ALL, 5)
     sup.programs[Program.BROWSER].state = ProcessState.EXITED
-    statuses = (await controller.status()).programs
+    statuses = (await controller.reader.status()).programs
     assert statuses[Program.BROWSER].state == "EXITED"
     assert not statuses[Program.BROWSER].ready
     result = await controller.ensure(frozenset({Gate.CDP}), 5)
@@ -344,7 +344,7 @@ async def test_status_never_starts_anything_and_explains_failures() -> None:
     sup.programs[Program.BROWSER].spawnerr = "Exited too quickly"
     sup.programs[Program.BROWSER].stderr = "bind() failed"
     controller, _ = make_controller(sup)
-    statuses = (await controller.status()).programs
+    statuses = (await controller.reader.status()).programs
     assert sup.calls == []
     assert statuses[Program.BROWSER].reason == {
         "spawnerr": "Exited too quickly",
@@ -473,7 +473,7 @@ async def test_another_process_named_by_supervisord_is_not_ready_until_it_passes
     chrome.pid += 1000  # supervisord restarted it behind our back, no exit seen
     chrome.started_at = sup.now()
     chrome.ready_after_s = 0.2
-    await controller.refresh()
+    await controller.reader.refresh()
     assert controller.model.readiness(Program.BROWSER) == Readiness.STARTING
     result = await controller.ensure(frozenset({Gate.CDP}), 5)
     assert result.programs[Program.BROWSER].ready

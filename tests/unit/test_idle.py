@@ -149,6 +149,7 @@ class FakeController:
         self.last_ensure = 0.0
         self.starting = False
         self.fail_with: Exception | None = None
+        self.reader = self  # what the monitor reads supervisord's state through
 
     async def refresh(self) -> dict[Program, ProcessInfo]:
         if self.fail_with is not None:
