@@ -35,7 +35,7 @@ from browser_stack.bringup import MAX_ATTEMPTS, BringUp
 from browser_stack.config import Settings
 from browser_stack.errors import BrowserStackError, SupervisorError, SupervisorUnavailable
 from browser_stack.hooks import CpuWait, Hook, PortLookup
-from browser_stack.model import NoWatch, ProgramStatus, ReadinessModel, Watch
+from browser_stack.model import NoWatch, ProgramStatus, ReadinessModel, View, Watch
 from browser_stack.observer import NullObserver, Observer
 from browser_stack.probes import ATTEMPT_TIMEOUT_S, Probe
 from browser_stack.reader import Reader, endpoints
@@ -74,9 +74,17 @@ class EnsureResult:
     cold: bool
     elapsed_ms: float
     started: list[Program]
-    programs: dict[Program, ProgramStatus]
-    endpoints: dict[str, str]
+    # What the model knew when the answer was made: each program, the endpoints.
+    view: View
     joined: bool = False
+
+    @property
+    def programs(self) -> Mapping[Program, ProgramStatus]:
+        return self.view.programs
+
+    @property
+    def endpoints(self) -> Mapping[str, str]:
+        return self.view.endpoints
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,8 @@ class Controller:
             clock=clock,
             # A pass is fresh for an interval and the time its probe may take.
             fresh_for_s=interval + ATTEMPT_TIMEOUT_S if interval else None,
-            on_exit=lambda program, pid: self._exit_log(program, pid),
+            on_exit=lambda program, pid, how: self._exit_log(program, pid, how),
+            endpoints=lambda cdp_ws: endpoints(settings, cdp_ws),
         )
         self.reader = Reader(supervisor, probes, self.model, clock=clock, observer=self._observer)
         self._exit_log = ExitLog(supervisor, self.reader.refresh, self._observer)
@@ -141,9 +150,8 @@ class Controller:
     def starting(self) -> bool:
         return self._run is not None
 
-    def endpoints(self) -> dict[str, str]:
-        cdp_ws = self.model.probe(Program.BROWSER).data.get("cdp_ws", "")
-        return endpoints(self._settings, cdp_ws)
+    def endpoints(self) -> Mapping[str, str]:
+        return self.model.view.endpoints
 
     # -- ensure --------------------------------------------------------------
 
@@ -251,8 +259,7 @@ class Controller:
             cold=cold,
             elapsed_ms=round((self._clock() - began) * 1000, 2),
             started=list(run.started) if run is not None else [],
-            programs=self.model.statuses(),
-            endpoints=self.endpoints(),
+            view=self.model.view,
             joined=joined,
         )
 

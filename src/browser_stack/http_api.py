@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import hmac
 import json
@@ -49,6 +50,7 @@ from browser_stack.x11 import DisplayWatch
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4096
+ALL_GATES = frozenset(GATES)
 # The container's and Kubernetes' probes: open whatever the token.
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 ENSURE_FIELDS = frozenset({"needs", "timeout_s"})
@@ -80,8 +82,10 @@ def _error_response(error: BrowserStackError) -> web.Response:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request: the token where one is set, then our errors as JSON."""
     try:
+        _authorize(request)
         return await handler(request)
     except BrowserStackError as error:
         if error.status >= 500:
@@ -99,8 +103,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _json({"error": code, "message": exc.reason}, status=exc.status, headers=headers)
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _authorize(request: web.Request) -> None:
     """With BROWSER_STACK_TOKEN set, every endpoint but the probes needs it:
     status and memory show pids and stderr tails, metrics the usage."""
     token = request.app[SETTINGS].token
@@ -109,7 +112,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
             raise Unauthorized("this endpoint needs Authorization: Bearer <BROWSER_STACK_TOKEN>")
-    return await handler(request)
 
 
 async def _read_object(request: web.Request) -> dict[str, Any]:
@@ -128,7 +130,9 @@ async def _read_object(request: web.Request) -> dict[str, Any]:
 def parse_ensure_body(
     body: dict[str, Any], default_timeout_s: float
 ) -> tuple[frozenset[Gate], float]:
-    unknown = sorted(set(body) - ENSURE_FIELDS)
+    if not body:  # all gates, the default timeout
+        return ALL_GATES, default_timeout_s
+    unknown = sorted(body.keys() - ENSURE_FIELDS)
     if unknown:
         raise BadRequest(
             f"unknown field(s) {', '.join(unknown)}; allowed: needs, timeout_s", fields=unknown
@@ -147,16 +151,20 @@ def parse_ensure_body(
     return gates, float(timeout)
 
 
-def ensure_payload(result: EnsureResult) -> dict[str, Any]:
-    return {
-        "ready": True,
-        "cold": result.cold,
-        "elapsed_ms": result.elapsed_ms,
-        "needs": sorted(result.gates),
-        "started": [str(p) for p in result.started],
-        "programs": {str(p): s.to_dict() for p, s in result.programs.items()},
-        "endpoints": result.endpoints,
-    }
+def ensure_body(result: EnsureResult) -> str:
+    """The ensure answer: this call's part, then the model's view (its JSON
+    written once per change of the view)."""
+    return (
+        f'{{"ready":true,"cold":{"true" if result.cold else "false"}'
+        f',"elapsed_ms":{result.elapsed_ms!r},"needs":{_needs_json(result.gates)}'
+        f',"started":{_dumps([str(p) for p in result.started]) if result.started else "[]"}'
+        + result.view.json_tail
+    )
+
+
+@functools.cache
+def _needs_json(gates: frozenset[Gate]) -> str:
+    return _dumps(sorted(gates))
 
 
 async def ensure(request: web.Request) -> web.Response:
@@ -169,7 +177,7 @@ async def ensure(request: web.Request) -> web.Response:
         "X-Browser-Stack-Outcome": "cold" if result.cold else "warm",
         "X-Browser-Stack-Elapsed-Ms": f"{result.elapsed_ms:.2f}",
     }
-    return _json(ensure_payload(result), headers=headers)
+    return web.Response(text=ensure_body(result), content_type="application/json", headers=headers)
 
 
 async def gate(request: web.Request) -> web.Response:
@@ -211,7 +219,7 @@ async def status(request: web.Request) -> web.Response:
         "starting": controller.starting,
         "ready": {g: all(programs[p].ready for p in GATE_PROGRAMS[g]) for g in GATES},
         "programs": {str(p): s.to_dict() for p, s in programs.items()},
-        "endpoints": controller.endpoints(),
+        "endpoints": dict(controller.endpoints()),
     }
     idle = request.app.get(IDLE)
     if idle is not None:
@@ -346,9 +354,7 @@ def create_app(
 ) -> web.Application:
     """The aiohttp application. With no controller, real adapters are wired in
     for the app's lifetime (the composition root)."""
-    app = web.Application(
-        client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, auth_middleware]
-    )
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[middleware])
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
     if controller is not None:

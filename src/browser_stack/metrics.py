@@ -123,11 +123,20 @@ class Metrics:
             registry=r,
         )
 
+        # The outcomes of nearly every call, looked up once.
+        self._outcomes = {
+            o: (self.ensure_requests.labels(o), self.ensure_duration.labels(o))
+            for o in ("warm", "cold")
+        }
+
     # -- Observer ----------------------------------------------------------
 
     def ensure_done(self, outcome: str, seconds: float) -> None:
-        self.ensure_requests.labels(outcome).inc()
-        self.ensure_duration.labels(outcome).observe(seconds)
+        children = self._outcomes.get(outcome)
+        if children is None:  # an error code: rare
+            children = self.ensure_requests.labels(outcome), self.ensure_duration.labels(outcome)
+        children[0].inc()
+        children[1].observe(seconds)
 
     def ensure_joined(self) -> None:
         self.ensure_joined_total.inc()

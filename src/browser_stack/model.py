@@ -9,15 +9,21 @@ A warm ensure then answers from here with no request to supervisord or Chromium.
 Watchers are outside (`Watch`); the model tells them what to follow and they
 call back once when it goes. `readiness()` (readiness.py) decides, here as
 everywhere.
+
+What the model knows changes only on those events, on supervisord's answers and
+when a pass grows too old (a timer at that moment): each change publishes a new
+immutable `View`, and every reader (an ensure's answer, status, metrics) reads
+the current one. Its JSON is written once per view, not once per answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Protocol
 
 from browser_stack.probes import ProbeResult
@@ -80,12 +86,33 @@ class ProgramStatus:
         return out
 
 
+@dataclass(frozen=True)
+class View:
+    """What the model knew at one moment."""
+
+    programs: Mapping[Program, ProgramStatus]
+    ready: frozenset[Program]
+    endpoints: Mapping[str, str]
+
+    @cached_property
+    def json_tail(self) -> str:
+        """`,"programs":{...},"endpoints":{...}}`: the end of an ensure answer."""
+        programs = {str(p): s.to_dict() for p, s in self.programs.items()}
+        compact = {"separators": (",", ":")}
+        return (
+            f',"programs":{json.dumps(programs, **compact)}'  # type: ignore[arg-type]
+            f',"endpoints":{json.dumps(self.endpoints, **compact)}}}'  # type: ignore[arg-type]
+        )
+
+
 @dataclass
 class _Entry:
     info: ProcessInfo | None = None
     exited: bool = False
     passed_at: float | None = None
     probe: ProbeResult = field(default_factory=lambda: ProbeResult(False, "not checked yet"))
+    # Fires when its pass grows too old, to publish that.
+    stale: asyncio.TimerHandle | None = None
 
 
 class ReadinessModel:
@@ -95,18 +122,21 @@ class ReadinessModel:
         *,
         clock: Callable[[], float],
         fresh_for_s: float | None,
-        on_exit: Callable[[Program, int], None] | None = None,
+        on_exit: Callable[[Program, int, str], None] | None = None,
+        endpoints: Callable[[str], Mapping[str, str]] = lambda cdp_ws: {"cdp_ws": cdp_ws},
     ) -> None:
         self._watch = watch
         self._clock = clock
         self._fresh_for_s = fresh_for_s
         self._on_exit = on_exit
+        self._endpoints = endpoints
         self._entries = {p: _Entry() for p in PROGRAMS}
         # Whether supervisord has answered once: a program it did not name is
         # then not configured rather than unknown.
         self.observed = False
         # Set while any program holds a pass: the liveness checks wait for it.
         self.up = asyncio.Event()
+        self.view = self._view()
 
     # -- reading --------------------------------------------------------------
 
@@ -116,13 +146,13 @@ class ReadinessModel:
         return Facts(state=state, exited=entry.exited, passed_at=entry.passed_at)
 
     def readiness(self, program: Program) -> Readiness:
-        return readiness(self.facts(program), self._clock(), self._fresh_for_s)
+        return self.view.programs[program].readiness
 
     def ready(self, programs: Iterable[Program]) -> bool:
-        return all(self.readiness(p) == Readiness.READY for p in programs)
+        return self.view.ready.issuperset(programs)
 
     def not_ready(self, programs: Iterable[Program]) -> list[Program]:
-        return [p for p in programs if self.readiness(p) != Readiness.READY]
+        return [p for p in programs if p not in self.view.ready]
 
     def info(self, program: Program) -> ProcessInfo | None:
         return self._entries[program].info
@@ -135,20 +165,11 @@ class ReadinessModel:
         return [p for p, e in self._entries.items() if e.passed_at is not None]
 
     def status(self, program: Program, reason: dict[str, str] | None = None) -> ProgramStatus:
-        entry = self._entries[program]
-        info = entry.info
-        if info is None:
-            state, pid, uptime = ("NOT_CONFIGURED" if self.observed else "UNKNOWN"), 0, 0
-        else:
-            alive = info.state in ALIVE_STATES and info.start
-            state, pid = info.state.name, info.pid
-            uptime = max(0, int(time.time()) - info.start) if alive else 0
-        return ProgramStatus(
-            program, state, pid, uptime, self.readiness(program), entry.probe.detail, reason
-        )
+        status = self.view.programs[program]
+        return status if reason is None else replace(status, reason=reason)
 
     def statuses(self) -> dict[Program, ProgramStatus]:
-        return {p: self.status(p) for p in PROGRAMS}
+        return dict(self.view.programs)
 
     # -- what changes it ------------------------------------------------------
 
@@ -166,7 +187,7 @@ class ReadinessModel:
             elif old is not None and old.pid and new.pid != old.pid:
                 self._end(program, entry, f"supervisord restarted it (pid {new.pid})")
                 entry.exited = False
-        self._update_up()
+        self._publish()
 
     def spawned(self, program: Program) -> None:
         """We asked supervisord to spawn it; its pid comes with the next read."""
@@ -175,6 +196,7 @@ class ReadinessModel:
         entry.exited = False
         entry.passed_at = None
         entry.probe = ProbeResult(False, "spawned")
+        self._publish()
 
     def passed(self, program: Program, pid: int, result: ProbeResult, began: float) -> bool:
         """Its probe, begun at `began`, passed while supervisord named process
@@ -186,7 +208,12 @@ class ReadinessModel:
         entry.passed_at = max(entry.passed_at or began, began)
         entry.probe = result
         self._watch.follow(program, pid, result, self._gone(program, pid))
-        self.up.set()
+        if self._fresh_for_s is not None:
+            if entry.stale is not None:
+                entry.stale.cancel()
+            delay = entry.passed_at + self._fresh_for_s - self._clock()
+            entry.stale = asyncio.get_running_loop().call_later(delay + 0.001, self._publish)
+        self._publish()
         return True
 
     def lost(self, program: Program, why: str) -> None:
@@ -216,9 +243,9 @@ class ReadinessModel:
                 return  # an older process of it: already replaced
             if exited:  # the exit's own log line says how it ended
                 entry.exited = True
-                self._unpass(entry, why)
+                self._unpass(entry, f"exited: {why}" if why else "exited")
                 if self._on_exit is not None:
-                    self._on_exit(program, pid)
+                    self._on_exit(program, pid, why)
             else:
                 self.lost(program, why)
 
@@ -234,8 +261,31 @@ class ReadinessModel:
     def _unpass(self, entry: _Entry, why: str) -> None:
         entry.passed_at = None
         entry.probe = ProbeResult(False, why)
-        self._update_up()
+        self._publish()
 
-    def _update_up(self) -> None:
-        if not any(e.passed_at is not None for e in self._entries.values()):
+    def _publish(self) -> None:
+        self.view = self._view()
+        if any(e.passed_at is not None for e in self._entries.values()):
+            self.up.set()
+        else:
             self.up.clear()
+
+    def _view(self) -> View:
+        now = self._clock()
+        programs = {}
+        for program, entry in self._entries.items():
+            info = entry.info
+            if info is None:
+                state, pid, uptime = ("NOT_CONFIGURED" if self.observed else "UNKNOWN"), 0, 0
+            else:
+                alive = info.state in ALIVE_STATES and info.start
+                # As of supervisord's last word: at most a liveness interval old.
+                state, pid, uptime = info.state.name, info.pid, info.uptime_s if alive else 0
+            decided = readiness(self.facts(program), now, self._fresh_for_s)
+            programs[program] = ProgramStatus(
+                program, state, pid, uptime, decided, entry.probe.detail
+            )
+        ready = frozenset(p for p, s in programs.items() if s.ready)
+        browser = self._entries[Program.BROWSER].probe
+        cdp_ws = browser.data.get("cdp_ws", "") if Program.BROWSER in ready else ""
+        return View(programs, ready, self._endpoints(cdp_ws))

@@ -2,8 +2,10 @@
 
 - `watch_exit`: a pidfd per process (`os.pidfd_open`, readable the moment the
   process exits, for any pid the sidecar can see, not only its children;
-  Linux 5.3 and later). Without pidfd, an exit is noticed at the next liveness
-  check, when supervisord names another process or state.
+  Linux 5.3 and later), and how it ended from the same pidfd
+  (PIDFD_GET_INFO, Linux 6.15 and later; before, supervisord's log says).
+  Without pidfd, an exit is noticed at the next liveness check, when
+  supervisord names another process or state.
 - `EventWatch`: the model's `Watch`: each ready program's process, and for Xvnc
   and openbox the display and the window manager's window (x11.DisplayWatch).
 - `ExitLog`: what an exit is told as: counted at once, logged with how it
@@ -17,8 +19,11 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
+import signal
+import struct
 from collections.abc import Awaitable, Callable, Mapping
 
 from browser_stack.errors import SupervisorError, SupervisorUnavailable
@@ -35,15 +40,47 @@ log = logging.getLogger(__name__)
 Cancel = Callable[[], None]
 _warned_no_pidfd = False
 
+# linux/pidfd.h: ioctl(pidfd, PIDFD_GET_INFO, struct pidfd_info) with
+# PIDFD_INFO_EXIT in its mask gives the exit status of a process that has
+# exited, child or not. exit_code sits at byte 60 of the 64-byte version 0.
+_PIDFD_INFO_SIZE = 64
+_PIDFD_GET_INFO = (3 << 30) | (_PIDFD_INFO_SIZE << 16) | (0xFF << 8) | 11
+_PIDFD_INFO_EXIT = 1 << 3
+_EXIT_CODE = struct.Struct("=i")
+_EXIT_CODE_OFFSET = 60
 
-def watch_exit(pid: int, on_exit: Callable[[], None]) -> Cancel:
-    """Call `on_exit` once when process `pid` exits; returns what cancels it."""
+
+def how_it_ended(pidfd: int) -> str:
+    """ "terminated by SIGKILL", "exit status 1", or "" where the kernel cannot say."""
+    info = bytearray(_PIDFD_INFO_SIZE)
+    struct.pack_into("=Q", info, 0, _PIDFD_INFO_EXIT)
+    try:
+        fcntl.ioctl(pidfd, _PIDFD_GET_INFO, info)
+    except OSError:
+        return ""
+    if not struct.unpack_from("=Q", info, 0)[0] & _PIDFD_INFO_EXIT:
+        return ""
+    status = _EXIT_CODE.unpack_from(info, _EXIT_CODE_OFFSET)[0]
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            return f"terminated by {signal.Signals(number).name}"
+        except ValueError:
+            return f"terminated by signal {number}"
+    if os.WIFEXITED(status):
+        return f"exit status {os.WEXITSTATUS(status)}"
+    return ""
+
+
+def watch_exit(pid: int, on_exit: Callable[[str], None]) -> Cancel:
+    """Call `on_exit(how)` once when process `pid` exits ("" when how it ended
+    is not known); returns what cancels it."""
     global _warned_no_pidfd
     loop = asyncio.get_running_loop()
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
-        loop.call_soon(on_exit)  # already gone
+        loop.call_soon(on_exit, "")  # already gone
         return lambda: None
     except (OSError, AttributeError) as exc:
         if not _warned_no_pidfd:
@@ -60,8 +97,9 @@ def watch_exit(pid: int, on_exit: Callable[[], None]) -> Cancel:
             os.close(fd)
 
     def readable() -> None:
+        how = how_it_ended(fd)
         cancel()
-        on_exit()
+        on_exit(how)
 
     loop.add_reader(fd, readable)
     return cancel
@@ -77,7 +115,7 @@ class EventWatch:
         if current is None or current[0] != pid:
             if current is not None:
                 current[1]()
-            self._exits[program] = (pid, watch_exit(pid, lambda: gone("exited", True)))
+            self._exits[program] = (pid, watch_exit(pid, lambda how: gone(how, True)))
         if self._display is None:
             return
         if program == Program.TIGERVNC:
@@ -138,9 +176,10 @@ class Liveness:
 
 
 class ExitLog:
-    """Counts an exit at once and logs it with how it ended, from supervisord:
-    its state first (a read served after supervisord has reaped the process),
-    then its log."""
+    """Counts an exit and logs it at once with how it ended, as the pidfd told;
+    where it could not, from supervisord: its state first (a read served after
+    supervisord has reaped the process), then its log. Either way supervisord's
+    state is read after the exit."""
 
     def __init__(
         self,
@@ -153,25 +192,33 @@ class ExitLog:
         self._observer = observer
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def __call__(self, program: Program, pid: int) -> None:
+    def __call__(self, program: Program, pid: int, how: str) -> None:
         self._observer.program_exited(str(program))
-        task = asyncio.ensure_future(self._explain(program, pid))
+        if how:
+            self._log(program, pid, how)
+        task = asyncio.ensure_future(self._after(program, pid, explained=bool(how)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _explain(self, program: Program, pid: int) -> None:
-        now, how = "not asked", "unknown"
+    async def _after(self, program: Program, pid: int, *, explained: bool) -> None:
+        how = "how unknown"
         try:
             info = (await self._refresh()).get(program)
-            now = f"{info.state.name} pid {info.pid}" if info else "not configured"
-            how = await self._supervisor.exit_cause(program) or how
+            if not explained:
+                how = await self._supervisor.exit_cause(program) or how
+                now = f"{info.state.name} pid {info.pid}" if info else "not configured"
+                how = f"{how}; supervisord now: {now}"
         except (SupervisorUnavailable, SupervisorError) as exc:
-            now = f"unreachable ({exc.message})"
+            how = f"{how}; supervisord unreachable ({exc.message})"
+        if not explained:
+            self._log(program, pid, how)
+
+    @staticmethod
+    def _log(program: Program, pid: int, how: str) -> None:
         log.warning(
-            "exited program=%s pid=%d: %s; supervisord now: %s",
+            "exited program=%s pid=%d: %s",
             program,
             pid,
             how,
-            now,
             extra={"program": str(program), "pid": pid, "event": "exited", "reason": how},
         )

@@ -251,24 +251,25 @@ def test_04_program_that_died_after_ready_shows_in_status_and_is_brought_back(
     assert cdp_answers(endpoint)
 
 
-def test_04_an_exit_is_seen_with_no_request_and_ensure_answers_ready_only_when_it_is(
-    stack: Stack, sidecar: Sidecar
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_04_each_exit_is_seen_with_no_request_and_one_ensure_brings_it_back(
+    stack: Stack, sidecar: Sidecar, program: str
 ) -> None:
-    status, out = sidecar.ensure({"needs": ["cdp"]})
+    status, out = sidecar.ensure()
     assert status == 200, out
-    endpoint = out["endpoints"]["cdp"]
-    for _ in range(3):
-        pid = main_pid(stack, "browser")
-        os.kill(pid, signal.SIGKILL)  # supervisord restarts it
-        # Known from the exit itself (a pidfd), with no request in between.
-        line = f"exited program=browser pid={pid}: terminated by SIGKILL"
-        wait_for(lambda line=line: line in sidecar.read_output(), what="the exit's log line")
-        browser = sidecar.status().body["programs"]["browser"]
-        assert browser["ready"] is False, browser  # until its new process passes
-        status, out = sidecar.ensure({"needs": ["cdp"]})
-        assert status == 200, out
-        assert out["programs"]["browser"]["pid"] != pid
-        assert cdp_answers(endpoint)
+    pid = main_pid(stack, program)
+    os.kill(pid, signal.SIGKILL)  # supervisord restarts it (Xvnc's clients may follow)
+    # Known from the exit itself (a pidfd), with no request in between, and
+    # logged with how it ended.
+    line = f"exited program={program} pid={pid}: terminated by SIGKILL"
+    wait_for(lambda: line in sidecar.read_output(), what="the exit's log line")
+    exits = sidecar.request("GET", "/metrics").body
+    assert f'browser_stack_program_exits_total{{program="{program}"}}' in exits
+    status, out = sidecar.ensure()
+    assert status == 200, out
+    assert all(p["ready"] for p in out["programs"].values()), out["programs"]
+    assert out["programs"][program]["pid"] not in (0, pid)
+    assert cdp_answers(out["endpoints"]["cdp"])
 
 
 # 5 ------------------------------------------------------------------------------------

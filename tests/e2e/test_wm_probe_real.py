@@ -1,7 +1,9 @@
-"""The window-manager probe against a real Xvnc and a real openbox, no supervisord.
+"""The window-manager probe and the display's events against a real Xvnc and a
+real openbox, no supervisord.
 
 A window manager killed with SIGKILL leaves _NET_SUPPORTING_WM_CHECK on the root
 window (xprop -root still shows it); the probe must not call that display claimed.
+The display watch hears it go (DestroyNotify), and hears Xvnc go (EOF).
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from browser_stack.probes import wm_claimed
+from browser_stack.x11 import DisplayWatch
 
-from ..helpers import free_port
+from ..helpers import free_port, until, wait_for
 from .conftest import missing_programs
 
 X11_DIR = Path("/tmp/.X11-unix")
@@ -36,14 +38,6 @@ def _free_display() -> int:
         if not (X11_DIR / f"X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
             return n
     raise RuntimeError("no free X display between :150 and :249")
-
-
-def _wait(predicate: object, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _root_property(display: str) -> str:
@@ -73,7 +67,7 @@ def _openbox(display: str) -> Iterator[None]:
 
 
 @pytest.fixture()
-def xvnc() -> Iterator[tuple[str, Path]]:
+def xvnc() -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
     _need("Xvnc", "openbox", "xprop")
     number = _free_display()
     process = subprocess.Popen(
@@ -93,20 +87,23 @@ def xvnc() -> Iterator[tuple[str, Path]]:
     )
     socket_path = X11_DIR / f"X{number}"
     try:
-        _wait(socket_path.exists, f"Xvnc's socket {socket_path}")
-        yield f":{number}", socket_path
+        wait_for(socket_path.exists, what=f"Xvnc's socket {socket_path}")
+        yield f":{number}", socket_path, process
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         process.wait(timeout=10)
 
 
-def test_a_killed_window_manager_no_longer_claims_the_display(xvnc: tuple[str, Path]) -> None:
-    display, socket_path = xvnc
+def test_a_killed_window_manager_no_longer_claims_the_display(
+    xvnc: tuple[str, Path, subprocess.Popen[bytes]],
+) -> None:
+    display, socket_path, _ = xvnc
     probe = wm_claimed(str(socket_path))
     assert not asyncio.run(probe()).ok  # no window manager yet
 
     with _openbox(display):
-        _wait(lambda: asyncio.run(probe()).ok, "openbox to claim the display")
+        wait_for(lambda: asyncio.run(probe()).ok, what="openbox to claim the display")
         claimed = asyncio.run(probe())
         assert "window id #" in claimed.detail
 
@@ -119,5 +116,30 @@ def test_a_killed_window_manager_no_longer_claims_the_display(xvnc: tuple[str, P
 
     # A new openbox claims the display again, and the same probe sees it.
     with _openbox(display):
-        _wait(lambda: asyncio.run(probe()).ok, "the second openbox to claim the display")
+        wait_for(lambda: asyncio.run(probe()).ok, what="the second openbox to claim the display")
     assert not asyncio.run(probe()).ok
+
+
+async def test_the_display_watch_hears_the_window_manager_and_the_x_server_go(
+    xvnc: tuple[str, Path, subprocess.Popen[bytes]],
+) -> None:
+    display, socket_path, server = xvnc
+    probe = wm_claimed(str(socket_path))
+    heard: list[str] = []
+    watch = DisplayWatch(str(socket_path))
+    try:
+        watch.follow_display(lambda: heard.append("display"))
+        with _openbox(display):
+            async with asyncio.timeout(20):
+                while not (claimed := await probe()).ok:  # noqa: ASYNC110 - polling X
+                    await asyncio.sleep(0.05)
+            window = int(claimed.data["window"])
+            watch.follow_wm(window, lambda: heard.append("wm"))
+            await asyncio.sleep(0.5)
+            assert heard == []  # nothing to tell while openbox runs
+        # _openbox killed it (SIGKILL): its window is destroyed, and we are told.
+        await until(lambda: heard == ["wm"], timeout_s=10)
+        server.kill()
+        await until(lambda: heard == ["wm", "display"], timeout_s=10)
+    finally:
+        await watch.close()

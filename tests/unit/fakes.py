@@ -51,11 +51,14 @@ class FakeWatch:
     def forget(self, program: Program) -> None:
         self.following.pop(program, None)
 
+    # What the kernel says of an exit ("" : it cannot, before Linux 6.15).
+    how: str = "terminated by SIGKILL"
+
     def exited(self, program: Program, pid: int) -> None:
         followed = self.following.get(program)
         if followed is not None and followed[0] == pid:
             del self.following[program]
-            followed[1]("exited", True)
+            followed[1](self.how, True)
 
 
 @dataclass

@@ -443,18 +443,32 @@ async def test_an_exit_ends_readiness_at_once_and_is_logged_with_how_it_ended(
     await controller.ensure(ALL, 5)
     pid = sup.programs[Program.BROWSER].pid
     sup.kill(Program.BROWSER)
-    # No request of any kind in between: the model knows.
+    # No request of any kind in between: the model knows, and the log says how.
     assert controller.model.readiness(Program.BROWSER) == Readiness.FAILED
     assert recorder.exits == ["browser"]
+    lines = [r.getMessage() for r in caplog.records if "exited program=browser" in r.getMessage()]
+    assert lines == [f"exited program=browser pid={pid}: terminated by SIGKILL"]
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.cold and result.programs[Program.BROWSER].ready
+    assert len(sup.starts(Program.BROWSER)) == 2
+
+
+async def test_where_the_kernel_cannot_say_how_supervisord_tells(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    controller, sup = make_controller()
+    await controller.ensure(ALL, 5)
+    sup.watch.how = ""  # a kernel before 6.15
+    pid = sup.programs[Program.BROWSER].pid
+    sup.kill(Program.BROWSER)
+    assert controller.model.readiness(Program.BROWSER) == Readiness.FAILED
     await until(lambda: any("exited program=browser" in r.getMessage() for r in caplog.records))
     [line] = [r.getMessage() for r in caplog.records if "exited program=browser" in r.getMessage()]
     assert line == (
         f"exited program=browser pid={pid}: terminated by SIGKILL; not expected; "
         "supervisord now: EXITED pid 0"
     )
-    result = await controller.ensure(frozenset({Gate.CDP}), 5)
-    assert result.cold and result.programs[Program.BROWSER].ready
-    assert len(sup.starts(Program.BROWSER)) == 2
+    assert ("exit_cause", "browser") in sup.calls
 
 
 async def test_a_stop_of_our_own_is_not_an_exit() -> None:

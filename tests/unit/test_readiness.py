@@ -86,7 +86,7 @@ def running(pid: int) -> dict[Program, ProcessInfo]:
     return {p: ProcessInfo(str(p), S.RUNNING, pid=pid + i) for i, p in enumerate(PROGRAMS)}
 
 
-def test_a_pass_counts_only_for_the_process_supervisord_names() -> None:
+async def test_a_pass_counts_only_for_the_process_supervisord_names() -> None:
     now = [NOW]
     m = model(now)
     assert m.readiness(Program.BROWSER) == Readiness.UNKNOWN
@@ -101,7 +101,7 @@ def test_a_pass_counts_only_for_the_process_supervisord_names() -> None:
     assert m.readiness(Program.TIGERVNC) == Readiness.STARTING
 
 
-def test_not_configured_once_supervisord_has_answered() -> None:
+async def test_not_configured_once_supervisord_has_answered() -> None:
     m = model([NOW])
     assert m.status(Program.WEBSOCAT).state == "UNKNOWN"
     m.observe({})
@@ -109,7 +109,7 @@ def test_not_configured_once_supervisord_has_answered() -> None:
     assert m.readiness(Program.WEBSOCAT) == Readiness.UNKNOWN
 
 
-def test_a_lost_program_is_starting_until_it_passes_again() -> None:
+async def test_a_lost_program_is_starting_until_it_passes_again() -> None:
     now = [NOW]
     m = model(now)
     m.observe(running(10))
