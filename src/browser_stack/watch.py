@@ -176,10 +176,11 @@ class Liveness:
 
 
 class ExitLog:
-    """Counts an exit and logs it at once with how it ended, as the pidfd told;
-    where it could not, from supervisord: its state first (a read served after
-    supervisord has reaped the process), then its log. Either way supervisord's
-    state is read after the exit."""
+    """Counts an exit and logs it at once, with how it ended where the pidfd
+    told (a process still being reaped, or a kernel before 6.15, cannot say
+    yet). Then supervisord's state is read, and where the kernel did not say,
+    a second line gives supervisord's account: its state first (a read served
+    after supervisord has reaped the process), then its log."""
 
     def __init__(
         self,
@@ -194,31 +195,31 @@ class ExitLog:
 
     def __call__(self, program: Program, pid: int, how: str) -> None:
         self._observer.program_exited(str(program))
-        if how:
-            self._log(program, pid, how)
+        log.warning(
+            "exited program=%s pid=%d: %s",
+            program,
+            pid,
+            how or "how it ended: asking supervisord",
+            extra={"program": str(program), "pid": pid, "event": "exited", "reason": how},
+        )
         task = asyncio.ensure_future(self._after(program, pid, explained=bool(how)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _after(self, program: Program, pid: int, *, explained: bool) -> None:
-        how = "how unknown"
         try:
             info = (await self._refresh()).get(program)
-            if not explained:
-                how = await self._supervisor.exit_cause(program) or how
-                now = f"{info.state.name} pid {info.pid}" if info else "not configured"
-                how = f"{how}; supervisord now: {now}"
+            if explained:
+                return
+            how = await self._supervisor.exit_cause(program) or "not in supervisord's log"
+            now = f"{info.state.name} pid {info.pid}" if info else "not configured"
         except (SupervisorUnavailable, SupervisorError) as exc:
-            how = f"{how}; supervisord unreachable ({exc.message})"
-        if not explained:
-            self._log(program, pid, how)
-
-    @staticmethod
-    def _log(program: Program, pid: int, how: str) -> None:
+            how, now = "unknown", f"unreachable ({exc.message})"
         log.warning(
-            "exited program=%s pid=%d: %s",
+            "ended program=%s pid=%d: %s; supervisord now: %s",
             program,
             pid,
             how,
-            extra={"program": str(program), "pid": pid, "event": "exited", "reason": how},
+            now,
+            extra={"program": str(program), "pid": pid, "event": "ended", "reason": how},
         )

@@ -462,10 +462,12 @@ async def test_where_the_kernel_cannot_say_how_supervisord_tells(
     pid = sup.programs[Program.BROWSER].pid
     sup.kill(Program.BROWSER)
     assert controller.model.readiness(Program.BROWSER) == Readiness.FAILED
-    await until(lambda: any("exited program=browser" in r.getMessage() for r in caplog.records))
-    [line] = [r.getMessage() for r in caplog.records if "exited program=browser" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "exited program=browser" in r.getMessage()]
+    assert lines == [f"exited program=browser pid={pid}: how it ended: asking supervisord"]
+    await until(lambda: any("ended program=browser" in r.getMessage() for r in caplog.records))
+    [line] = [r.getMessage() for r in caplog.records if "ended program=browser" in r.getMessage()]
     assert line == (
-        f"exited program=browser pid={pid}: terminated by SIGKILL; not expected; "
+        f"ended program=browser pid={pid}: terminated by SIGKILL; not expected; "
         "supervisord now: EXITED pid 0"
     )
     assert ("exit_cause", "browser") in sup.calls
