@@ -347,3 +347,17 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+def test_prewarm_asks_for_a_background_start_and_returns_at_once(fake: FakeSidecar) -> None:
+    import asyncio
+
+    fake.answer(202, {"accepted": True, "needs": ["cdp"]})
+    assert client.prewarm_browser_stack(fake.url, needs="cdp") == {
+        "accepted": True,
+        "needs": ["cdp"],
+    }
+    assert asyncio.run(client.aprewarm_browser_stack(fake.url, needs=["cdp"]))["accepted"]
+    for method, path, _headers, body in fake.requests:
+        assert (method, path) == ("POST", "/v1/browser-stack/ensure")
+        assert json.loads(body) == {"needs": ["cdp"], "wait": False}

@@ -7,6 +7,7 @@
     browser = await playwright.chromium.connect_over_cdp(ready.endpoints["cdp"])
 
     ready = await aensure_browser_stack(needs=["mcp"])       # the same, async
+    prewarm_browser_stack(needs=["cdp"])   # start in the background, answer at once
 
 Both return the ensure answer (a dict, exactly as the sidecar sent it) whose
 `endpoints` property is the part a tool needs. Without `timeout` the sidecar's
@@ -383,6 +384,24 @@ def ensure_browser_stack(
     return Ensured(payload)
 
 
+def prewarm_browser_stack(
+    base_url: str | None = None,
+    needs: Iterable[str] | str | None = None,
+    *,
+    token: str | None = None,
+) -> dict[str, Any]:
+    """Start what the `needs` gates need in the background and return at once
+    (202): for an orchestrator that knows a task will use the browser before its
+    first browser call. A later ensure joins the start; its failure is in the
+    sidecar's log, its metrics and status (`last_start`)."""
+    body = _ensure_body(needs, None)
+    body["wait"] = False
+    payload, _headers = call(
+        "POST", f"{PREFIX}/ensure", base_url=base_url, body=body, timeout_s=10.0, token=token
+    )
+    return payload
+
+
 async def acall(
     method: str,
     path: str,
@@ -450,6 +469,28 @@ async def aensure_browser_stack(
         session=session,
     )
     return Ensured(payload)
+
+
+async def aprewarm_browser_stack(
+    base_url: str | None = None,
+    needs: Iterable[str] | str | None = None,
+    *,
+    token: str | None = None,
+    session: aiohttp.ClientSession | None = None,
+) -> dict[str, Any]:
+    """The async `prewarm_browser_stack`."""
+    body = _ensure_body(needs, None)
+    body["wait"] = False
+    payload, _headers = await acall(
+        "POST",
+        f"{PREFIX}/ensure",
+        base_url=base_url,
+        body=body,
+        timeout_s=10.0,
+        token=token,
+        session=session,
+    )
+    return payload
 
 
 def healthcheck_url(env: Mapping[str, str]) -> str:

@@ -76,6 +76,9 @@ class Settings:
     probe_interval_s: float = 0.005
     # Between liveness checks of what is up; 0: none (events alone).
     liveness_interval_s: float = 2.0
+    # needed: an ensure starts what its gates need and no more; all: the rest
+    # of the stack follows in the background (BROWSER_STACK_START).
+    start: str = "all"
     state_interval_s: float = 0.05
     xprop: str = ""
     # proxy: the sidecar listens on the public ports above and the programs on
@@ -165,6 +168,7 @@ class Settings:
             probe_interval_s=parse_seconds(
                 "BROWSER_STACK_PROBE_INTERVAL", text("BROWSER_STACK_PROBE_INTERVAL", "0.005")
             ),
+            start=text("BROWSER_STACK_START", "all").lower(),
             liveness_interval_s=parse_seconds(
                 "BROWSER_STACK_LIVENESS_INTERVAL",
                 text("BROWSER_STACK_LIVENESS_INTERVAL", "2"),
@@ -209,6 +213,8 @@ class Settings:
             )
         if (self.supervisor_username is None) != (self.supervisor_password is None):
             raise ConfigError("set both SUPERVISOR_USERNAME and SUPERVISOR_PASSWORD, or neither")
+        if self.start not in ("needed", "all"):
+            raise ConfigError(f"BROWSER_STACK_START={self.start!r} must be needed or all")
         if self.activation not in ("off", "proxy"):
             raise ConfigError(f"BROWSER_STACK_ACTIVATION={self.activation!r} must be off or proxy")
         ports = {

@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from browser_stack.bringup import MAX_ATTEMPTS, BringUp
 from browser_stack.config import Settings
@@ -40,7 +41,7 @@ from browser_stack.observer import NullObserver, Observer
 from browser_stack.probes import ATTEMPT_TIMEOUT_S, Probe
 from browser_stack.reader import Reader, endpoints
 from browser_stack.run import Run, timeout_error
-from browser_stack.stack import PROGRAMS, SPAWN_AFTER, Gate, Program, programs_for, stop_layers
+from browser_stack.stack import PROGRAMS, Gate, Program, programs_for, spawn_closure, stop_layers
 from browser_stack.supervisor import Supervisor
 from browser_stack.watch import ExitLog, Liveness
 
@@ -58,14 +59,7 @@ class Plan:
 @functools.cache
 def plan(gates: frozenset[Gate]) -> Plan:
     needed = programs_for(gates)
-    first = set(needed)
-    frontier = list(needed)
-    while frontier:
-        for dependency in SPAWN_AFTER[frontier.pop()]:
-            if dependency not in first:
-                first.add(dependency)
-                frontier.append(dependency)
-    return Plan(needed, frozenset(first))
+    return Plan(needed, spawn_closure(needed))
 
 
 @dataclass(frozen=True)
@@ -85,6 +79,23 @@ class EnsureResult:
     @property
     def endpoints(self) -> Mapping[str, str]:
         return self.view.endpoints
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    ended_at: float
+    started: tuple[Program, ...]
+    error: dict[str, Any] | None
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ok": self.error is None,
+            "ended_s_ago": round(now - self.ended_at, 1),
+            "started": [str(p) for p in self.started],
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
 
 
 @dataclass(frozen=True)
@@ -143,8 +154,11 @@ class Controller:
         self.liveness = Liveness(self.reader, interval_s=interval, observer=self._observer)
         self._run: Run | None = None
         self._stopping: asyncio.Task[StopResult] | None = None
-        # When an ensure last came or went: activity for the idle stop.
-        self.last_ensure = 0.0
+        self._background: set[asyncio.Task[EnsureResult]] = set()
+        # When an ensure for each gate last came or went: activity for the idle stop.
+        self.last_use: dict[Gate, float] = dict.fromkeys(Gate, 0.0)
+        # The last start's outcome, for status: a background start has no caller.
+        self._last_start: StartOutcome | None = None
 
     @property
     def starting(self) -> bool:
@@ -162,18 +176,49 @@ class Controller:
         came first), ReadinessTimeout (deadline passed; the start goes on) and
         SupervisorUnavailable.
         """
-        began = self.last_ensure = self._clock()
+        began = self._clock()
+        self._used(gates, began)
         try:
             result = await self._ensure(gates, timeout_s, began)
         except BrowserStackError as error:
             self._observer.ensure_done(error.code, self._clock() - began)
             raise
         finally:
-            self.last_ensure = self._clock()
+            self._used(gates, self._clock())
         self._observer.ensure_done("cold" if result.cold else "warm", self._clock() - began)
         if result.joined:
             self._observer.ensure_joined()
         return result
+
+    def last_start(self) -> dict[str, Any] | None:
+        """The last start's outcome, for status."""
+        if self._last_start is None:
+            return None
+        return self._last_start.to_dict(self._clock())
+
+    @property
+    def last_ensure(self) -> float:
+        return max(self.last_use.values())
+
+    def _used(self, gates: frozenset[Gate], now: float) -> None:
+        for gate in gates:
+            self.last_use[gate] = now
+
+    def prewarm(self, gates: frozenset[Gate]) -> None:
+        """Start what `gates` need in the background and return at once: the
+        same single-flight start an ensure joins. Its failure is logged, counted
+        and kept for status (`last_start`)."""
+        task = asyncio.ensure_future(self.ensure(gates, self._settings.ensure_timeout_s))
+        self._background.add(task)
+        task.add_done_callback(self._prewarmed)
+
+    def _prewarmed(self, task: asyncio.Task[EnsureResult]) -> None:
+        self._background.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.warning("background start failed: %s", error, extra={"event": "prewarm_failed"})
 
     async def _ensure(self, gates: frozenset[Gate], timeout_s: float, began: float) -> EnsureResult:
         needed = plan(gates).needed
@@ -207,6 +252,7 @@ class Controller:
                         await asyncio.wait([run.finished])
                         continue
                     first = plan(gates).first
+                    run.include(first, lambda p: self.model.ready([p]))
                     run.release(first)
                     waited = not run.done(needed)
                     await run.wait(needed)
@@ -226,12 +272,16 @@ class Controller:
             raise timeout_error(timeout_s, gates, run) from None
 
     def _start_the_rest(self, gates: frozenset[Gate]) -> None:
-        """The gates are ready; what else is down comes up in the background."""
-        if self._run is None and self._stopping is None and not self.model.ready(PROGRAMS):
+        """The gates are ready; with BROWSER_STACK_START=all, what else is down
+        comes up in the background."""
+        if self._settings.start != "all" or self._run is not None or self._stopping is not None:
+            return
+        if not self.model.ready(PROGRAMS):
             self._run = self._begin(gates)
 
     def _begin(self, gates: frozenset[Gate]) -> Run:
-        pending = self.model.not_ready(PROGRAMS)
+        scope = PROGRAMS if self._settings.start == "all" else plan(gates).first
+        pending = self.model.not_ready(scope)
         run = Run(self._bring_up, pending, plan(gates).first, self._clock())
         run.finished.add_done_callback(lambda _: self._finish(run))
         self._observer.start_begun()
@@ -244,6 +294,14 @@ class Controller:
         failed = run.failure(PROGRAMS)
         elapsed = self._clock() - run.began
         self._observer.start_ended(elapsed, failed is None)
+        error = None
+        if failed is not None:
+            error = (
+                failed.to_dict()
+                if isinstance(failed, BrowserStackError)
+                else {"error": "error", "message": str(failed)}
+            )
+        self._last_start = StartOutcome(self._clock(), tuple(run.started), error)
         log.info(
             "start ends in %.0f ms: %s",
             elapsed * 1000,
@@ -265,11 +323,13 @@ class Controller:
 
     # -- stop ----------------------------------------------------------------
 
-    async def stop(self, reason: str = "request") -> StopResult:
-        """Stop the five in reverse dependency order. Idempotent; concurrent
-        stops share one."""
+    async def stop(
+        self, reason: str = "request", programs: frozenset[Program] = frozenset(PROGRAMS)
+    ) -> StopResult:
+        """Stop the five (or `programs`: what an idle gate alone needs) in
+        reverse dependency order. Idempotent; concurrent stops share one."""
         if self._stopping is None:
-            task = asyncio.ensure_future(self._stop_all(reason))
+            task = asyncio.ensure_future(self._stop_all(reason, programs))
             self._stopping = task
 
             def clear(done: asyncio.Future[StopResult]) -> None:
@@ -281,7 +341,7 @@ class Controller:
             task.add_done_callback(clear)
         return await asyncio.shield(self._stopping)
 
-    async def _stop_all(self, reason: str) -> StopResult:
+    async def _stop_all(self, reason: str, programs: frozenset[Program]) -> StopResult:
         began = self._clock()
         run = self._run
         if run is not None:
@@ -290,7 +350,7 @@ class Controller:
                 self._run = None
         stopped: list[Program] = []
         for layer in stop_layers():
-            ordered = [p for p in PROGRAMS if p in layer]
+            ordered = [p for p in PROGRAMS if p in layer and p in programs]
             for program in ordered:
                 self.model.stopping(program)
             results = await asyncio.gather(*(self._supervisor.stop(p) for p in ordered))

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -53,7 +54,7 @@ MAX_BODY_BYTES = 4096
 ALL_GATES = frozenset(GATES)
 # The container's and Kubernetes' probes: open whatever the token.
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-ENSURE_FIELDS = frozenset({"needs", "timeout_s"})
+ENSURE_FIELDS = frozenset({"needs", "timeout_s", "wait"})
 
 CONTROLLER = web.AppKey("controller", Controller)
 METRICS = web.AppKey("metrics", Metrics)
@@ -127,15 +128,22 @@ async def _read_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def parse_ensure_body(
-    body: dict[str, Any], default_timeout_s: float
-) -> tuple[frozenset[Gate], float]:
+@dataclass(frozen=True)
+class EnsureRequest:
+    gates: frozenset[Gate]
+    timeout_s: float
+    # False: answer 202 at once and start in the background (warm ahead of need).
+    wait: bool = True
+
+
+def parse_ensure_body(body: dict[str, Any], default_timeout_s: float) -> EnsureRequest:
     if not body:  # all gates, the default timeout
-        return ALL_GATES, default_timeout_s
+        return EnsureRequest(ALL_GATES, default_timeout_s)
     unknown = sorted(body.keys() - ENSURE_FIELDS)
     if unknown:
         raise BadRequest(
-            f"unknown field(s) {', '.join(unknown)}; allowed: needs, timeout_s", fields=unknown
+            f"unknown field(s) {', '.join(unknown)}; allowed: needs, timeout_s, wait",
+            fields=unknown,
         )
     needs = body.get("needs", list(GATES))
     if not isinstance(needs, list) or not needs:
@@ -148,7 +156,10 @@ def parse_ensure_body(
         raise BadRequest("timeout_s must be a number of seconds")
     if not 0 < timeout <= MAX_ENSURE_TIMEOUT_S:
         raise BadRequest(f"timeout_s must be more than 0 and at most {MAX_ENSURE_TIMEOUT_S:g}")
-    return gates, float(timeout)
+    wait = body.get("wait", True)
+    if not isinstance(wait, bool):
+        raise BadRequest("wait must be true or false")
+    return EnsureRequest(gates, float(timeout), wait)
 
 
 def ensure_body(result: EnsureResult) -> str:
@@ -169,10 +180,15 @@ def _needs_json(gates: frozenset[Gate]) -> str:
 
 async def ensure(request: web.Request) -> web.Response:
     controller = request.app[CONTROLLER]
-    gates, timeout = parse_ensure_body(
-        await _read_object(request), request.app[SETTINGS].ensure_timeout_s
-    )
-    result = await controller.ensure(gates, timeout)
+    asked = parse_ensure_body(await _read_object(request), request.app[SETTINGS].ensure_timeout_s)
+    if not asked.wait:
+        controller.prewarm(asked.gates)
+        return web.Response(
+            status=202,
+            text=f'{{"accepted":true,"needs":{_needs_json(asked.gates)}}}',
+            content_type="application/json",
+        )
+    result = await controller.ensure(asked.gates, asked.timeout_s)
     headers = {
         "X-Browser-Stack-Outcome": "cold" if result.cold else "warm",
         "X-Browser-Stack-Elapsed-Ms": f"{result.elapsed_ms:.2f}",
@@ -217,6 +233,8 @@ async def status(request: web.Request) -> web.Response:
     payload: dict[str, Any] = {
         "supervisor": supervisor,
         "starting": controller.starting,
+        "start_mode": request.app[SETTINGS].start,
+        "last_start": controller.last_start(),
         "ready": {g: all(programs[p].ready for p in GATE_PROGRAMS[g]) for g in GATES},
         "programs": {str(p): s.to_dict() for p, s in programs.items()},
         "endpoints": dict(controller.endpoints()),
@@ -360,7 +378,10 @@ def create_app(
     if controller is not None:
         app[CONTROLLER] = controller
         app[IDLE] = idle or IdleMonitor(
-            controller, IdlePolicy(settings.idle_timeout_s, settings.idle_min_uptime_s), {}
+            controller,
+            IdlePolicy(settings.idle_timeout_s, settings.idle_min_uptime_s),
+            {},
+            per_gate=settings.start == "needed",
         )
     else:
         app.cleanup_ctx.append(_real_parts)
@@ -414,6 +435,9 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
             # The programs' own ports: behind the proxy, its stats count the public
             # side, and this catches clients that connect to the programs directly.
             settings.program_ports,
+            # With BROWSER_STACK_START=needed a gate's own programs stop when it is
+            # idle; with all, the stack is one (the rest would follow straight back).
+            per_gate=settings.start == "needed",
             extra_connections=(
                 (lambda: {n: s.open_connections for n, s in proxy.stats().items()})
                 if proxy

@@ -28,6 +28,7 @@ import psutil
 from browser_stack.errors import SupervisorUnavailable
 from browser_stack.memory import process_tree
 from browser_stack.observer import NullObserver, Observer
+from browser_stack.stack import PORT_GATES, PROGRAMS, Gate, Program, gate_alone
 from browser_stack.states import ALIVE_STATES
 
 log = logging.getLogger(__name__)
@@ -140,8 +141,35 @@ async def count_user_connections(ports: Mapping[str, int], main_pids: list[int])
     return await asyncio.to_thread(lambda: user_connections(ports, stack_pids(main_pids)))
 
 
+@dataclass(frozen=True)
+class Part:
+    """What stops together when its activity ends: the whole stack, or (with
+    BROWSER_STACK_START=needed) the programs one gate alone needs."""
+
+    name: str
+    programs: frozenset[Program]
+    # The ports whose connections are its activity, and the gates whose ensure calls are.
+    ports: frozenset[str]
+    gates: frozenset[Gate]
+
+
+WHOLE = Part("stack", frozenset(PROGRAMS), frozenset(PORT_GATES), frozenset(Gate))
+
+
+def gate_parts() -> list[Part]:
+    """MCP: mcp-server-browser; VNC: websocat and openbox. What CDP needs
+    (Xvnc, Chromium) stops only with the whole stack."""
+    parts = []
+    for gate in (Gate.MCP, Gate.VNC):
+        ports = frozenset(name for name, g in PORT_GATES.items() if g == gate)
+        parts.append(Part(str(gate), gate_alone(gate), ports, frozenset({gate})))
+    return parts
+
+
 class IdleMonitor:
-    """Checks the facts every `interval_s` and stops the stack when idle."""
+    """Checks the facts every `interval_s` and stops what is idle: the whole
+    stack, and with `per_gate`, the programs of a gate nobody uses while
+    others are in use."""
 
     def __init__(
         self,
@@ -149,6 +177,7 @@ class IdleMonitor:
         policy: IdlePolicy,
         ports: Mapping[str, int],
         *,
+        per_gate: bool = False,
         clock: Callable[[], float] = time.monotonic,
         interval_s: float | None = None,
         connections: ConnectionCounter = count_user_connections,
@@ -158,6 +187,7 @@ class IdleMonitor:
         self._controller = controller
         self.policy = policy
         self._ports = dict(ports)
+        self._parts = [WHOLE, *(gate_parts() if per_gate else [])]
         self._clock = clock
         self._interval_s = interval_s or min(5.0, max(0.2, policy.timeout_s / 10))
         self._connections = connections
@@ -165,8 +195,8 @@ class IdleMonitor:
         self._observer: Observer = observer or NullObserver()
         self.lease_until = 0.0
         # A restarted sidecar starts the count anew.
-        self._last_activity = clock()
-        self.last_decision: Decision | None = None
+        self._last_activity = dict.fromkeys((p.name for p in self._parts), clock())
+        self.decisions: dict[str, Decision] = {}
         self.stops: list[str] = []
 
     def lease(self, ttl_s: float) -> float:
@@ -174,47 +204,62 @@ class IdleMonitor:
         self.lease_until = max(self.lease_until, self._clock() + ttl_s)
         return self.lease_until - self._clock()
 
-    async def facts(self) -> Facts:
+    async def facts(self) -> dict[str, Facts]:
+        """Each part's facts, gathered in one look."""
         infos = await self._controller.reader.refresh()
         alive = {p: i for p, i in infos.items() if i.state in ALIVE_STATES}
-        youngest = min((i.uptime_s for i in alive.values()), default=0)
         connections: dict[str, int] = dict.fromkeys(self._ports, 0)
         if alive:
             connections = await self._connections(self._ports, [i.pid for i in alive.values()])
         if self._extra_connections is not None:
             for name, count in self._extra_connections().items():
                 connections[name] = connections.get(name, 0) + count
-        return Facts(
-            now=self._clock(),
-            stack_up=bool(alive),
-            youngest_uptime_s=float(youngest),
-            connections=connections,
-            last_ensure=self._controller.last_ensure,
-            lease_until=self.lease_until,
-            last_activity=self._last_activity,
-        )
-
-    async def _decide(self) -> Decision:
-        decision = self.policy.decide(await self.facts())
-        self._last_activity = decision.last_activity
-        return decision
-
-    async def check(self) -> Decision:
-        decision = await self._decide()
-        if decision.stop:
-            # Look again just before acting: a client may have connected since.
-            decision = await self._decide()
-        self.last_decision = decision
-        if decision.stop and not self._controller.starting:
-            log.info(
-                "idle stop: %s (timeout %g s)",
-                decision.reason,
-                self.policy.timeout_s,
-                extra={"event": "idle_stop", "reason": decision.reason},
+        now = self._clock()
+        out = {}
+        for part in self._parts:
+            mine = [i for p, i in alive.items() if p in part.programs]
+            out[part.name] = Facts(
+                now=now,
+                stack_up=bool(mine),
+                youngest_uptime_s=float(min((i.uptime_s for i in mine), default=0)),
+                connections={n: c for n, c in connections.items() if n in part.ports},
+                last_ensure=max(self._controller.last_use[g] for g in part.gates),
+                lease_until=self.lease_until,
+                last_activity=self._last_activity[part.name],
             )
-            self.stops.append(decision.reason)
-            await self._controller.stop(reason="idle")
-        return decision
+        return out
+
+    async def _decide(self) -> dict[str, Decision]:
+        decisions = {}
+        for name, facts in (await self.facts()).items():
+            decisions[name] = self.policy.decide(facts)
+            self._last_activity[name] = decisions[name].last_activity
+        return decisions
+
+    async def check(self) -> dict[str, Decision]:
+        decisions = await self._decide()
+        if any(d.stop for d in decisions.values()):
+            # Look again just before acting: a client may have connected since.
+            decisions = await self._decide()
+        self.decisions = decisions
+        if self._controller.starting:
+            return decisions
+        for part in self._parts:
+            decision = decisions[part.name]
+            if decision.stop:
+                log.info(
+                    "idle stop of %s: %s (timeout %g s)",
+                    part.name,
+                    decision.reason,
+                    self.policy.timeout_s,
+                    extra={"event": "idle_stop", "reason": decision.reason, "part": part.name},
+                )
+                self.stops.append(f"{part.name}: {decision.reason}")
+                reason = "idle" if part is WHOLE else f"idle-{part.name}"
+                await self._controller.stop(reason=reason, programs=part.programs)
+                if part is WHOLE:
+                    break
+        return decisions
 
     async def run(self) -> None:
         """Check every interval for the app's lifetime; a failed check is logged
@@ -231,17 +276,39 @@ class IdleMonitor:
             await asyncio.sleep(self._interval_s)
 
     def describe(self) -> dict[str, Any]:
-        decision = self.last_decision
-        return {
+        whole = self.decisions.get(WHOLE.name)
+        out: dict[str, Any] = {
             "enabled": self.policy.enabled,
             "timeout_s": self.policy.timeout_s,
             "min_uptime_s": self.policy.min_uptime_s,
-            "idle_for_s": round(decision.idle_for_s, 1) if decision else 0.0,
-            "stops_in_s": (
-                round(decision.stops_in_s, 1)
-                if decision and decision.stops_in_s is not None
-                else None
-            ),
-            "held_by": decision.held_by if decision else [],
+            **_describe(whole),
             "idle_stops": len(self.stops),
         }
+        if len(self._parts) > 1:
+            out["parts"] = {
+                part.name: {
+                    "programs": sorted(part.programs),
+                    **_describe(self.decisions.get(part.name)),
+                }
+                for part in self._parts[1:]
+            }
+        # What holds each program up: its own part, then the whole stack.
+        held: dict[str, list[str]] = {
+            str(p): list(whole.held_by) if whole else [] for p in PROGRAMS
+        }
+        for part in self._parts[1:]:
+            decision = self.decisions.get(part.name)
+            for program in part.programs:
+                held[str(program)] = list(decision.held_by) if decision else []
+        out["programs"] = held
+        return out
+
+
+def _describe(decision: Decision | None) -> dict[str, Any]:
+    return {
+        "idle_for_s": round(decision.idle_for_s, 1) if decision else 0.0,
+        "stops_in_s": (
+            round(decision.stops_in_s, 1) if decision and decision.stops_in_s is not None else None
+        ),
+        "held_by": decision.held_by if decision else [],
+    }

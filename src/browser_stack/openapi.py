@@ -25,6 +25,10 @@ _PROGRAM_STATUS = {
         "uptime_s": {"type": "integer"},
         "ready": {"type": "boolean"},
         "probe": {"type": "string"},
+        "readiness": {
+            "type": "string",
+            "enum": ["ready", "starting", "failed", "stopped", "unknown"],
+        },
         "reason": {"type": "object", "additionalProperties": {"type": "string"}},
     },
 }
@@ -113,6 +117,17 @@ def spec() -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _json("ready", {"$ref": "#/components/schemas/EnsureResponse"}),
+                        "202": _json(
+                            "wait: false: the start goes on in the background",
+                            {
+                                "type": "object",
+                                "required": ["accepted", "needs"],
+                                "properties": {
+                                    "accepted": {"type": "boolean", "enum": [True]},
+                                    "needs": {"type": "array", "items": {"type": "string"}},
+                                },
+                            },
+                        ),
                         **_errors(400, 401, 409, 413, 502, 503, 504),
                     },
                 }
@@ -318,6 +333,7 @@ def spec() -> dict[str, Any]:
                             "minimum": 0,
                             "maximum": MAX_ENSURE_TIMEOUT_S,
                         },
+                        "wait": {"type": "boolean"},
                     },
                 },
                 "EnsureResponse": {

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from browser_stack.errors import BrowserStackError, StartupError
-from browser_stack.stack import Gate
+from browser_stack.stack import PORT_GATES, Gate
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,7 @@ _HTTP_REQUEST = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|TRACE|CONN
 
 # Which gates each public port needs before its program can answer.
 ROUTE_GATES: Mapping[str, frozenset[Gate]] = {
-    "cdp": frozenset({Gate.CDP}),
-    "mcp": frozenset({Gate.MCP}),
-    "vnc": frozenset({Gate.VNC}),
-    "vnc_ws": frozenset({Gate.VNC}),
+    name: frozenset({gate}) for name, gate in PORT_GATES.items()
 }
 
 Ensure = Callable[[frozenset[Gate]], Awaitable[object]]

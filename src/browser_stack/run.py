@@ -10,7 +10,7 @@ is theirs alone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from browser_stack.errors import ReadinessTimeout, StackStopped
@@ -65,6 +65,16 @@ class Run:
     def release(self, programs: Iterable[Program]) -> None:
         for program in programs:
             self.released[program].set()
+
+    def include(self, programs: Iterable[Program], ready: Callable[[Program], bool]) -> None:
+        """Bring up in this run what a caller who joined it needs and the run
+        left out (with BROWSER_STACK_START=needed, a run holds only what its
+        first callers' gates need), or what went away since."""
+        for program in programs:
+            future = self.futures[program]
+            done_well = future.done() and not future.cancelled() and future.exception() is None
+            if done_well and not ready(program):
+                self.start(program)
 
     def done(self, programs: Iterable[Program]) -> bool:
         return all(self.futures[p].done() for p in programs)

@@ -49,6 +49,14 @@ GATE_PROGRAMS: dict[Gate, tuple[Program, ...]] = {
     Gate.VNC: (Program.TIGERVNC, Program.OPENBOX, Program.WEBSOCAT),
 }
 
+# Which gate each public port serves (the names of Settings.public_ports).
+PORT_GATES: dict[str, Gate] = {
+    "cdp": Gate.CDP,
+    "mcp": Gate.MCP,
+    "vnc": Gate.VNC,
+    "vnc_ws": Gate.VNC,
+}
+
 # What a program is useless without, for stopping in reverse order: its spawn
 # needs plus what its gate needs (the MCP server drives the browser).
 USES: dict[Program, frozenset[Program]] = {
@@ -105,3 +113,22 @@ def dependents_of(program: Program) -> frozenset[Program]:
         frontier = {p for p in PROGRAMS if USES[p] & frontier} - found
         found |= frontier
     return frozenset(found)
+
+
+def spawn_closure(programs: Iterable[Program]) -> frozenset[Program]:
+    """`programs` and everything they need ready before they are spawned."""
+    found = set(programs)
+    frontier = list(found)
+    while frontier:
+        for dependency in SPAWN_AFTER[frontier.pop()]:
+            if dependency not in found:
+                found.add(dependency)
+                frontier.append(dependency)
+    return frozenset(found)
+
+
+def gate_alone(gate: Gate) -> frozenset[Program]:
+    """What `gate` needs and CDP does not: what may stop while only CDP is used.
+    What CDP needs (Chromium and the X display it draws on) goes only with the
+    whole stack."""
+    return spawn_closure(GATE_PROGRAMS[gate]) - spawn_closure(GATE_PROGRAMS[Gate.CDP])

@@ -98,8 +98,9 @@ def test_bad_settings_are_one_clear_error(env: dict[str, str], fragment: str) ->
 
 def test_the_ensure_timeout_limit_is_one_for_the_variable_and_the_body() -> None:
     s = Settings.from_env({"BROWSER_STACK_ENSURE_TIMEOUT": str(MAX_ENSURE_TIMEOUT_S)})
-    assert parse_ensure_body({}, s.ensure_timeout_s)[1] == MAX_ENSURE_TIMEOUT_S
-    assert parse_ensure_body({"timeout_s": MAX_ENSURE_TIMEOUT_S}, 30)[1] == MAX_ENSURE_TIMEOUT_S
+    assert parse_ensure_body({}, s.ensure_timeout_s).timeout_s == MAX_ENSURE_TIMEOUT_S
+    asked = parse_ensure_body({"timeout_s": MAX_ENSURE_TIMEOUT_S}, 30)
+    assert asked.timeout_s == MAX_ENSURE_TIMEOUT_S
     with pytest.raises(BadRequest):
         parse_ensure_body({"timeout_s": MAX_ENSURE_TIMEOUT_S + 1}, 30)
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -17,7 +18,7 @@ from browser_stack.stack import GATES, PROGRAMS, Gate, Program
 from browser_stack.states import ProcessState
 
 from ..helpers import until
-from .fakes import FakeSupervisor, make_controller
+from .fakes import FAST, FakeSupervisor, make_controller
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("virtual_time")]
 ALL = frozenset(GATES)
@@ -550,3 +551,73 @@ async def test_a_user_that_fails_after_a_restart_fails_alone() -> None:
     assert caught.value.fields["program"] == "mcp-server-browser"
     assert controller.model.readiness(Program.BROWSER) == Readiness.READY
     assert len(sup.starts(Program.BROWSER)) == 2
+
+
+# -- memory proportional to use: BROWSER_STACK_START=needed, warming ahead ----------
+
+NEEDED = replace(FAST, start="needed")
+
+
+async def test_needed_starts_only_what_the_gates_need() -> None:
+    controller, sup = make_controller(settings=NEEDED)
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    await asyncio.sleep(1)  # nothing follows in the background
+    assert sorted(sup.starts()) == ["browser", "tigervnc"]
+    assert result.programs[Program.BROWSER].ready
+    await controller.ensure(frozenset({Gate.VNC}), 5)
+    await asyncio.sleep(1)
+    assert sorted(sup.starts()) == ["browser", "openbox", "tigervnc", "websocat"]
+    assert sup.starts(Program.MCP_SERVER_BROWSER) == []
+
+
+async def test_needed_a_caller_joining_a_start_brings_its_own_programs_into_it() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].ready_after_s = 0.4  # within the grace (0.5 s)
+    controller, _ = make_controller(sup, settings=NEEDED)
+    cdp = asyncio.ensure_future(controller.ensure(frozenset({Gate.CDP}), 5))
+    await asyncio.sleep(0.1)
+    assert controller.starting
+    vnc = await controller.ensure(frozenset({Gate.VNC}), 5)
+    # It did not wait for the browser's start to end first.
+    assert not cdp.done()
+    assert vnc.programs[Program.WEBSOCAT].ready and vnc.programs[Program.OPENBOX].ready
+    assert (await cdp).programs[Program.BROWSER].ready
+    assert sup.starts(Program.MCP_SERVER_BROWSER) == []
+
+
+async def test_all_brings_the_rest_up_after_the_answer() -> None:
+    controller, sup = make_controller()
+    await controller.ensure(frozenset({Gate.CDP}), 5)
+    await asyncio.sleep(1)
+    assert sorted(sup.starts()) == sorted(PROGRAMS)
+
+
+async def test_a_prewarm_returns_at_once_and_a_later_ensure_joins_its_start() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].ready_after_s = 0.5
+    controller, _ = make_controller(sup, settings=NEEDED)
+    controller.prewarm(frozenset({Gate.CDP}))
+    assert sup.starts() == []  # nothing yet: it only began
+    await asyncio.sleep(0.3)
+    assert controller.starting
+    result = await controller.ensure(frozenset({Gate.CDP}), 5)
+    assert result.cold and result.joined
+    assert sup.starts(Program.BROWSER) == ["browser"]
+    await until(lambda: controller.last_start() is not None)
+    assert controller.last_start()["ok"]  # type: ignore[index]
+
+
+async def test_a_failed_prewarm_is_logged_and_kept_for_status(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.BROWSER].crash_on_start = True
+    sup.programs[Program.BROWSER].stderr = "Missing X server or $DISPLAY"
+    controller, _ = make_controller(sup, settings=NEEDED)
+    controller.prewarm(frozenset({Gate.CDP}))
+    await until(lambda: controller.last_start() is not None)
+    last = controller.last_start()
+    assert last is not None and last["ok"] is False
+    assert last["error"]["program"] == "browser"
+    assert last["error"]["stderr_tail"] == "Missing X server or $DISPLAY"
+    await until(lambda: any("background start failed" in r.getMessage() for r in caplog.records))

@@ -322,3 +322,28 @@ async def test_whitespace_body_is_not_json(
     response = await client.post(ENSURE, data=b"\t")
     assert response.status == 400
     assert sup.calls == []
+
+
+async def test_wait_false_is_202_at_once_and_the_start_goes_on(
+    client: TestClient[object, object], sup: FakeSupervisor
+) -> None:
+    sup.programs[Program.BROWSER].ready_after_s = 0.3
+    response = await client.post(ENSURE, json={"needs": ["cdp"], "wait": False})
+    assert response.status == 202
+    assert await response.json() == {"accepted": True, "needs": ["cdp"]}
+    status = await (await client.get("/v1/browser-stack/status")).json()
+    assert status["starting"] is True
+    joined = await client.post(ENSURE, json={"needs": ["cdp"]})
+    assert joined.status == 200
+    assert (await joined.json())["cold"] is True
+    assert sup.starts(Program.BROWSER) == ["browser"]
+    for _ in range(100):  # the rest of the start ends a moment after the answer
+        status = await (await client.get("/v1/browser-stack/status")).json()
+        if status["last_start"] is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert status["last_start"]["ok"] is True
+    assert {"tigervnc", "browser"} <= set(status["last_start"]["started"])
+    bad = await client.post(ENSURE, json={"wait": "no"})
+    assert bad.status == 400
+    assert "wait must be true or false" in (await bad.json())["message"]

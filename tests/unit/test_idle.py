@@ -15,7 +15,7 @@ from browser_stack.http_api import create_app
 from browser_stack.idle import Decision, Facts, IdleMonitor, IdlePolicy, user_connections
 from browser_stack.metrics import Metrics
 from browser_stack.observer import NullObserver
-from browser_stack.stack import GATES, PROGRAMS, Program
+from browser_stack.stack import GATES, PROGRAMS, Gate, Program
 from browser_stack.states import ProcessState
 from browser_stack.supervisor import ProcessInfo
 
@@ -146,7 +146,8 @@ class FakeController:
         self.clock = clock
         self.started = 0.0
         self.stops: list[str] = []
-        self.last_ensure = 0.0
+        self.stopped: list[frozenset[Program]] = []
+        self.last_use = dict.fromkeys(Gate, 0.0)
         self.starting = False
         self.fail_with: Exception | None = None
         self.reader = self  # what the monitor reads supervisord's state through
@@ -165,8 +166,11 @@ class FakeController:
             for i, p in enumerate(PROGRAMS)
         }
 
-    async def stop(self, reason: str = "request") -> None:
+    async def stop(
+        self, reason: str = "request", programs: frozenset[Program] = frozenset(PROGRAMS)
+    ) -> None:
         self.stops.append(reason)
+        self.stopped.append(programs)
 
 
 class Recorder(NullObserver):
@@ -188,14 +192,54 @@ async def test_monitor_stops_through_the_controller_with_the_idle_reason() -> No
         controller, IdlePolicy(10, 0), NONE, clock=lambda: now[0], connections=no_connections
     )
     now[0] = 5
-    assert not (await monitor.check()).stop
+    assert not (await monitor.check())["stack"].stop
     monitor.lease(20)  # held until 25
     now[0] = 30
-    assert not (await monitor.check()).stop
+    assert not (await monitor.check())["stack"].stop
     now[0] = 35
-    assert (await monitor.check()).stop
+    assert (await monitor.check())["stack"].stop
     assert controller.stops == ["idle"]
+    assert controller.stopped == [frozenset(PROGRAMS)]
     assert monitor.describe()["idle_stops"] == 1
+
+
+async def test_per_gate_an_idle_gate_stops_its_own_programs_while_cdp_is_used() -> None:
+    now = [0.0]
+    controller = FakeController(now)
+    open_ports = {"cdp": 1, "mcp": 0, "vnc": 1, "vnc_ws": 0}
+
+    async def connections(ports: Mapping[str, int], pids: list[int]) -> dict[str, int]:
+        return {name: open_ports[name] for name in ports}
+
+    monitor = IdleMonitor(
+        controller,
+        IdlePolicy(10, 0),
+        NONE,
+        per_gate=True,
+        clock=lambda: now[0],
+        connections=connections,
+    )
+    now[0] = 5
+    controller.last_use[Gate.MCP] = 5  # an MCP ensure at 5
+    decisions = await monitor.check()
+    assert not any(d.stop for d in decisions.values())
+    described = monitor.describe()
+    assert described["programs"]["mcp-server-browser"] == []
+    assert described["programs"]["websocat"] == ["vnc: 1 connection"]
+    assert described["programs"]["browser"] == ["cdp: 1 connection", "vnc: 1 connection"]
+    now[0] = 16  # MCP idle for 11 s; CDP and the VNC viewer still connected
+    decisions = await monitor.check()
+    assert decisions["mcp"].stop and not decisions["vnc"].stop and not decisions["stack"].stop
+    assert controller.stops == ["idle-mcp"]
+    assert controller.stopped == [frozenset({Program.MCP_SERVER_BROWSER})]
+    open_ports["vnc"] = 0  # the viewer leaves at 16
+    now[0] = 20
+    await monitor.check()
+    now[0] = 27
+    await monitor.check()
+    assert controller.stops[-1] == "idle-vnc"
+    assert controller.stopped[-1] == frozenset({Program.WEBSOCAT, Program.OPENBOX})
+    assert monitor.describe()["parts"]["vnc"]["programs"] == ["openbox", "websocat"]
 
 
 async def test_a_failing_check_is_logged_counted_and_the_monitor_goes_on(
