@@ -182,12 +182,16 @@ async def ensure(request: web.Request) -> web.Response:
     controller = request.app[CONTROLLER]
     asked = parse_ensure_body(await _read_object(request), request.app[SETTINGS].ensure_timeout_s)
     if not asked.wait:
-        controller.prewarm(asked.gates)
-        return web.Response(
+        # The answer goes out first: the start's first steps would delay it.
+        accepted = web.Response(
             status=202,
             text=f'{{"accepted":true,"needs":{_needs_json(asked.gates)}}}',
             content_type="application/json",
         )
+        await accepted.prepare(request)
+        await accepted.write_eof()
+        controller.prewarm(asked.gates)
+        return accepted
     result = await controller.ensure(asked.gates, asked.timeout_s)
     headers = {
         "X-Browser-Stack-Outcome": "cold" if result.cold else "warm",
