@@ -15,6 +15,8 @@ needed and idle stop on. Then, in one run:
            and leaves; then the viewer leaves: how long until mcp-server-browser,
            then websocat with openbox, are stopped, next to the idle timeout and
            the check interval.
+  gate sets  needed mode: what each gate set (cdp, mcp, vnc, all three) holds once
+           settled, the five's USS and PSS.
   prewarm  needed mode, N rounds, stack stopped before each: POST ensure
            {"wait": false} (its latency, next to a bare aiohttp handler's from the
            same client in the same minutes), then 300 ms later an ensure
@@ -156,6 +158,28 @@ async def section_memory(bench: Any, needed: Sidecar, rounds: int) -> dict[str, 
     }
 
 
+GATE_SETS = (("cdp",), ("mcp",), ("vnc",), ("cdp", "mcp", "vnc"))
+
+
+async def section_gate_sets(bench: Any, needed: Sidecar, rounds: int) -> dict[str, Any]:
+    """needed mode: what each gate set holds, nothing opened, once settled."""
+    out: dict[str, Any] = {}
+    for gates in GATE_SETS:
+        samples = []
+        for _ in range(rounds):
+            await stop_all(bench)
+            await needed.call("POST", ENSURE, {"needs": list(gates)})
+            await asyncio.sleep(SETTLE_S)
+            samples.append(tree_totals(await needed.call("GET", "/v1/browser-stack/memory")))
+        out["+".join(gates)] = {
+            "running": sorted(samples[0]["programs"]),
+            **{k: statistics.median(s[k] for s in samples) for k in ("uss_mib", "pss_mib")},
+        }
+        print(f"  gates {'+'.join(gates)}: {out['+'.join(gates)]}", flush=True)
+    await stop_all(bench)
+    return out
+
+
 async def alive(sidecar: Sidecar) -> set[str]:
     status = await sidecar.call("GET", STATUS)
     return {n for n, p in status["programs"].items() if p["state"] in ("STARTING", "RUNNING")}
@@ -281,6 +305,17 @@ def report(results: dict[str, Any]) -> str:
         med = m["median"][mode]
         lines.append(f"| {mode} | {med['uss_mib']:.1f} | {med['pss_mib']:.1f} |")
     lines.append(f"| needed / all | {m['ratio_uss']:.2f} | {m['ratio_pss']:.2f} |")
+    lines += [
+        "",
+        "### What each gate set holds (BROWSER_STACK_START=needed, settled, no page)",
+        "",
+        "| needs | running | the five: USS MiB | PSS MiB |",
+        "|---|---|--:|--:|",
+    ]
+    for gates, row in results["gate_sets"].items():
+        lines.append(
+            f"| {gates} | {', '.join(row['running'])} | {row['uss_mib']:.1f} | {row['pss_mib']:.1f} |"
+        )
     p = results["parts"]
     lines += [
         "",
@@ -315,6 +350,8 @@ async def run(rounds: int, timeout_s: float) -> dict[str, Any]:
             await needed.wait_up()
             print("[memory]", flush=True)
             memory = await section_memory(bench, needed, rounds)
+            print("[gate sets]", flush=True)
+            gate_sets = await section_gate_sets(bench, needed, min(rounds, 2))
             print("[prewarm]", flush=True)
             prewarm = await section_prewarm(bench, needed, rounds)
         finally:
@@ -334,7 +371,13 @@ async def run(rounds: int, timeout_s: float) -> dict[str, Any]:
             parts = await section_parts(bench, idle, timeout_s)
         finally:
             idle.close()
-    return {"memory": memory, "parts": parts, "prewarm": prewarm, "machine": bench_run.machine()}
+    return {
+        "memory": memory,
+        "gate_sets": gate_sets,
+        "parts": parts,
+        "prewarm": prewarm,
+        "machine": bench_run.machine(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
