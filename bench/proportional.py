@@ -313,9 +313,8 @@ def report(results: dict[str, Any]) -> str:
         "|---|---|--:|--:|",
     ]
     for gates, row in results["gate_sets"].items():
-        lines.append(
-            f"| {gates} | {', '.join(row['running'])} | {row['uss_mib']:.1f} | {row['pss_mib']:.1f} |"
-        )
+        running = ", ".join(row["running"])
+        lines.append(f"| {gates} | {running} | {row['uss_mib']:.1f} | {row['pss_mib']:.1f} |")
     p = results["parts"]
     lines += [
         "",
