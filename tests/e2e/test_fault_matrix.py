@@ -236,7 +236,7 @@ def test_03_running_but_cdp_dead_is_restarted_with_its_users_after_the_grace(
 def test_04_program_that_died_after_ready_shows_in_status_and_is_brought_back(
     stack: Stack, sidecar: Sidecar
 ) -> None:
-    status, out = sidecar.ensure({"needs": ["cdp"]})
+    status, out = sidecar.ensure()  # all five: no start left running behind it
     assert status == 200, out
     endpoint = out["endpoints"]["cdp"]
     rpc(stack, "stopProcess", "browser", True)  # died behind the sidecar's back

@@ -53,7 +53,7 @@ def test_an_idle_stack_is_stopped(stack: Stack, idle_sidecar: Sidecar) -> None:
     idle = idle_sidecar.status().body["idle"]
     assert idle["enabled"] is True
     assert idle["idle_stops"] >= 1
-    assert "idle stop: no activity" in idle_sidecar.read_output()
+    assert "idle stop of stack: no activity" in idle_sidecar.read_output()
     assert_all_stopped(stack)
 
 

@@ -130,15 +130,17 @@ class _Page(http.server.BaseHTTPRequestHandler):
         pass
 
 
-async def mcp_tools(url: str, navigate: str | None = None) -> list[str]:
+async def mcp_tools(url: str, use: bool = False) -> list[str]:
+    """The MCP server's tools; with `use`, one read-only tool call too, which
+    makes mcp-server-browser connect to Chromium (the page stays as it is)."""
     from mcp import ClientSession
     from mcp.client.sse import sse_client
 
     async with sse_client(url) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         names = [tool.name for tool in (await session.list_tools()).tools]
-        if navigate is not None:
-            result = await session.call_tool("browser_navigate", {"url": navigate})
+        if use:
+            result = await session.call_tool("browser_get_text", {})
             assert not result.is_error, result
         return names
 
@@ -161,7 +163,7 @@ def test_mcp_left_alone_stops_while_a_cdp_session_holds_the_browser(
                 page = await browser.contexts[0].new_page()
                 await page.goto(origin)
                 await page.evaluate("() => { document.cookie = 'held=yes; path=/'; }")
-                first = await mcp_tools(out["endpoints"]["mcp"], "data:text/html,mcp")
+                first = await mcp_tools(out["endpoints"]["mcp"], use=True)
                 # The MCP client is gone; the CDP session stays.
                 await asyncio.to_thread(
                     wait_for,
