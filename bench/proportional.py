@@ -48,6 +48,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "scripts"))
 
 import run as bench_run  # noqa: E402  (the same private stack as bench/run.py)
+from idle import open_a_page  # noqa: E402
 
 MIB = 1024 * 1024
 ENSURE = "/v1/browser-stack/ensure"
@@ -99,20 +100,6 @@ class Sidecar:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(10)
-
-
-async def open_a_page(cdp_url: str) -> None:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.connect_over_cdp(cdp_url)
-        try:
-            page = await browser.contexts[0].new_page()
-            await page.goto("data:text/html,<h1>a session's page</h1>")
-            await page.evaluate("document.title")
-            await page.close()
-        finally:
-            await browser.close()
 
 
 def tree_totals(report: dict[str, Any]) -> dict[str, float]:

@@ -25,14 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.server
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import xmlrpc.client
@@ -41,6 +39,9 @@ from typing import Any
 
 import psutil
 from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.helpers import page_server
 
 # (stopsignal, stopasgroup, through a shell that does not exec Chromium)
 SETTINGS = [
@@ -118,19 +119,6 @@ killasgroup=true
     conf = root / "supervisord.conf"
     conf.write_text("".join(parts))
     return conf
-
-
-class Page(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"<html><body>cookie test</body></html>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def rpc(root: Path, method: str, *params: Any) -> Any:
@@ -225,24 +213,22 @@ def main(argv: list[str] | None = None) -> int:
         start_new_session=True,
         env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
     )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    origin = f"http://127.0.0.1:{server.server_address[1]}/"
     results: dict[str, list[tuple[bool, int]]] = {name: [] for name in ports}
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError, xmlrpc.client.Error):
-                if rpc(root, "supervisor.getProcessInfo", "tigervnc")["statename"] == "RUNNING":
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError((root / "supervisord.log").read_text())
-            time.sleep(0.1)
-        for _ in range(args.rounds):  # interleaved: each setting once per round
-            for name, port in ports.items():
-                results[name].append(trial(root, name, port, origin))
+        with page_server("<html><body>cookie test</body></html>") as origin:
+            deadline = time.monotonic() + 20
+            while True:
+                with contextlib.suppress(OSError, xmlrpc.client.Error):
+                    info = rpc(root, "supervisor.getProcessInfo", "tigervnc")
+                    if info["statename"] == "RUNNING":
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError((root / "supervisord.log").read_text())
+                time.sleep(0.1)
+            for _ in range(args.rounds):  # interleaved: each setting once per round
+                for name, port in ports.items():
+                    results[name].append(trial(root, name, port, origin))
     finally:
-        server.shutdown()
         supervisord.terminate()
         supervisord.wait(timeout=60)
         shutil.rmtree(root, ignore_errors=True)

@@ -7,14 +7,12 @@ has idle stop off) on the same supervisord.
 from __future__ import annotations
 
 import asyncio
-import http.server
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from ..helpers import Sidecar, wait_for
+from ..helpers import Sidecar, page_server, wait_for
 from .conftest import Stack
 from .test_fault_matrix import start_sidecar
 from .test_real_stack import assert_all_stopped
@@ -81,28 +79,12 @@ def test_an_open_cdp_connection_holds_the_stack_until_it_closes(
     wait_for(lambda: all_stopped(idle_sidecar), timeout=30, what="the stop after close")
 
 
-class _Page(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"<html><body>profile test</body></html>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_cookies_and_local_storage_survive_an_idle_stop(
     stack: Stack, idle_sidecar: Sidecar
 ) -> None:
     from playwright.async_api import async_playwright
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    origin = f"http://127.0.0.1:{server.server_address[1]}/"
-    try:
+    with page_server("<html><body>profile test</body></html>") as origin:
         status, out = idle_sidecar.ensure({"needs": ["cdp"]})
         assert status == 200, out
 
@@ -143,6 +125,3 @@ def test_cookies_and_local_storage_survive_an_idle_stop(
         assert "kept=cookie-value" in cookie
         assert stored == "storage-value"
         wait_for(lambda: all_stopped(idle_sidecar), timeout=30, what="the idle stop")
-    finally:
-        server.shutdown()
-        server.server_close()

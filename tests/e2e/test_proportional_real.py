@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.server
 import struct
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from ..helpers import Sidecar, wait_for
+from ..helpers import Sidecar, page_server, wait_for
 from .conftest import Stack
 from .test_fault_matrix import main_pid, spawn_count, start_sidecar
 from .test_real_stack import RFB_BANNER, stop_stack
@@ -117,19 +115,6 @@ def test_cdp_starts_xvnc_and_chromium_alone_and_browser_tools_need_no_window_man
     assert alive(needed) == {"tigervnc", "browser"}
 
 
-class _Page(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"<html><title>held</title><body>held page</body></html>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 async def mcp_tools(url: str, use: bool = False) -> list[str]:
     """The MCP server's tools; with `use`, one read-only tool call too, which
     makes mcp-server-browser connect to Chromium (the page stays as it is)."""
@@ -150,9 +135,6 @@ def test_mcp_left_alone_stops_while_a_cdp_session_holds_the_browser(
 ) -> None:
     from playwright.async_api import async_playwright
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    origin = f"http://127.0.0.1:{server.server_address[1]}/"
     out = ensure(needed, ["cdp", "mcp"])
     chromium = main_pid(stack, "browser")
 
@@ -182,11 +164,8 @@ def test_mcp_left_alone_stops_while_a_cdp_session_holds_the_browser(
             finally:
                 await browser.close()
 
-    try:
+    with page_server("<html><title>held</title><body>held page</body></html>") as origin:
         first, second, cookie, title = asyncio.run(scenario())
-    finally:
-        server.shutdown()
-        server.server_close()
     assert [n for n in first if n.startswith("browser_")]
     assert second == first
     assert "held=yes" in cookie and title == "held"
