@@ -134,8 +134,8 @@ class XmlRpcSupervisor:
         A connection per call: one to a supervisord that has since restarted
         would fail on its next use. HTTP/1.0, so that the answer ends where the
         connection does. A bare socket: a client library's machinery cost more
-        CPU than supervisord takes to answer, on every verification round, and
-        an asyncio transport is left for the cyclic garbage collector.
+        CPU than supervisord takes to answer, on every state tick of a start,
+        and an asyncio transport is left for the cyclic garbage collector.
         """
         loop = asyncio.get_running_loop()
         address: str | tuple[str, int]
@@ -300,8 +300,8 @@ def loads_response(payload: bytes) -> Any:
     What `xmlrpc.client.loads` answers, three times faster for the types
     supervisord sends (int, string, boolean, array, struct): ElementTree builds
     the tree in C where xmlrpc.client calls Python for every tag, and this
-    decodes getAllProcessInfo on every verification round. Any other type goes
-    to xmlrpc.client.
+    decodes getAllProcessInfo on every state tick of a start. Any other type
+    goes to xmlrpc.client.
     """
     root = ElementTree.fromstring(payload)
     try:
