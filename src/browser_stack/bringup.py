@@ -220,9 +220,31 @@ class BringUp:
         self._model.spawned(program)
 
     async def _until_ready(self, program: Program, progress: Progress) -> None:
+        # A pass counts for the process supervisord names: a program just
+        # spawned has its pid in the next read of supervisord's state, begun now,
+        # so that it is there by the time the probe passes.
+        spawned = self._clock()
+        info = self._model.info(program)
+        pid_read = None
+        if info is None or not info.pid:
+            pid_read = asyncio.ensure_future(self._refresh(spawned))
+        try:
+            await self._probe_until_ready(program, progress, spawned, pid_read)
+        finally:
+            if pid_read is not None and not pid_read.done():
+                pid_read.cancel()
+            elif pid_read is not None and not pid_read.cancelled():
+                pid_read.exception()  # seen here, whatever it was
+
+    async def _probe_until_ready(
+        self,
+        program: Program,
+        progress: Progress,
+        spawned: float,
+        pid_read: asyncio.Future[Mapping[Program, ProcessInfo]] | None,
+    ) -> None:
         settings = self._settings
         probe = self._probes[program]
-        spawned = self._clock()
         next_tick = self._tick_after(spawned)
         starvation = Starvation(self._cpu_wait)
         extended = False
@@ -231,8 +253,9 @@ class BringUp:
             result = await probe()
             self._observer.probed(str(program), "start")
             if result.ok:
-                # The pass counts for the process supervisord names now.
-                info = (await self._refresh(began)).get(program)
+                if pid_read is not None:
+                    await pid_read
+                info = self._model.info(program)
                 if info is not None and self._model.passed(program, info.pid, result, began):
                     elapsed = self._clock() - spawned
                     self._observer.program_ready(str(program), elapsed)
