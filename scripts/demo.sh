@@ -57,6 +57,7 @@ cat <<EOF
 
 The browser stack is up. Try:
   curl -s $base/healthz
+  curl -s $base/readyz                                  # supervisord answers and has the five
   curl -s $base/v1/browser-stack/status
   curl -s '$base/v1/browser-stack/status?format=text'      # a table, with memory
   curl -s '$base/v1/browser-stack/memory?format=markdown'
@@ -64,6 +65,8 @@ The browser stack is up. Try:
   BROWSER_STACK_URL=$base .venv/bin/browser-stack status
   curl -s -X POST $base/v1/browser-stack/stop
   curl -s -X POST $base/v1/browser-stack/ensure -H 'Content-Type: application/json' -d '{"needs": ["cdp"]}'
+  curl -s -X POST $base/v1/browser-stack/ensure -H 'Content-Type: application/json' -d '{"needs": ["cdp"], "wait": false}'
+  SUPERVISOR_SERVER_URL=unix://$tmp/supervisor.sock .venv/bin/browser-stack doctor
   curl -s http://127.0.0.1:9222/json/version          # CDP, once ensured
   $py -m supervisor.supervisorctl -c $tmp/supervisord.conf status
 EOF
