@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from browser_stack import doctor, memory, xlock
+from browser_stack import xlock
 from browser_stack.config import MAX_ENSURE_TIMEOUT_S, Settings
 from browser_stack.controller import Controller, EnsureResult
 from browser_stack.errors import (
@@ -243,6 +243,9 @@ def _query_choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> 
 
 
 async def _memory_report(request: web.Request, sample: str) -> dict[str, Any]:
+    # The memory module and psutil load with the first report that asks for them.
+    from browser_stack import memory
+
     infos = await request.app[CONTROLLER].reader.refresh()
     pids = {p: info.pid for p, info in infos.items()}
     states = {p: info.state.name for p, info in infos.items()}
@@ -256,11 +259,15 @@ async def memory_sample(request: web.Request) -> web.Response:
     fmt = _query_choice(request, "format", ("json", "markdown"))
     report = await _memory_report(request, sample)
     if fmt == "markdown":
+        from browser_stack import memory
+
         return web.Response(text=memory.markdown(report) + "\n", content_type="text/markdown")
     return _json(report)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
+    from browser_stack import memory
+
     metrics = request.app[METRICS]
     controller = request.app[CONTROLLER]
     try:
@@ -319,6 +326,8 @@ async def lease(request: web.Request) -> web.Response:
 
 async def doctor_report(request: web.Request) -> web.Response:
     """The live doctor for this sidecar's settings: reads only, wakes nothing."""
+    from browser_stack import doctor  # and its checks, on the first call only
+
     report = await doctor.live_report(os.environ, request.app[SETTINGS])
     return _json(report.to_dict())
 
