@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -31,7 +31,6 @@ from browser_stack.metrics import CONTENT_TYPE, Metrics
 from browser_stack.openapi import MAX_LEASE_S, PREFIX, spec
 from browser_stack.ports import holder_of
 from browser_stack.probes import build_probes
-from browser_stack.proxy import ROUTE_GATES, ActivationProxy, Route
 from browser_stack.schedstat import run_queue_wait_s
 from browser_stack.stack import (
     GATE_PROGRAMS,
@@ -47,6 +46,10 @@ from browser_stack.text import status_table
 from browser_stack.watch import EventWatch
 from browser_stack.x11 import DisplayWatch
 
+if TYPE_CHECKING:
+    # Loaded by _activation_proxy, with BROWSER_STACK_ACTIVATION=proxy only.
+    from browser_stack.proxy import ActivationProxy
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4096
@@ -58,7 +61,7 @@ ENSURE_FIELDS = frozenset({"needs", "timeout_s"})
 CONTROLLER = web.AppKey("controller", Controller)
 METRICS = web.AppKey("metrics", Metrics)
 IDLE = web.AppKey("idle", IdleMonitor)
-PROXY = web.AppKey("proxy", ActivationProxy)
+PROXY: web.AppKey[ActivationProxy] = web.AppKey("proxy")
 SETTINGS = web.AppKey("settings", Settings)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -453,6 +456,8 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
 
 
 def _activation_proxy(settings: Settings, controller: Controller) -> ActivationProxy:
+    from browser_stack.proxy import ROUTE_GATES, ActivationProxy, Route
+
     internal = settings.program_ports
     routes = [
         Route(
