@@ -34,10 +34,10 @@ writes JSON; asserts nothing.
 
 The sidecar's modules are compiled to bytecode first (compileall), as aiohttp's
 are by pip and as the image's are (UV_COMPILE_BYTECODE). This process loads
-neither aiohttp nor asyncio, so that it shares none of their
-pages with the two servers (it does load psutil, as the sidecar does, and
-supervisord is the same Python). The ports and display come from the environment
-like scripts/local_stack.py's; the sidecar keeps its defaults otherwise
+neither aiohttp nor asyncio, so that it shares none of their pages with the two
+servers (it does load psutil, as the sidecar does, and supervisord is the same
+Python). The ports and display come from the environment like
+scripts/local_stack.py's; the sidecar keeps its defaults otherwise
 (BROWSER_STACK_LOG_FORMAT and the like are passed on when set). Needs `wrk`.
 """
 
@@ -261,6 +261,7 @@ def at_rest(stack: Stack, rounds: int) -> dict[str, Any]:
             time.sleep(SETTLE_S)
             bare.append(memory_of(pid))
         pid = stack.start_sidecar()
+        started = time.monotonic()
         time.sleep(SETTLE_S)
         sidecar.append(memory_of(pid))
         print(f"round {n + 1}: bare {bare[-1]}, sidecar {sidecar[-1]}", flush=True)
@@ -274,7 +275,7 @@ def at_rest(stack: Stack, rounds: int) -> dict[str, Any]:
         "ratios": {
             k: [round(s[k] / b[k], 3) for b, s in zip(bare, sidecar, strict=True)] for k in KINDS
         },
-        "sidecar_pid": pid,
+        "last_sidecar": (pid, started),
     }
 
 
@@ -302,9 +303,17 @@ def bare_after_use(requests: int, concurrency: int, clients: int, seconds: float
 
 
 def sidecar_after_use(
-    stack: Stack, pid: int, requests: int, concurrency: int, clients: int, seconds: float
+    stack: Stack,
+    sidecar: tuple[int, float],
+    requests: int,
+    concurrency: int,
+    clients: int,
+    seconds: float,
 ) -> dict[str, Any]:
-    samples = {"at rest": memory_of(pid)}
+    """The last fresh sidecar of the at-rest rounds, which has served /healthz
+    alone until now (the bare server's run took its time)."""
+    pid, started = sidecar
+    samples = {f"at rest, {time.monotonic() - started:.0f} s after its start": memory_of(pid)}
     answer = stack.post(ENSURE)
     if not answer.get("ready"):
         raise RuntimeError(f"ensure not ready: {answer}")
@@ -354,7 +363,7 @@ def report(result: dict[str, Any]) -> str:
     )
     out += ["", "### After use", ""]
     samples = use["samples"]
-    first = samples["at rest"]
+    first = next(iter(samples.values()))
     rows = [
         [
             *memory_row(name, m),
@@ -398,7 +407,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rest = at_rest(stack, args.rounds)
         load = (args.requests, args.concurrency, args.burst_clients, args.burst_seconds)
         bare_use = bare_after_use(*load)
-        use = sidecar_after_use(stack, rest.pop("sidecar_pid"), *load)
+        use = sidecar_after_use(stack, rest.pop("last_sidecar"), *load)
     finally:
         killed = local_stack.stop(root, process.pid)
         if killed:
