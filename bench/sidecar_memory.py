@@ -14,12 +14,13 @@ in a sandbox, where no other process loads them.
               sidecar, each measured 2 s after its first answer (/ and /healthz);
               also Python alone, with asyncio imported and with aiohttp.web
               imported (no server), which says what the floor is made of
-  the bare    the last bare server again after as many GETs as the sidecar's
-  server      warm ensures and the same burst: what aiohttp's own serving leaves
+  the bare    a bare server again after as many GETs as the sidecar's warm
+  server      ensures and the same two bursts: what aiohttp's own serving leaves
   after use   the last fresh sidecar after its first (cold) ensure, after
               --requests warm ensures (--concurrency clients), after a wrk burst
-              of --burst-clients connections for --burst-seconds, and after a
-              stop of the five (back to an idle sandbox's state)
+              of --burst-clients connections for --burst-seconds and after a
+              second one (a high-water mark stays, a leak grows again), and after
+              a stop of the five (back to an idle sandbox's state)
 
 Each figure: USS, PSS, RSS (psutil's memory_full_info) and the anonymous part
 (/proc/PID/smaps_rollup), which is what a sandbox pays even when the file
@@ -34,11 +35,12 @@ writes JSON; asserts nothing.
 
 The sidecar's modules are compiled to bytecode first (compileall), as aiohttp's
 are by pip and as the image's are (UV_COMPILE_BYTECODE). This process loads
-neither aiohttp nor asyncio, so that it shares none of their pages with the two
-servers (it does load psutil, as the sidecar does, and supervisord is the same
-Python). The ports and display come from the environment like
-scripts/local_stack.py's; the sidecar keeps its defaults otherwise
-(BROWSER_STACK_LOG_FORMAT and the like are passed on when set). Needs `wrk`.
+neither aiohttp nor asyncio, so that it shares few of their pages with the two
+servers (it does load psutil, as the sidecar does, and ssl with http.client, as
+both servers do; supervisord is the same Python). The ports and display come
+from the environment like scripts/local_stack.py's; the sidecar keeps its
+defaults otherwise (BROWSER_STACK_LOG_FORMAT and the like are passed on when
+set). Needs `wrk`.
 """
 
 from __future__ import annotations
@@ -293,10 +295,14 @@ def bare_after_use(requests: int, concurrency: int, clients: int, seconds: float
         load = burst(url, clients, seconds, post=False)
         time.sleep(SETTLE_S)
         after_burst = memory_of(pid)
+        burst(url, clients, seconds, post=False)
+        time.sleep(SETTLE_S)
+        after_second_burst = memory_of(pid)
     return {
         "fresh": fresh,
         "after_requests": after_requests,
         "after_burst": after_burst,
+        "after_second_burst": after_second_burst,
         "non_200": bad,
         "burst": load,
     }
@@ -325,6 +331,10 @@ def sidecar_after_use(
     load = burst(stack.base + ENSURE, clients, seconds, post=True)
     time.sleep(SETTLE_S)
     samples[f"after a {clients}-client burst"] = memory_of(pid)
+    # Another: a high-water mark stays where it is, a leak grows again.
+    burst(stack.base + ENSURE, clients, seconds, post=True)
+    time.sleep(SETTLE_S)
+    samples["after a second burst"] = memory_of(pid)
     stack.post("/v1/browser-stack/stop")
     deadline = time.monotonic() + 60
     while not stack.stack_stopped() and time.monotonic() < deadline:
@@ -381,12 +391,16 @@ def report(result: dict[str, Any]) -> str:
         f"{use['non_200']} of the warm ensures, {use['burst']['non_2xx']} in the burst "
         f"({use['burst']['requests']} requests)"
     )
-    fresh, after = bare_use["fresh"], bare_use["after_burst"]
+    fresh = bare_use["fresh"]
+    steps = " -> ".join(
+        f"{bare_use[k]['uss']:.1f}"
+        for k in ("fresh", "after_requests", "after_burst", "after_second_burst")
+    )
     out.append(
-        f"the bare server under the same load: USS {fresh['uss']:.1f} -> "
-        f"{bare_use['after_requests']['uss']:.1f} -> {after['uss']:.1f} MiB "
-        f"({after['uss'] - fresh['uss']:+.2f}; its burst {bare_use['burst']['requests']} "
-        "requests)"
+        f"the bare server under the same load (fresh, after the requests, the burst, a "
+        f"second burst): USS {steps} MiB "
+        f"({bare_use['after_second_burst']['uss'] - fresh['uss']:+.2f}; its first burst "
+        f"{bare_use['burst']['requests']} requests)"
     )
     return "\n".join(out)
 
