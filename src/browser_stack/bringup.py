@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 from typing import Protocol
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
-
 from browser_stack.config import Settings
 from browser_stack.errors import BrowserStackError, PortInUse, ProgramFailed
 from browser_stack.hooks import CpuWait, Hook, PortLookup
@@ -135,6 +133,9 @@ class BringUp:
     async def __call__(self, program: Program, progress: Progress) -> list[Program]:
         """Bring `program` up, retrying what may work next time. Returns the
         programs that use it which a restart of it stopped: theirs to bring up."""
+        # Here, not at the top: a sidecar that never starts the stack never loads it.
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
+
         users: list[Program] = []
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),

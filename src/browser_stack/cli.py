@@ -17,9 +17,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import NoReturn
 
-from pythonjsonlogger.json import JsonFormatter
-
-from browser_stack import client, doctor, memory
+from browser_stack import client
 from browser_stack.config import MAX_ENSURE_TIMEOUT_S, Settings
 from browser_stack.errors import ConfigError, StartupError
 from browser_stack.text import status_table
@@ -60,9 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="browser-stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the sidecar (configured by environment variables)")
-    doctor.add_arguments(
-        sub.add_parser("doctor", help="check supervisord's programs and this host before rollout")
+    doctor = sub.add_parser(
+        "doctor", help="check supervisord's programs and this host before rollout"
     )
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.add_argument(
+        "--static",
+        action="store_true",
+        help="read supervisord's files (--config) instead of asking the running supervisord",
+    )
+    doctor.add_argument("--config", default=None, help="supervisord's config file (with --static)")
     for name, text in (
         ("ensure", "start what is missing and wait until ready"),
         ("status", "show each program's state and readiness (starts nothing)"),
@@ -106,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return serve(dict(os.environ))
     if args.command == "doctor":
+        # Here, not at the top: `serve` never loads the doctor (its checks, supervisor's
+        # config parser, psutil).
+        from browser_stack import doctor
+
         return doctor.command(args, dict(os.environ))
     try:
         if args.command == "ensure":
@@ -159,6 +168,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _memory(args: argparse.Namespace) -> int:
+    from browser_stack import memory
+
     if args.diff:
         if len(args.diff) != 3 or args.diff[0] != "diff":
             print("browser-stack: usage: browser-stack memory diff A.json B.json", file=sys.stderr)
@@ -197,6 +208,8 @@ def configure_logging(settings: Settings) -> None:
     if settings.log_format == "json":
         # One JSON object a line, with the structured fields the code logs
         # (program, state, elapsed_ms, event, reason) as keys.
+        from pythonjsonlogger.json import JsonFormatter
+
         handler.setFormatter(
             JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=False)
         )

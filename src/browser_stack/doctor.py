@@ -619,16 +619,6 @@ def static_report(config: str, env: Mapping[str, str]) -> Report:
 # --- the command ---------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument(
-        "--static",
-        action="store_true",
-        help="read supervisord's files (--config) instead of asking the running supervisord",
-    )
-    parser.add_argument("--config", default=None, help="supervisord's config file (with --static)")
-
-
 def command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """`browser-stack doctor`: 0 when nothing fails, 1 when something does."""
     if args.static != (args.config is not None):

@@ -12,12 +12,12 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
-from browser_stack import doctor, memory, xlock
+from browser_stack import xlock
 from browser_stack.config import MAX_ENSURE_TIMEOUT_S, Settings
 from browser_stack.controller import Controller, EnsureResult
 from browser_stack.errors import (
@@ -32,7 +32,6 @@ from browser_stack.metrics import CONTENT_TYPE, Metrics
 from browser_stack.openapi import MAX_LEASE_S, PREFIX, spec
 from browser_stack.ports import holder_of
 from browser_stack.probes import build_probes
-from browser_stack.proxy import ROUTE_GATES, ActivationProxy, Route
 from browser_stack.schedstat import run_queue_wait_s
 from browser_stack.stack import (
     GATE_PROGRAMS,
@@ -48,6 +47,10 @@ from browser_stack.text import status_table
 from browser_stack.watch import EventWatch
 from browser_stack.x11 import DisplayWatch
 
+if TYPE_CHECKING:
+    # Loaded by _activation_proxy, with BROWSER_STACK_ACTIVATION=proxy only.
+    from browser_stack.proxy import ActivationProxy
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4096
@@ -59,7 +62,7 @@ ENSURE_FIELDS = frozenset({"needs", "timeout_s", "wait"})
 CONTROLLER = web.AppKey("controller", Controller)
 METRICS = web.AppKey("metrics", Metrics)
 IDLE = web.AppKey("idle", IdleMonitor)
-PROXY = web.AppKey("proxy", ActivationProxy)
+PROXY: web.AppKey[ActivationProxy] = web.AppKey("proxy")
 SETTINGS = web.AppKey("settings", Settings)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -265,6 +268,9 @@ def _query_choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> 
 
 
 async def _memory_report(request: web.Request, sample: str) -> dict[str, Any]:
+    # The memory module and psutil load with the first report that asks for them.
+    from browser_stack import memory
+
     infos = await request.app[CONTROLLER].reader.refresh()
     pids = {p: info.pid for p, info in infos.items()}
     states = {p: info.state.name for p, info in infos.items()}
@@ -278,11 +284,15 @@ async def memory_sample(request: web.Request) -> web.Response:
     fmt = _query_choice(request, "format", ("json", "markdown"))
     report = await _memory_report(request, sample)
     if fmt == "markdown":
+        from browser_stack import memory
+
         return web.Response(text=memory.markdown(report) + "\n", content_type="text/markdown")
     return _json(report)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
+    from browser_stack import memory
+
     metrics = request.app[METRICS]
     controller = request.app[CONTROLLER]
     try:
@@ -341,6 +351,8 @@ async def lease(request: web.Request) -> web.Response:
 
 async def doctor_report(request: web.Request) -> web.Response:
     """The live doctor for this sidecar's settings: reads only, wakes nothing."""
+    from browser_stack import doctor  # and its checks, on the first call only
+
     report = await doctor.live_report(os.environ, request.app[SETTINGS])
     return _json(report.to_dict())
 
@@ -457,14 +469,12 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
         for reason in problems.reasons:
             # Not fatal: supervisord may come up later. /readyz says the same.
             log.warning("no stack start can work yet: %s", reason)
-        # What startup built (modules, the app and its adapters, some 40,000
-        # objects) lives as long as the process. Frozen, it is left out of the
-        # cyclic collector's full passes, which took 30-40 ms each under load: the
-        # p99 of warm ensures at 64 clients. A request's garbage is freed by
-        # reference counting; collecting the young generation every 700 container
-        # allocations (the default) cost 5% of the CPU at 64 clients, for nothing.
-        # 5,000 keeps what cyclic garbage there is (a transport per X11 check)
-        # under a megabyte: 10,000 let the sidecar grow 2 MiB in 10,000 requests.
+        # What startup built lives as long as the process: frozen, it is left
+        # out of the cyclic collector's full passes, which otherwise stall the
+        # answers under load. A request's garbage is freed by reference counting;
+        # a young-generation threshold of 5,000 instead of 700 runs the collector
+        # far less often while what cyclic garbage there is (a transport per
+        # X11 check) stays small. bench/README.md has the figures.
         gc.collect()
         gc.freeze()
         gc.set_threshold(5_000, 10, 10)
@@ -472,6 +482,8 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
 
 
 def _activation_proxy(settings: Settings, controller: Controller) -> ActivationProxy:
+    from browser_stack.proxy import ROUTE_GATES, ActivationProxy, Route
+
     internal = settings.program_ports
     routes = [
         Route(

@@ -23,10 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
-
 from browser_stack.errors import SupervisorUnavailable
-from browser_stack.memory import process_tree
 from browser_stack.observer import NullObserver, Observer
 from browser_stack.stack import PORT_GATES, PROGRAMS, Gate, Program, gate_alone
 from browser_stack.states import ALIVE_STATES
@@ -104,6 +101,9 @@ def user_connections(
     client's end tells who connects. A client on another host has no local
     end and always counts.
     """
+    # psutil (here and below) only when the monitor runs: idle stop is off by default.
+    import psutil
+
     table = list(connections) if connections is not None else psutil.net_connections("tcp")
     # (local ip, local port, remote ip, remote port, pid) of each established one.
     established: list[tuple[str, int, str, int, int | None]] = [
@@ -126,6 +126,8 @@ def user_connections(
 
 
 def stack_pids(main_pids: Iterable[int]) -> set[int]:
+    from browser_stack.memory import process_tree
+
     pids = {os.getpid()}
     for pid in main_pids:
         pids.update(p.pid for p in process_tree(pid))

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-import psutil
-
 from browser_stack.probes import listening_inode
 
 
@@ -27,6 +25,8 @@ def find_holder(port: int) -> PortHolder | None:
     """The process listening on `port`, or None if nothing listens there."""
     if listening_inode(port) is None:  # cheap: one read of /proc/net
         return None
+    import psutil  # only when something holds the port: the sidecar at rest never loads it
+
     with contextlib.suppress(psutil.Error):
         for conn in psutil.net_connections(kind="tcp"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:

@@ -14,8 +14,6 @@ import contextlib
 import logging
 import os
 
-import psutil
-
 from browser_stack.config import Settings
 from browser_stack.errors import PortInUse
 from browser_stack.hooks import Hook
@@ -44,6 +42,8 @@ def read_lock_pid(path: str) -> int | None:
 
 
 def holder_is_x_server(pid: int) -> bool:
+    import psutil  # only when a lock file is there: most starts never load it
+
     try:
         process = psutil.Process(pid)
         names = {process.name()}
@@ -63,6 +63,8 @@ def clear_stale_lock(lock: str, socket: str) -> str | None:
         return None
     if pid > 0 and holder_is_x_server(pid):
         return None
+    import psutil
+
     why = f"lock {lock} names pid {pid}, which is " + (
         "not an X server" if pid > 0 and psutil.pid_exists(pid) else "gone"
     )

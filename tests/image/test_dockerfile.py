@@ -212,6 +212,20 @@ def test_own_virtual_environment_not_the_images_python(dockerfile: Dockerfile) -
     ]
 
 
+def test_bytecode_compiled_at_build_not_in_every_sandbox(dockerfile: Dockerfile) -> None:
+    """A sidecar that compiles its modules as it starts keeps the compiler's peak in
+    its heap (bench/README.md): uv compiles the packages it installs only when asked,
+    and the standard library's modules that `serve` loads compile when imported once
+    at build; the final stage copies the build stage's /opt/browser-stack whole."""
+    [build] = [i.stage for i in dockerfile.of("FROM") if i.args.endswith(" AS build")]
+    env = " ".join(i.args for i in dockerfile.of("ENV", build))
+    assert "UV_COMPILE_BYTECODE=1" in env
+    run = " ".join(i.args for i in dockerfile.of("RUN", build))
+    prime = f'env -u PYTHONDONTWRITEBYTECODE {VENV}/bin/python -c "import browser_stack.http_api"'
+    assert prime in run
+    assert run.index("uv pip install") < run.index(prime)
+
+
 def test_what_goes_where_in_the_image(dockerfile: Dockerfile) -> None:
     placed = {src: dest for sources, dest in dockerfile.copies(-1) for src in sources}
     # the sidecar's program in the image's supervisord include directory

@@ -42,6 +42,19 @@ def test_bad_configuration_is_one_line_and_exit_2(
     assert "BROWSER_REMOTE_DEBUGGING_PORT" in err
 
 
+def test_doctor_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # cli defines the doctor's arguments and loads the doctor only for this command.
+    assert main(["doctor", "--static"]) == EXIT_USAGE
+    assert "--static and --config go together" in capsys.readouterr().err
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(f"[supervisord]\nlogfile={tmp_path / 'supervisord.log'}\n")
+    assert main(["doctor", "--json", "--static", "--config", str(conf)]) == EXIT_FAILED
+    report = json.loads(capsys.readouterr().out)
+    assert report["mode"] == "static"
+    failed = {c["check"] for c in report["checks"] if c["verdict"] == "fail"}
+    assert "programs" in failed, failed
+
+
 def test_unreachable_sidecar_is_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--url", "http://127.0.0.1:9"]) == EXIT_UNREACHABLE
     assert "no answer from browser-stack" in capsys.readouterr().err
