@@ -6,7 +6,8 @@ container engine:
 - its own network namespace (`ip netns add`) with only a loopback, so that every
   sandbox uses the AIO ports (9222, 8100, 5900, 6080) and the sidecar's 8110;
 - its own mount namespace (`unshare --mount`) with a tmpfs on /tmp: X sockets and
-  locks, Chromium's profile, HOME, supervisord's socket;
+  locks, Chromium's profile, HOME, supervisord's socket (a checkout or a Python
+  that lives under the host's /tmp is bound back over it);
 - its own PID namespace (`unshare --pid --fork`): supervisord is its PID 1, and
   when that dies the kernel ends everything else in the sandbox;
 - its own memory cgroup where the machine allows one (`MemoryCgroups`).
@@ -33,6 +34,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -40,7 +42,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,13 +75,31 @@ RMDIR_TIMEOUT_S = 10.0
 # sandboxes' Xvnc, all on display :99, race on it when they start together, and
 # the loser exits with "XKB: Failed to compile keymap".
 PRIVATE_DIRS = ("/var/lib/xkb",)
-# The sandbox's PID 1, in its fresh mount namespace: a private /tmp and private
-# copies of PRIVATE_DIRS, then the entrypoint.
-SANDBOX_INIT = (
-    f"mount -t tmpfs -o mode=1777,size={TMPFS_SIZE} tmpfs /tmp"
-    + "".join(f" && {{ [ ! -d {d} ] || mount -t tmpfs tmpfs {d}; }}" for d in PRIVATE_DIRS)
-    + ' && mkdir -p "$HOME" && exec "$@"'
-)
+
+
+def outside_tmp(paths: Iterable[Path]) -> list[Path]:
+    """Of the host directories a sandbox runs from (this checkout, the Pythons),
+    those under /tmp, outermost only: the sandbox's own /tmp would hide them."""
+    under = sorted({p.resolve() for p in paths if Path("/tmp") in p.resolve().parents})
+    return [p for p in under if not any(q in p.parents for q in under)]
+
+
+def sandbox_init(keep: Sequence[Path]) -> str:
+    """The sandbox's PID 1, in its fresh mount namespace: a private /tmp and private
+    copies of PRIVATE_DIRS, then the entrypoint. Each directory in `keep` (under the
+    host's /tmp) is opened before the tmpfs hides it and bound back at its path."""
+    if len(keep) > 6:  # sh's descriptors 3-9
+        raise FleetError(f"too many directories under /tmp to keep: {keep}")
+    opened = [(fd, shlex.quote(str(d))) for fd, d in enumerate(keep, start=3)]
+    steps = [f"exec {fd}<{d}" for fd, d in opened]
+    steps.append(f"mount -t tmpfs -o mode=1777,size={TMPFS_SIZE} tmpfs /tmp")
+    for fd, d in opened:
+        # --no-canonicalize: mount(8) would otherwise resolve the path, now hidden.
+        steps += [f"mkdir -p {d}", f"mount --no-canonicalize --bind /proc/self/fd/{fd} {d}"]
+        steps.append(f"exec {fd}<&-")
+    steps += [f"{{ [ ! -d {d} ] || mount -t tmpfs tmpfs {d}; }}" for d in PRIVATE_DIRS]
+    steps += ['mkdir -p "$HOME"', 'exec "$@"']
+    return " && ".join(steps)
 
 
 class FleetError(RuntimeError):
@@ -457,6 +477,11 @@ class Fleet:
         self.lazy = lazy
         self.workdir = workdir
         self.programs_conf = programs_conf.resolve()
+        # What the sandboxes run from, where the host has it under /tmp (a checkout
+        # there, as CI may make): bound back inside, over the sandbox's own /tmp.
+        runs_from = [REPO, Path(sys.prefix), Path(sys.base_prefix), self.programs_conf.parent]
+        runs_from += [Path(d) for d in local_stack.search_path().split(os.pathsep) if d]
+        self.keep = outside_tmp(p for p in runs_from if p.is_dir())
         self.extra_env = dict(env or {})
         self.tag = tag or str(os.getpid())
         self.stop_timeout_s = stop_timeout_s
@@ -533,7 +558,7 @@ class Fleet:
             "ip", "netns", "exec", sandbox.netns,
             "unshare", "--mount", "--propagation", "private", "--pid", "--mount-proc",
             "--kill-child=SIGKILL", "--",
-            "sh", "-c", SANDBOX_INIT, "sandbox-init",
+            "sh", "-c", sandbox_init(self.keep), "sandbox-init",
             str(ENTRYPOINT), sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(conf),
         ]  # fmt: skip
 

@@ -260,22 +260,50 @@ def test_the_bench_runs_both_modes_and_writes_its_figures(workdir: Path, standin
 
 def test_ctrl_c_removes_every_sandbox(workdir: Path, standins: Path) -> None:
     command = bench_command(workdir, standins, "--mode=lazy", "--settle=120", "--boot-timeout=60")
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            seen.append(line)
-            if "lazy: booted" in line:
-                break
-        assert any("booted 2/2" in line for line in seen), "".join(seen)
-        tag = str(proc.pid)
-        assert len([n for n in fs.netns_names() if n.startswith(f"bsfleet-{tag}-")]) == 2
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    pipe = subprocess.PIPE
+    # The with closes the pipe whatever fails inside.
+    with subprocess.Popen(command, stdout=pipe, stderr=subprocess.STDOUT, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                seen.append(line)
+                if "lazy: booted" in line:
+                    break
+            assert any("booted 2/2" in line for line in seen), "".join(seen)
+            tag = str(proc.pid)
+            assert len([n for n in fs.netns_names() if n.startswith(f"bsfleet-{tag}-")]) == 2
+            proc.send_signal(signal.SIGINT)
+            rest, _ = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert proc.returncode == 130, "".join(seen) + rest
     assert fs.leftovers(tag) == []
+
+
+def test_a_checkout_under_tmp_stays_visible_inside_a_sandbox(namespaces: None) -> None:
+    # CI may clone the repo under /tmp, which each sandbox covers with its own tmpfs.
+    with tempfile.TemporaryDirectory(prefix="bs-fleet-keep-", dir="/tmp") as host_dir:
+        kept = Path(host_dir) / "checkout"
+        (kept / "bin").mkdir(parents=True)
+        (kept / "bin" / "entry").write_text("kept\n")
+        (Path(host_dir) / "not-kept").write_text("host only\n")
+        keep = fs.outside_tmp([kept, kept / "bin", Path("/usr")])
+        assert keep == [kept.resolve()]
+        script = f"cat {kept}/bin/entry; ls /tmp; [ -e {host_dir}/not-kept ] || echo private"
+        unshare = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork"]
+        unshare += ["--mount-proc", "--"]
+        result = subprocess.run(
+            [*unshare, "sh", "-c", fs.sandbox_init(keep), "sandbox-init", "sh", "-c", script],
+            env={"PATH": os.environ["PATH"], "HOME": "/tmp/home"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split()
+    # The checkout is there; the rest of the host's /tmp is not; HOME was made.
+    assert lines[0] == "kept" and lines[-1] == "private", result.stdout
+    assert set(lines[1:-1]) == {Path(host_dir).name, "home"}, result.stdout
