@@ -55,7 +55,6 @@ import sys
 import tempfile
 import threading
 import time
-import xmlrpc.client
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +62,6 @@ from typing import Any
 
 import aiohttp
 import psutil
-from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
 
 from browser_stack.config import Settings
 from browser_stack.probes import Probe, build_probes
@@ -167,12 +165,7 @@ class Bench:
     def rpc(self, method: str, *args: Any) -> Any:
         """A call to supervisord about what the sidecar's adapter will not touch
         (the sidecar's own program), blocking: only between measurements."""
-        transport = SupervisorTransport(None, None, f"unix://{self.root / 'supervisor.sock'}")
-        try:
-            proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport)
-            return getattr(proxy.supervisor, method)(*args)
-        finally:
-            transport.close()
+        return local_stack.rpc(self.root, method, *args)
 
     async def sidecar_pid(self) -> int:
         info = await asyncio.to_thread(self.rpc, "getProcessInfo", SIDECAR)

@@ -60,13 +60,11 @@ import tempfile
 import threading
 import time
 import urllib.request
-import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
-from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
@@ -168,12 +166,7 @@ class Stack:
         self.base = base
 
     def rpc(self, method: str, *args: Any) -> Any:
-        transport = SupervisorTransport(None, None, f"unix://{self.root / 'supervisor.sock'}")
-        try:
-            proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport)
-            return getattr(proxy.supervisor, method)(*args)
-        finally:
-            transport.close()
+        return local_stack.rpc(self.root, method, *args)
 
     def stop_sidecar(self) -> None:
         self.rpc("stopProcess", SIDECAR, True)

@@ -35,12 +35,13 @@ import time
 import urllib.request
 import xmlrpc.client
 from pathlib import Path
-from typing import Any
 
 import psutil
-from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from local_stack import rpc
+
 from tests.helpers import page_server
 
 # (stopsignal, stopasgroup, through a shell that does not exec Chromium)
@@ -121,17 +122,6 @@ killasgroup=true
     return conf
 
 
-def rpc(root: Path, method: str, *params: Any) -> Any:
-    transport = SupervisorTransport(None, None, f"unix://{root}/supervisor.sock")
-    try:
-        proxy: Any = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-        for part in method.split("."):
-            proxy = getattr(proxy, part)
-        return proxy(*params)
-    finally:
-        transport.close()
-
-
 def wait_cdp(port: int) -> None:
     deadline = time.monotonic() + 30
     while True:
@@ -172,17 +162,17 @@ def left_over(profile: Path) -> int:
 def trial(root: Path, name: str, port: int, origin: str) -> tuple[bool, int]:
     profile = root / name
     shutil.rmtree(profile, ignore_errors=True)
-    rpc(root, "supervisor.startProcess", name, True)
+    rpc(root, "startProcess", name, True)
     wait_cdp(port)
     asyncio.run(cookie(port, origin, write=True))
     time.sleep(2)
-    rpc(root, "supervisor.stopProcess", name, True)
+    rpc(root, "stopProcess", name, True)
     time.sleep(1)  # crashpad's handler ends just after the browser
     left = left_over(profile)
-    rpc(root, "supervisor.startProcess", name, True)
+    rpc(root, "startProcess", name, True)
     wait_cdp(port)
     kept = "kept=1" in asyncio.run(cookie(port, origin, write=False))
-    rpc(root, "supervisor.stopProcess", name, True)
+    rpc(root, "stopProcess", name, True)
     left_over(profile)
     return kept, left
 
@@ -219,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             deadline = time.monotonic() + 20
             while True:
                 with contextlib.suppress(OSError, xmlrpc.client.Error):
-                    info = rpc(root, "supervisor.getProcessInfo", "tigervnc")
+                    info = rpc(root, "getProcessInfo", "tigervnc")
                     if info["statename"] == "RUNNING":
                         break
                 if time.monotonic() > deadline:

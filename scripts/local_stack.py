@@ -32,9 +32,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import xmlrpc.client
 from pathlib import Path
+from typing import Any
 
 import psutil
+from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRYPOINT = REPO / "bin" / "browser-stack-entrypoint"
@@ -222,6 +225,18 @@ def wait_healthy(base_url: str, root: Path, pid: int, timeout: float = 60.0) -> 
             last = repr(e)
         time.sleep(0.1)
     raise StackError(f"{base_url}/healthz not 200 after {timeout:.0f} s ({last})\n{log_tail(root)}")
+
+
+def rpc(root: Path, method: str, *args: Any) -> Any:
+    """One blocking call to the supervisord whose socket is root/supervisor.sock,
+    e.g. rpc(root, "stopProcess", "browser", True): for benches and scripts, which
+    may touch what the sidecar's adapter will not (the sidecar's own program)."""
+    transport = SupervisorTransport(None, None, f"unix://{root / 'supervisor.sock'}")
+    try:
+        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport)
+        return getattr(proxy.supervisor, method)(*args)
+    finally:
+        transport.close()
 
 
 def _alive(pid: int) -> bool:

@@ -22,17 +22,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from supervisor.xmlrpc import SupervisorTransport
 
 from ..helpers import Sidecar, free_port, request, wait_for
-from .conftest import Stack
+from .conftest import Stack, local_stack
 from .test_real_stack import PROGRAMS, assert_all_stopped
 
 pytestmark = pytest.mark.e2e
@@ -76,12 +74,7 @@ def leave_stopped(stack: Stack, sidecar: Sidecar) -> Iterator[None]:
 
 def rpc(stack: Stack, method: str, *args: Any) -> Any:
     """One call to the stack's supervisord, behind the sidecar's back."""
-    transport = SupervisorTransport(None, None, f"unix://{stack.root}/supervisor.sock")
-    try:
-        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport)
-        return getattr(proxy.supervisor, method)(*args)
-    finally:
-        transport.close()
+    return local_stack.rpc(stack.root, method, *args)
 
 
 def state_of(stack: Stack, name: str) -> str:
