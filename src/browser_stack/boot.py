@@ -12,10 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from browser_stack.config import FALSE_WORDS, TRUE_WORDS
 from browser_stack.errors import ConfigError
 
-TRUE_WORDS = ("true", "1", "yes")
-FALSE_WORDS = ("false", "0", "no")
 # What run.sh waits for when the entrypoint leaves nothing else in WAIT_PORTS.
 DEFAULT_AIO_WAIT_PORTS = "8079,8091"
 # The AIO image's own switches, which the entrypoint's --aio mode turns on.

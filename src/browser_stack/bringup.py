@@ -24,7 +24,7 @@ from browser_stack.model import ReadinessModel
 from browser_stack.observer import Observer
 from browser_stack.probes import Probe
 from browser_stack.readiness import Readiness
-from browser_stack.stack import PROGRAMS, Program, dependents_of, stop_layers
+from browser_stack.stack import PORT_PROGRAMS, PROGRAMS, Program, dependents_of, stop_layers
 from browser_stack.states import ALIVE_STATES, FAILED_STATES, ProcessState
 from browser_stack.supervisor import ProcessInfo, Supervisor
 
@@ -122,13 +122,7 @@ class BringUp:
         self._max_attempts = max_attempts
         # The port each program's probe waits on: held by anything else before
         # the spawn, the program cannot come up there.
-        ports = settings.program_ports
-        self._ports = {
-            Program.TIGERVNC: ports["vnc"],
-            Program.BROWSER: ports["cdp"],
-            Program.MCP_SERVER_BROWSER: ports["mcp"],
-            Program.WEBSOCAT: ports["vnc_ws"],
-        }
+        self._ports = {PORT_PROGRAMS[kind]: port for kind, port in settings.program_ports.items()}
 
     async def __call__(self, program: Program, progress: Progress) -> list[Program]:
         """Bring `program` up, retrying what may work next time. Returns the

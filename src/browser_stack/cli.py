@@ -7,7 +7,6 @@ import asyncio
 import errno
 import json
 import logging
-import math
 import os
 import signal
 import socket
@@ -47,10 +46,12 @@ def _timeout(text: str) -> float:
         seconds = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(seconds) or not 0 < seconds <= MAX_ENSURE_TIMEOUT_S:
+    try:
+        client.check_timeout(seconds)  # the client's limits, one definition
+    except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} must be more than 0 and at most {MAX_ENSURE_TIMEOUT_S:g} seconds"
-        )
+        ) from None
     return seconds
 
 

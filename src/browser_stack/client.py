@@ -56,6 +56,8 @@ PREFIX = "/v1/browser-stack"
 # Added to an ensure's own timeout for the HTTP request: the sidecar answers 504 at
 # its deadline, and this margin lets that answer arrive instead of a client timeout.
 HTTP_MARGIN_S = 5.0
+# A prewarm's 202 is written before anything starts.
+PREWARM_HTTP_TIMEOUT_S = 10.0
 
 
 class BrowserStackClientError(Exception):
@@ -296,8 +298,10 @@ def check_timeout(timeout: float | None) -> float | None:
     return timeout
 
 
-def _ensure_body(needs: Iterable[str] | str | None, timeout: float | None) -> dict[str, Any]:
-    body: dict[str, Any] = {}
+def _ensure_body(
+    needs: Iterable[str] | str | None, timeout: float | None, *, wait: bool = True
+) -> dict[str, Any]:
+    body: dict[str, Any] = {} if wait else {"wait": False}
     if check_timeout(timeout) is not None:
         body["timeout_s"] = timeout
     if needs is not None:
@@ -394,10 +398,13 @@ def prewarm_browser_stack(
     (202): for an orchestrator that knows a task will use the browser before its
     first browser call. A later ensure joins the start; its failure is in the
     sidecar's log, its metrics and status (`last_start`)."""
-    body = _ensure_body(needs, None)
-    body["wait"] = False
     payload, _headers = call(
-        "POST", f"{PREFIX}/ensure", base_url=base_url, body=body, timeout_s=10.0, token=token
+        "POST",
+        f"{PREFIX}/ensure",
+        base_url=base_url,
+        body=_ensure_body(needs, None, wait=False),
+        timeout_s=PREWARM_HTTP_TIMEOUT_S,
+        token=token,
     )
     return payload
 
@@ -479,14 +486,12 @@ async def aprewarm_browser_stack(
     session: aiohttp.ClientSession | None = None,
 ) -> dict[str, Any]:
     """The async `prewarm_browser_stack`."""
-    body = _ensure_body(needs, None)
-    body["wait"] = False
     payload, _headers = await acall(
         "POST",
         f"{PREFIX}/ensure",
         base_url=base_url,
-        body=body,
-        timeout_s=10.0,
+        body=_ensure_body(needs, None, wait=False),
+        timeout_s=PREWARM_HTTP_TIMEOUT_S,
         token=token,
         session=session,
     )

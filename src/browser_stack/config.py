@@ -23,6 +23,23 @@ DEFAULT_LISTEN = "127.0.0.1:8110"
 # (deploy/nginx/browser-stack.conf, 310 s).
 MAX_ENSURE_TIMEOUT_S = 300.0
 MAX_TIMEOUT_S = 600.0
+# The variable that sets each port, by the route names of public_ports and
+# program_ports (in the order validate names them).
+PUBLIC_PORT_VARS = {
+    "vnc": "VNC_SERVER_PORT",
+    "cdp": "BROWSER_REMOTE_DEBUGGING_PORT",
+    "mcp": "MCP_SERVER_BROWSER_PORT",
+    "vnc_ws": "WEBSOCKET_PROXY_PORT",
+}
+INTERNAL_PORT_VARS = {
+    "cdp": "BROWSER_STACK_INTERNAL_CDP_PORT",
+    "mcp": "BROWSER_STACK_INTERNAL_MCP_PORT",
+    "vnc": "BROWSER_STACK_INTERNAL_VNC_PORT",
+    "vnc_ws": "BROWSER_STACK_INTERNAL_WS_PORT",
+}
+# How a true/false variable may be written (the entrypoint reads them the same way).
+TRUE_WORDS = ("true", "1", "yes")
+FALSE_WORDS = ("false", "0", "no")
 MAX_IDLE_S = 7 * 24 * 3600.0
 _DISPLAY_RE = re.compile(r"^(?P<host>[^:]*):(?P<number>\d+)(?:\.(?P<screen>\d+))?$")
 
@@ -217,21 +234,10 @@ class Settings:
             raise ConfigError(f"BROWSER_STACK_START={self.start!r} must be needed or all")
         if self.activation not in ("off", "proxy"):
             raise ConfigError(f"BROWSER_STACK_ACTIVATION={self.activation!r} must be off or proxy")
-        ports = {
-            "VNC_SERVER_PORT": self.vnc_port,
-            "BROWSER_REMOTE_DEBUGGING_PORT": self.cdp_port,
-            "MCP_SERVER_BROWSER_PORT": self.mcp_port,
-            "WEBSOCKET_PROXY_PORT": self.websocket_port,
-        }
+        public, internal = self.public_ports, self.program_ports
+        ports = {var: public[kind] for kind, var in PUBLIC_PORT_VARS.items()}
         if self.activation == "proxy":
-            ports.update(
-                {
-                    "BROWSER_STACK_INTERNAL_CDP_PORT": self.internal_cdp_port,
-                    "BROWSER_STACK_INTERNAL_MCP_PORT": self.internal_mcp_port,
-                    "BROWSER_STACK_INTERNAL_VNC_PORT": self.internal_vnc_port,
-                    "BROWSER_STACK_INTERNAL_WS_PORT": self.internal_websocket_port,
-                }
-            )
+            ports.update({var: internal[kind] for kind, var in INTERNAL_PORT_VARS.items()})
         seen: dict[int, str] = {}
         for name, port in ports.items():
             if port in seen:
@@ -341,15 +347,11 @@ def parse_supervisor_url(value: str) -> str:
     raise ConfigError(f"SUPERVISOR_SERVER_URL={value!r} must start with unix:// or http://")
 
 
-_TRUE = ("true", "1", "yes")
-_FALSE = ("false", "0", "no")
-
-
 def parse_xprop(value: str) -> str:
     """BROWSER_STACK_XPROP: the xprop command to ask instead of the built-in X11
     check; true/1/yes means `xprop` on PATH, false/0/no or empty the built-in check."""
-    if value.lower() in _TRUE:
+    if value.lower() in TRUE_WORDS:
         return "xprop"
-    if value.lower() in _FALSE:
+    if value.lower() in FALSE_WORDS:
         return ""
     return value

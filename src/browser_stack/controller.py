@@ -196,10 +196,6 @@ class Controller:
             return None
         return self._last_start.to_dict(self._clock())
 
-    @property
-    def last_ensure(self) -> float:
-        return max(self.last_use.values())
-
     def _used(self, gates: frozenset[Gate], now: float) -> None:
         for gate in gates:
             self.last_use[gate] = now

@@ -14,10 +14,16 @@ from enum import StrEnum
 from typing import Any
 
 from browser_stack import boot
-from browser_stack.config import Settings, parse_listen
+from browser_stack.config import (
+    DEFAULT_LISTEN,
+    INTERNAL_PORT_VARS,
+    PUBLIC_PORT_VARS,
+    Settings,
+    parse_listen,
+)
 from browser_stack.errors import ConfigError
 from browser_stack.ports import PortHolder
-from browser_stack.stack import PROGRAMS, Program
+from browser_stack.stack import PORT_PROGRAMS, PROGRAMS, Program
 from browser_stack.supervisord_conf import ProgramConfig
 
 SIDECAR_PROGRAM = "browser-stack"
@@ -34,25 +40,6 @@ RUNS = {
     ),
     Program.MCP_SERVER_BROWSER: ("mcp-server-browser",),
     Program.WEBSOCAT: ("websocat", "websockify"),
-}
-# The port each program listens on, by the route names of Settings.program_ports.
-PORT_PROGRAMS = {
-    "vnc": Program.TIGERVNC,
-    "cdp": Program.BROWSER,
-    "mcp": Program.MCP_SERVER_BROWSER,
-    "vnc_ws": Program.WEBSOCAT,
-}
-PUBLIC_PORT_VARS = {
-    "vnc": "VNC_SERVER_PORT",
-    "cdp": "BROWSER_REMOTE_DEBUGGING_PORT",
-    "mcp": "MCP_SERVER_BROWSER_PORT",
-    "vnc_ws": "WEBSOCKET_PROXY_PORT",
-}
-INTERNAL_PORT_VARS = {
-    "vnc": "BROWSER_STACK_INTERNAL_VNC_PORT",
-    "cdp": "BROWSER_STACK_INTERNAL_CDP_PORT",
-    "mcp": "BROWSER_STACK_INTERNAL_MCP_PORT",
-    "vnc_ws": "BROWSER_STACK_INTERNAL_WS_PORT",
 }
 # Signals on which Chromium's browser process shuts down and ends its children.
 CLEAN_SHUTDOWN_SIGNALS = frozenset({"INT", "TERM", "HUP"})
@@ -779,7 +766,7 @@ def check_pidfd(error: str | None) -> Check:
 def check_exposure(env: Mapping[str, str], nginx_route: str | None) -> Check:
     token = bool(env.get("BROWSER_STACK_TOKEN"))
     try:
-        listen = parse_listen(env.get("BROWSER_STACK_LISTEN", "").strip() or "127.0.0.1:8110")
+        listen = parse_listen(env.get("BROWSER_STACK_LISTEN", "").strip() or DEFAULT_LISTEN)
     except ConfigError as exc:
         return not_checked("sidecar-exposure", exc.message)
     if not listen.is_loopback and not token:

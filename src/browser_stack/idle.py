@@ -134,6 +134,11 @@ def stack_pids(main_pids: Iterable[int]) -> set[int]:
     return pids
 
 
+def check_interval(timeout_s: float) -> float:
+    """How often the monitor looks: a tenth of the timeout, between 0.2 and 5 s."""
+    return min(5.0, max(0.2, timeout_s / 10))
+
+
 ConnectionCounter = Callable[[Mapping[str, int], list[int]], Awaitable[dict[str, int]]]
 
 
@@ -191,7 +196,7 @@ class IdleMonitor:
         self._ports = dict(ports)
         self._parts = [WHOLE, *(gate_parts() if per_gate else [])]
         self._clock = clock
-        self._interval_s = interval_s or min(5.0, max(0.2, policy.timeout_s / 10))
+        self._interval_s = interval_s or check_interval(policy.timeout_s)
         self._connections = connections
         self._extra_connections = extra_connections
         self._observer: Observer = observer or NullObserver()

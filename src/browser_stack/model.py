@@ -133,7 +133,7 @@ class ReadinessModel:
         self._entries = {p: _Entry() for p in PROGRAMS}
         # Whether supervisord has answered once: a program it did not name is
         # then not configured rather than unknown.
-        self.observed = False
+        self._observed = False
         # Set while any program holds a pass: the liveness checks wait for it.
         self.up = asyncio.Event()
         self.view = self._view()
@@ -176,7 +176,7 @@ class ReadinessModel:
     def observe(self, infos: Mapping[Program, ProcessInfo]) -> None:
         """supervisord's word on all five. Another process than the one that
         passed (a restart), or a state that is not alive, ends its readiness."""
-        self.observed = True
+        self._observed = True
         for program, entry in self._entries.items():
             new = infos.get(program)
             old = entry.info
@@ -276,7 +276,7 @@ class ReadinessModel:
         for program, entry in self._entries.items():
             info = entry.info
             if info is None:
-                state, pid, uptime = ("NOT_CONFIGURED" if self.observed else "UNKNOWN"), 0, 0
+                state, pid, uptime = ("NOT_CONFIGURED" if self._observed else "UNKNOWN"), 0, 0
             else:
                 alive = info.state in ALIVE_STATES and info.start
                 # As of supervisord's last word: at most a liveness interval old.

@@ -57,6 +57,14 @@ PORT_GATES: dict[str, Gate] = {
     "vnc_ws": Gate.VNC,
 }
 
+# Which program listens on each port (the names of Settings.program_ports).
+PORT_PROGRAMS: dict[str, Program] = {
+    "vnc": Program.TIGERVNC,
+    "cdp": Program.BROWSER,
+    "mcp": Program.MCP_SERVER_BROWSER,
+    "vnc_ws": Program.WEBSOCAT,
+}
+
 # What a program is useless without, for stopping in reverse order: its spawn
 # needs plus what its gate needs (the MCP server drives the browser).
 USES: dict[Program, frozenset[Program]] = {
