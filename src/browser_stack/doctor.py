@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import stat
@@ -121,6 +122,7 @@ def run_checks(facts: Facts) -> list[Check]:
     settings = facts.settings
     no_config = "supervisord's configuration is not known"
     no_settings = "the sidecar's settings are invalid"
+    no_processes = "supervisord's processes are not known"
     out = [check_settings(settings, facts.settings_error), check_supervisord(facts.source)]
 
     def for_program(name: str, program: Program, check: Callable[[ProgramConfig], Check]) -> Check:
@@ -193,11 +195,13 @@ def run_checks(facts: Facts) -> list[Check]:
     if facts.live:
         if settings is None:
             out += [not_checked(n, no_settings) for n in ("stack-ports", "x-lock")]
+        elif facts.holders is None or facts.x_lock is None:
+            # Whose a port or the X lock is cannot be told without the programs' pids.
+            out += [not_checked(n, no_processes) for n in ("stack-ports", "x-lock")]
         else:
-            out.append(check_stack_ports(facts.holders or {}, facts.pids, settings))
-            lock = facts.x_lock or XLock(xlock.lock_path(settings), None)
+            out.append(check_stack_ports(facts.holders, facts.pids, settings))
             tigervnc = facts.pids.get(Program.TIGERVNC, frozenset())
-            out.append(check_x_lock(lock, settings.display, tigervnc))
+            out.append(check_x_lock(facts.x_lock, settings.display, tigervnc))
         out.append(check_pidfd(facts.pidfd_error))
     out.append(check_exposure(facts.env, facts.nginx_route))
     out.append(check_cgroup(facts.cgroup))
@@ -221,6 +225,26 @@ def _switch(env: Mapping[str, str]) -> tuple[bool | None, str]:
         return boot.is_lazy(env), ""
     except ConfigError as exc:
         return None, f"the switch is invalid: {exc.message}"
+
+
+def _facts_of(
+    env: Mapping[str, str], given: Settings | None = None, **known: Any
+) -> tuple[Callable[..., Facts], Settings | None]:
+    """Facts(source, ...) with what every gathering knows first (the
+    environment, the sidecar's settings and the switch, each with why not),
+    and the settings."""
+    settings, settings_error = _settings(env, given)
+    lazy, switch_error = _switch(env)
+    facts = functools.partial(
+        Facts,
+        env=env,
+        settings=settings,
+        settings_error=settings_error,
+        lazy=lazy,
+        switch_error=switch_error,
+        **known,
+    )
+    return facts, settings
 
 
 def resolve_executable(argv0: str, path: Sequence[str], cwd: str) -> tuple[str | None, str]:
@@ -318,8 +342,7 @@ def _host_facts(
 def gather_static(config: str, env: Mapping[str, str]) -> Facts:
     """Facts from supervisord's files alone, in the environment the entrypoint
     (and the AIO image's run.sh) would boot them with."""
-    settings, settings_error = _settings(env, None)
-    lazy, switch_error = _switch(env)
+    facts, _ = _facts_of(env)
     try:
         boot_env = boot.boot_environment(env)
     except ConfigError as exc:
@@ -329,7 +352,7 @@ def gather_static(config: str, env: Mapping[str, str]) -> Facts:
             error=f"browser-stack-entrypoint would refuse this environment: {exc.message}",
             fix="fix the variable named",
         )
-        return Facts(source, env, settings, settings_error, lazy, switch_error)
+        return facts(source)
     origin = "as browser-stack-entrypoint would pass it on"
     try:
         read = read_config(config, boot_env)
@@ -341,16 +364,7 @@ def gather_static(config: str, env: Mapping[str, str]) -> Facts:
                 "entrypoint), or stop the file from reading it"
             )
         source = Source("static", config, error=exc.message, fix=fix)
-        return Facts(
-            source,
-            env,
-            settings,
-            settings_error,
-            lazy,
-            switch_error,
-            boot_env=boot_env,
-            boot_env_origin=origin,
-        )
+        return facts(source, boot_env=boot_env, boot_env_origin=origin)
     files = f" and {len(read.included)} included file(s)" if read.included else ""
     source = Source(
         "static",
@@ -360,13 +374,8 @@ def gather_static(config: str, env: Mapping[str, str]) -> Facts:
         fix="check supervisord's [include] files= (a pattern that matches nothing is skipped)",
     )
     host = _host_facts(read.programs, boot_env, config, {}, os.path.dirname(config))
-    return Facts(
+    return facts(
         source,
-        env,
-        settings,
-        settings_error,
-        lazy,
-        switch_error,
         programs=read.programs,
         boot_env=boot_env,
         boot_env_origin=origin,
@@ -383,7 +392,6 @@ def _live_program(raw: Mapping[str, Any]) -> ProgramConfig:
         stopsignal=signal_name(int(raw["stopsignal"])),
         killasgroup=bool(raw["killasgroup"]),
         directory=raw.get("directory"),
-        uid=raw.get("uid"),
     )
 
 
@@ -499,7 +507,6 @@ def _live_rest(
         boot_env_origin=origin,
         pids={str(p): pids for p, (pids, _argvs) in running.items()},
         running_argvs=running_argvs,
-        pidfd_error=_pidfd_error(),
     )
     if settings is not None:
         facts["holders"] = {
@@ -520,8 +527,8 @@ def _with_file_settings(live: ProgramConfig, read: ProgramConfig | None) -> Prog
 async def gather_live(env: Mapping[str, str], settings: Settings | None = None) -> Facts:
     """Facts from the running supervisord and this machine. `settings`: the
     running sidecar's own (else built from env)."""
-    settings, settings_error = _settings(env, settings)
-    lazy, switch_error = _switch(env)
+    # pidfd is this machine's, whatever supervisord answers.
+    facts, settings = _facts_of(env, settings, pidfd_error=_pidfd_error())
     if settings is not None:
         url, user, password = (
             settings.supervisor_url,
@@ -543,7 +550,7 @@ async def gather_live(env: Mapping[str, str], settings: Settings | None = None) 
             error=exc.message,
             fix="start supervisord, or set SUPERVISOR_SERVER_URL to the socket it serves",
         )
-        return Facts(source, env, settings, settings_error, lazy, switch_error)
+        return facts(source)
     except BrowserStackError as exc:
         source = Source(
             "live",
@@ -552,19 +559,12 @@ async def gather_live(env: Mapping[str, str], settings: Settings | None = None) 
             fix="set SUPERVISOR_USERNAME and SUPERVISOR_PASSWORD to the username and password "
             "of supervisord's [unix_http_server] (or [inet_http_server])",
         )
-        return Facts(source, env, settings, settings_error, lazy, switch_error)
+        return facts(source)
     finally:
         await supervisor.close()
     pids = {program: info.pid for program, info in running.items()}
     rest = await asyncio.to_thread(_live_rest, env, settings, url, info, pids)
-    return Facts(
-        env=env,
-        settings=settings,
-        settings_error=settings_error,
-        lazy=lazy,
-        switch_error=switch_error,
-        **rest,
-    )
+    return facts(**rest)
 
 
 # --- the report ------------------------------------------------------------------

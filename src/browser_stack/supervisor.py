@@ -246,7 +246,7 @@ class XmlRpcSupervisor:
         for the doctor: `{"pid": N, "programs": [{...}]}`.
 
         Each program: name, group, command (expanded), autostart, stopsignal (a
-        signal number), killasgroup, directory and uid (None when unset).
+        signal number), killasgroup and directory (None when unset).
         supervisord does not say stopasgroup or a program's environment here.
         """
         pid = await self._call("supervisor.getPID")
@@ -261,7 +261,6 @@ class XmlRpcSupervisor:
                 "killasgroup": bool(entry["killasgroup"]),
                 # XML-RPC has no None: supervisord sends the string 'none'.
                 "directory": None if entry["directory"] == "none" else str(entry["directory"]),
-                "uid": None if entry["uid"] == "none" else int(entry["uid"]),
             }
             for entry in raw
         ]

@@ -33,7 +33,6 @@ class ProgramConfig:
     stopasgroup: bool | None = None
     environment: Mapping[str, str] | None = None
     directory: str | None = None
-    uid: int | None = None
 
     @property
     def argv(self) -> list[str]:
@@ -46,7 +45,6 @@ class ProgramConfig:
 
 @dataclass(frozen=True)
 class ConfigRead:
-    path: str
     programs: dict[str, ProgramConfig]
     included: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
@@ -93,12 +91,11 @@ def read_config(path: str, env: Mapping[str, str]) -> ConfigRead:
                 stopasgroup=bool(process.stopasgroup),
                 environment=dict(process.environment or {}),
                 directory=process.directory,
-                uid=process.uid,
             )
     included = tuple(
         info.split('"')[1] for info in options.parse_infos if info.startswith("Included extra")
     )
-    return ConfigRead(path, programs, included, tuple(options.parse_warnings))
+    return ConfigRead(programs, included, tuple(options.parse_warnings))
 
 
 def _unreadable(path: str, reason: str) -> UnreadableConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -537,6 +538,31 @@ def test_unreachable_supervisord_fails_once_and_checks_nothing_else() -> None:
     assert failed == ["supervisord"]
     skipped = [c for c in checks if c.saw.startswith("not checked")]
     assert {c.name for c in skipped} >= {"programs", "autostart", "executables", "browser-stop"}
+
+
+def test_with_supervisord_unreachable_ports_and_the_x_lock_are_not_called_free() -> None:
+    # Whose a port or the X lock is needs the programs' pids, which only supervisord gives.
+    down = facts(
+        source=Source("live", "unix:///s", error="not reachable", fix="start it"), programs=None
+    )
+    checks = {c.name: c for c in run_checks(down)}
+    for name in ("stack-ports", "x-lock"):
+        assert checks[name].verdict == Verdict.WARN, checks[name]
+        assert checks[name].saw.startswith("not checked"), checks[name]
+
+
+async def test_pidfd_is_checked_even_when_supervisord_is_unreachable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_pidfd(pid: int) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    env = {"SUPERVISOR_SERVER_URL": "unix:///nonexistent/supervisor.sock"}
+    checks = {c.name: c for c in run_checks(await doctor.gather_live(env))}
+    assert checks["supervisord"].verdict == Verdict.FAIL
+    assert checks["pidfd"].verdict == Verdict.WARN
+    assert "Function not implemented" in checks["pidfd"].saw
 
 
 def test_invalid_settings_fail_once() -> None:
