@@ -55,6 +55,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 import fleet_sandbox as fs  # noqa: E402
 import run as bench_run  # noqa: E402  (machine(), table(), Noise: the same as bench/run.py)
+from idle import mem_available_mib  # noqa: E402
 
 MIB = 1024 * 1024
 PREFIX = "/v1/browser-stack"
@@ -102,13 +103,6 @@ def spread(values: list[float], digits: int = 1) -> dict[str, Any]:
         "total": round(sum(values), digits),
         "samples": [round(v, digits) for v in values],
     }
-
-
-def mem_available_mib() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
 # -- talking to a sandbox's sidecar ---------------------------------------------------------
@@ -416,18 +410,14 @@ async def measure(fleet: fs.Fleet, opts: Options, noise: bench_run.Noise) -> dic
     phases: dict[str, Any] = {}
     try:
         available_before = mem_available_mib()
-        began = time.monotonic()
-        fleet.start_all()
-        boots = await asyncio.gather(
-            *(
-                wait_booted(s, sessions[s.index], fleet.lazy, opts.boot_timeout_s)
-                for s in fleet.sandboxes
+        with bench_run.timed(noise, phases, "boot"):
+            fleet.start_all()
+            boots = await asyncio.gather(
+                *(
+                    wait_booted(s, sessions[s.index], fleet.lazy, opts.boot_timeout_s)
+                    for s in fleet.sandboxes
+                )
             )
-        )
-        phases["boot"] = {
-            "seconds": round(time.monotonic() - began, 1),
-            **noise.summary(began, time.monotonic()),
-        }
         ready = [b["ready_s"] for b in boots if b["ready_s"] is not None]
         failures = {i: b["failure"] for i, b in enumerate(boots) if b["ready_s"] is None}
         boot_events = {s.index: start_events(s, LogMarks(0, 0)) for s in fleet.sandboxes}
@@ -462,19 +452,11 @@ async def measure(fleet: fs.Fleet, opts: Options, noise: bench_run.Noise) -> dic
         if fleet.lazy:
             usable = {i: h for i, h in sessions.items() if i not in failures}
             ks = sorted({min(k, len(usable)) for k in opts.concurrent if k >= 1})
-            began = time.monotonic()
-            result["browser_ready_s"], used = await first_use(fleet, usable, ks, opts)
-            phases["first_use"] = {
-                "seconds": round(time.monotonic() - began, 1),
-                **noise.summary(began, time.monotonic()),
-            }
+            with bench_run.timed(noise, phases, "first_use"):
+                result["browser_ready_s"], used = await first_use(fleet, usable, ks, opts)
             print(f"{mode}: waiting for the idle stop of sandboxes {used}", flush=True)
-            began = time.monotonic()
-            result["release"] = await release(fleet, usable, used, opts)
-            phases["release"] = {
-                "seconds": round(time.monotonic() - began, 1),
-                **noise.summary(began, time.monotonic()),
-            }
+            with bench_run.timed(noise, phases, "release"):
+                result["release"] = await release(fleet, usable, used, opts)
         result["phases"] = phases
         return result
     finally:

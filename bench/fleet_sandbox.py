@@ -53,9 +53,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 import local_stack  # noqa: E402  (search_path, missing_executables: the same PATH as the e2e stack)
 
-ENTRYPOINT = REPO / "bin" / "browser-stack-entrypoint"
+ENTRYPOINT = local_stack.ENTRYPOINT
 SIDECAR_CONF = REPO / "supervisord.d" / "browser-stack.conf"
-PROGRAMS_CONF = REPO / "supervisord.d" / "browser-stack-programs.conf"
+PROGRAMS_CONF = local_stack.PROGRAMS_CONF
 NETNS_PREFIX = "bsfleet-"
 CGROUP_PREFIX = "browser-stack-fleet-"
 # Every process of a sandbox carries this in its environment, with the run's tag.
@@ -153,7 +153,6 @@ class NetnsSockets:
     """Sockets that live in one network namespace, for clients in the bench."""
 
     def __init__(self, name: str) -> None:
-        self.name = name
         self._fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
 
     def new_socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
@@ -340,11 +339,6 @@ def cgroup_procs(path: Path) -> list[int]:
 # -- one sandbox ---------------------------------------------------------------------------
 
 
-def _ini(value: str | Path) -> str:
-    """A value for supervisord's config: % must be doubled."""
-    return str(value).replace("%", "%%")
-
-
 def write_supervisord_conf(directory: Path, programs_conf: Path) -> Path:
     """supervisord.conf for one sandbox: the shipped sidecar file and a programs file."""
     conf = directory / "supervisord.conf"
@@ -357,9 +351,9 @@ chmod=0700
 
 [supervisord]
 nodaemon=true
-logfile={_ini(directory / "supervisord.log")}
+logfile={local_stack.ini(directory / "supervisord.log")}
 pidfile=/tmp/supervisord.pid
-childlogdir={_ini(directory / "log")}
+childlogdir={local_stack.ini(directory / "log")}
 loglevel=info
 
 [rpcinterface:supervisor]
@@ -369,7 +363,7 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 serverurl=unix://{SUPERVISOR_SOCK}
 
 [include]
-files = {_ini(SIDECAR_CONF)} {_ini(programs_conf)}
+files = {local_stack.ini(SIDECAR_CONF)} {local_stack.ini(programs_conf)}
 """,
         encoding="utf-8",
     )

@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +48,15 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
 
 import run as bench_run  # noqa: E402  (the same private stack as bench/run.py)
 from idle import open_a_page  # noqa: E402
 
+from browser_stack.idle import check_interval  # noqa: E402
+from tests.helpers import Sidecar as SidecarProcess  # noqa: E402
+
+Bench = bench_run.Bench
 MIB = 1024 * 1024
 ENSURE = "/v1/browser-stack/ensure"
 STATUS = "/v1/browser-stack/status"
@@ -57,49 +64,22 @@ SETTLE_S = 4.0
 PREWARM_LEAD_S = 0.3
 
 
-class Sidecar:
-    """A second sidecar process on the stack's supervisord."""
-
-    def __init__(self, bench: Any, listen: str, env: dict[str, str]) -> None:
-        self.base = f"http://{listen}"
-        self.http = bench.http
-        full = {
-            **os.environ,
-            "SUPERVISOR_SERVER_URL": f"unix://{bench.root / 'supervisor.sock'}",
-            "BROWSER_STACK_LISTEN": listen,
-            "BROWSER_STACK_LOG_FORMAT": "json",
-            **env,
-        }
-        self.log = bench.root / f"sidecar-{listen.replace(':', '-')}.log"
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "browser_stack", "serve"],
-                env=full,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def wait_up(self) -> None:
-        for _ in range(200):
-            try:
-                await self.call("GET", "/healthz")
-                return
-            except (aiohttp.ClientError, OSError):
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"the second sidecar did not come up:\n{self.log.read_text()}")
-
-    async def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        async with self.http.request(
-            method, self.base + path, json=body, timeout=aiohttp.ClientTimeout(total=120)
-        ) as response:
-            payload = await response.json()
-            if response.status >= 300:
-                raise RuntimeError(f"{method} {path}: HTTP {response.status}: {payload}")
-            return dict(payload)
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+@contextlib.contextmanager
+def second_sidecar(bench: Bench, listen: str, env: dict[str, str]) -> Iterator[Bench]:
+    """A second sidecar process on the stack's supervisord, asked as the bench
+    asks its own."""
+    full = {
+        **os.environ,
+        "SUPERVISOR_SERVER_URL": f"unix://{bench.root / 'supervisor.sock'}",
+        "BROWSER_STACK_LISTEN": listen,
+        "BROWSER_STACK_LOG_FORMAT": "json",
+        **env,
+    }
+    process = SidecarProcess(full, bench.root / f"sidecar-{listen.replace(':', '-')}.log")
+    try:
+        yield dataclasses.replace(bench, base=process.base_url)
+    finally:
+        process.terminate()
 
 
 def tree_totals(report: dict[str, Any]) -> dict[str, float]:
@@ -115,15 +95,11 @@ def tree_totals(report: dict[str, Any]) -> dict[str, float]:
     }
 
 
-async def stop_all(bench: Any) -> None:
-    await bench.stop_stack()
-
-
-async def section_memory(bench: Any, needed: Sidecar, rounds: int) -> dict[str, Any]:
+async def section_memory(bench: Bench, needed: Bench, rounds: int) -> dict[str, Any]:
     samples: dict[str, list[dict[str, Any]]] = {"needed": [], "all": []}
     for n in range(rounds):
         for mode in ("needed", "all") if n % 2 == 0 else ("all", "needed"):
-            await stop_all(bench)
+            await bench.stop_stack()
             caller = needed if mode == "needed" else bench
             answer = await caller.call("POST", ENSURE, {"needs": ["cdp"]})
             await open_a_page(answer["endpoints"]["cdp"])
@@ -131,7 +107,7 @@ async def section_memory(bench: Any, needed: Sidecar, rounds: int) -> dict[str, 
             sample = tree_totals(await caller.call("GET", "/v1/browser-stack/memory"))
             samples[mode].append(sample)
             print(f"  memory {mode:6}: {sample}", flush=True)
-    await stop_all(bench)
+    await bench.stop_stack()
     med = {
         mode: {k: statistics.median(s[k] for s in rows) for k in ("uss_mib", "pss_mib")}
         for mode, rows in samples.items()
@@ -148,13 +124,13 @@ async def section_memory(bench: Any, needed: Sidecar, rounds: int) -> dict[str, 
 GATE_SETS = (("cdp",), ("mcp",), ("vnc",), ("cdp", "mcp", "vnc"))
 
 
-async def section_gate_sets(bench: Any, needed: Sidecar, rounds: int) -> dict[str, Any]:
+async def section_gate_sets(bench: Bench, needed: Bench, rounds: int) -> dict[str, Any]:
     """needed mode: what each gate set holds, nothing opened, once settled."""
     out: dict[str, Any] = {}
     for gates in GATE_SETS:
         samples = []
         for _ in range(rounds):
-            await stop_all(bench)
+            await bench.stop_stack()
             await needed.call("POST", ENSURE, {"needs": list(gates)})
             await asyncio.sleep(SETTLE_S)
             samples.append(tree_totals(await needed.call("GET", "/v1/browser-stack/memory")))
@@ -163,16 +139,16 @@ async def section_gate_sets(bench: Any, needed: Sidecar, rounds: int) -> dict[st
             **{k: statistics.median(s[k] for s in samples) for k in ("uss_mib", "pss_mib")},
         }
         print(f"  gates {'+'.join(gates)}: {out['+'.join(gates)]}", flush=True)
-    await stop_all(bench)
+    await bench.stop_stack()
     return out
 
 
-async def alive(sidecar: Sidecar) -> set[str]:
+async def alive(sidecar: Bench) -> set[str]:
     status = await sidecar.call("GET", STATUS)
     return {n for n, p in status["programs"].items() if p["state"] in ("STARTING", "RUNNING")}
 
 
-async def until_stopped(sidecar: Sidecar, programs: set[str], limit_s: float) -> float:
+async def until_stopped(sidecar: Bench, programs: set[str], limit_s: float) -> float:
     began = time.monotonic()
     while programs & await alive(sidecar):
         if time.monotonic() - began > limit_s:
@@ -181,12 +157,12 @@ async def until_stopped(sidecar: Sidecar, programs: set[str], limit_s: float) ->
     return round(time.monotonic() - began, 2)
 
 
-async def section_parts(bench: Any, needed: Sidecar, timeout_s: float) -> dict[str, Any]:
+async def section_parts(bench: Bench, needed: Bench, timeout_s: float) -> dict[str, Any]:
     from mcp import ClientSession
     from mcp.client.sse import sse_client
     from playwright.async_api import async_playwright
 
-    await stop_all(bench)
+    await bench.stop_stack()
     out = await needed.call("POST", ENSURE, {"needs": ["cdp", "mcp", "vnc"]})
     async with async_playwright() as p:
         browser = await p.chromium.connect_over_cdp(out["endpoints"]["cdp"])
@@ -212,8 +188,8 @@ async def section_parts(bench: Any, needed: Sidecar, timeout_s: float) -> dict[s
             still = sorted(await alive(needed))
         finally:
             await browser.close()
-    await stop_all(bench)
-    check_s = min(5.0, max(0.2, timeout_s / 10))
+    await bench.stop_stack()
+    check_s = check_interval(timeout_s)
     print(f"  parts: mcp stopped {mcp_s} s after its client left, vnc chain {vnc_s} s", flush=True)
     return {
         "idle_timeout_s": timeout_s,
@@ -232,18 +208,18 @@ async def timed_post(http: aiohttp.ClientSession, url: str, body: Any) -> tuple[
         return (time.perf_counter() - began) * 1000, response.status
 
 
-async def section_prewarm(bench: Any, needed: Sidecar, rounds: int) -> dict[str, Any]:
+async def section_prewarm(bench: Bench, needed: Bench, rounds: int) -> dict[str, Any]:
     rows: dict[str, list[float]] = {"accepted_ms": [], "bare_ms": [], "after_ms": [], "cold_ms": []}
     answer = bench.root / "bare-answer.json"
     answer.write_text("{}")
     async with bench_run.bare_app(answer) as bare_url:
         for _ in range(rounds):
             # A plain cold ensure.
-            await stop_all(bench)
+            await bench.stop_stack()
             cold = await needed.call("POST", ENSURE, {"needs": ["cdp"]})
             rows["cold_ms"].append(cold["elapsed_ms"])
             # The bare handler, from the same client, just before.
-            await stop_all(bench)
+            await bench.stop_stack()
             for _ in range(5):
                 await timed_post(bench.http, bare_url + "post", {})  # warm the connection
             rows["bare_ms"].append(
@@ -268,7 +244,7 @@ async def section_prewarm(bench: Any, needed: Sidecar, rounds: int) -> dict[str,
                 f"cold {cold['elapsed_ms']:.0f} ms",
                 flush=True,
             )
-    await stop_all(bench)
+    await bench.stop_stack()
     med = {k: round(statistics.median(v), 2) for k, v in rows.items()}
     return {
         "rounds": rounds,
@@ -331,32 +307,22 @@ async def run(rounds: int, timeout_s: float) -> dict[str, Any]:
     async with bench_run.running_stack(listen) as bench:
         # Two sidecars with idle stop on would stop each other's programs: the
         # idle one runs alone, for its section.
-        needed = Sidecar(bench, "127.0.0.1:8129", {"BROWSER_STACK_START": "needed"})
-        try:
-            await needed.wait_up()
+        needed_env = {"BROWSER_STACK_START": "needed"}
+        with second_sidecar(bench, "127.0.0.1:8129", needed_env) as needed:
             print("[memory]", flush=True)
             memory = await section_memory(bench, needed, rounds)
             print("[gate sets]", flush=True)
             gate_sets = await section_gate_sets(bench, needed, min(rounds, 2))
             print("[prewarm]", flush=True)
             prewarm = await section_prewarm(bench, needed, rounds)
-        finally:
-            needed.close()
-        idle = Sidecar(
-            bench,
-            "127.0.0.1:8128",
-            {
-                "BROWSER_STACK_START": "needed",
-                "BROWSER_STACK_IDLE_TIMEOUT": f"{timeout_s:g}",
-                "BROWSER_STACK_IDLE_MIN_UPTIME": "1",
-            },
-        )
-        try:
-            await idle.wait_up()
+        idle_env = {
+            "BROWSER_STACK_START": "needed",
+            "BROWSER_STACK_IDLE_TIMEOUT": f"{timeout_s:g}",
+            "BROWSER_STACK_IDLE_MIN_UPTIME": "1",
+        }
+        with second_sidecar(bench, "127.0.0.1:8128", idle_env) as idle:
             print("[parts]", flush=True)
             parts = await section_parts(bench, idle, timeout_s)
-        finally:
-            idle.close()
     return {
         "memory": memory,
         "gate_sets": gate_sets,

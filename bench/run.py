@@ -447,10 +447,6 @@ async def wrk(url: str, connections: int, seconds: float, lua: Path | None) -> d
     return parse_wrk(out.decode())
 
 
-def _counter(metrics: dict[str, float], name: str) -> float:
-    return metrics.get(name, 0.0)
-
-
 # A bare aiohttp handler on this machine, now: how fast the machine is running
 # during this section (this VM's speed drifts by up to 2x within minutes).
 # At /post, the same exchange as a warm ensure with nothing behind it: a POST whose
@@ -518,6 +514,13 @@ def counts_between(before: dict[str, float], after: dict[str, float]) -> dict[st
     return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0)}
 
 
+def paired_ratio(runs: list[dict[str, Any]], against: list[dict[str, Any]], figure: str) -> float:
+    """Each run against the run of the other kind next to it, then the median."""
+    return round(
+        statistics.median(a[figure] / b[figure] for a, b in zip(runs, against, strict=True)), 3
+    )
+
+
 async def section_warm(
     bench: Bench, seconds: float, clients: tuple[int, ...], repeats: int
 ) -> dict[str, Any]:
@@ -573,23 +576,11 @@ async def section_warm(
             raw[f"ensure c={c}"],
             raw[f"bare c={c}"],
         )
-        # Each ensure run against the bare runs next to it, then the median.
-        for figure, key in (("rps", "rps"), ("p50_ms", "p50"), ("p99_ms", "p99")):
-            paired = [a[figure] / b[figure] for a, b in zip(ensure_runs, bare_runs, strict=True)]
-            e[f"{key}_vs_bare"] = round(statistics.median(paired), 3)
         post_runs = raw[f"bare-post c={c}"]
-        e["rps_vs_bare_post"] = round(
-            statistics.median(
-                a["rps"] / b["rps"] for a, b in zip(ensure_runs, post_runs, strict=True)
-            ),
-            3,
-        )
-        results[f"bare-post c={c}"]["rps_vs_bare"] = round(
-            statistics.median(
-                a["rps"] / b["rps"] for a, b in zip(post_runs, bare_runs, strict=True)
-            ),
-            3,
-        )
+        for figure, key in (("rps", "rps"), ("p50_ms", "p50"), ("p99_ms", "p99")):
+            e[f"{key}_vs_bare"] = paired_ratio(ensure_runs, bare_runs, figure)
+        e["rps_vs_bare_post"] = paired_ratio(ensure_runs, post_runs, "rps")
+        results[f"bare-post c={c}"]["rps_vs_bare"] = paired_ratio(post_runs, bare_runs, "rps")
     return {"seconds": seconds, "repeats": repeats, "results": results, "all_runs": raw}
 
 

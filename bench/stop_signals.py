@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from local_stack import rpc
 
-from tests.helpers import page_server
+from tests.helpers import free_port, free_ports, page_server
 
 # (stopsignal, stopasgroup, through a shell that does not exec Chromium)
 SETTINGS = [
@@ -65,12 +64,6 @@ CHROMIUM_FLAGS = (
     "--no-default-browser-check --disable-background-networking --disable-component-update "
     "--disable-sync --disable-quic --disable-dev-shm-usage --disable-gpu"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def name_of(signal: str, group: bool, wrapper: bool) -> str:
@@ -194,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             if f"{s}:{'group' if g else 'alone'}{':sh' if w else ''}" in wanted
         ]
     root = Path(tempfile.mkdtemp(prefix="stop-signals-"))
-    ports = {name_of(*setting): free_port() for setting in settings}
+    ports = dict(zip((name_of(*s) for s in settings), free_ports(len(settings)), strict=True))
     conf = write_config(root, args.display, settings, ports)
     supervisord = subprocess.Popen(
         [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(conf)],

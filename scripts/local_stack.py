@@ -79,7 +79,7 @@ def missing_executables(path: str) -> list[str]:
     return [exe for exe in EXECUTABLES.values() if shutil.which(exe, path=path) is None]
 
 
-def _ini(value: str | Path) -> str:
+def ini(value: str | Path) -> str:
     """A value for supervisord's config: % must be doubled."""
     return str(value).replace("%", "%%")
 
@@ -96,25 +96,25 @@ def write_config(root: Path, *, listen: str, python: str = sys.executable) -> Pa
         f"""\
 ; written by scripts/local_stack.py
 [unix_http_server]
-file={_ini(sock)}
+file={ini(sock)}
 chmod=0700
 
 [supervisord]
 nodaemon=true
-logfile={_ini(root / "supervisord.log")}
-pidfile={_ini(root / "supervisord.pid")}
-childlogdir={_ini(root / "log")}
+logfile={ini(root / "supervisord.log")}
+pidfile={ini(root / "supervisord.pid")}
+childlogdir={ini(root / "log")}
 loglevel=info
 
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 
 [supervisorctl]
-serverurl=unix://{_ini(sock)}
+serverurl=unix://{ini(sock)}
 
 [program:browser-stack]
-command={_ini(python)} -m browser_stack serve
-environment=BROWSER_STACK_LISTEN="{_ini(listen)}",SUPERVISOR_SERVER_URL="unix://{_ini(sock)}"
+command={ini(python)} -m browser_stack serve
+environment=BROWSER_STACK_LISTEN="{ini(listen)}",SUPERVISOR_SERVER_URL="unix://{ini(sock)}"
 autostart=true
 autorestart=true
 startsecs=1
@@ -123,11 +123,11 @@ priority=999
 stopwaitsecs=5
 stopasgroup=true
 killasgroup=true
-stdout_logfile={_ini(root / "log" / "browser-stack.out.log")}
-stderr_logfile={_ini(root / "log" / "browser-stack.err.log")}
+stdout_logfile={ini(root / "log" / "browser-stack.out.log")}
+stderr_logfile={ini(root / "log" / "browser-stack.err.log")}
 
 [include]
-files = {_ini(PROGRAMS_CONF)}
+files = {ini(PROGRAMS_CONF)}
 """,
         encoding="utf-8",
     )
