@@ -5,8 +5,6 @@ script exports, in both modes, and both refuse the same bad values."""
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,10 +12,10 @@ import pytest
 from browser_stack import boot
 from browser_stack.errors import ConfigError
 
+from .test_entrypoint import exported, run
+
 pytestmark = pytest.mark.unit
 
-REPO = Path(__file__).resolve().parent.parent
-ENTRYPOINT = REPO / "bin" / "browser-stack-entrypoint"
 
 SWITCHES = [
     {},
@@ -66,24 +64,10 @@ AIO_KEYS = ("DISABLE_BROWSER", "DISABLE_MCP_BROWSER", "DISABLE_VNC", "WAIT_PORTS
 
 def entrypoint(tmp_path: Path, env: dict[str, str], *mode: str) -> dict[str, str] | None:
     """What the script exports (None when it refuses the environment)."""
-    full = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "BROWSER_STACK_PROFILE_DIR": str(tmp_path / "profile"),
-        "BROWSER_STACK_LOG_DIR": str(tmp_path / "log"),
-        **env,
-    }
-    done = subprocess.run(
-        [str(ENTRYPOINT), *mode, "env", "-0"],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run(tmp_path, [*mode, "env", "-0"], **env)
     if done.returncode == 2:
         return None
-    assert done.returncode == 0, done.stderr
-    return dict(item.split("=", 1) for item in done.stdout.split("\0") if item)
+    return exported(done)
 
 
 def mirror(tmp_path: Path, env: dict[str, str]) -> dict[str, str] | None:

@@ -8,37 +8,18 @@ program is missing, and fail instead when BROWSER_STACK_E2E_REQUIRED=1 (.ci/run 
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import NoReturn
 
 import psutil
 import pytest
 
-from ..helpers import free_port, request
+from ..helpers import free_port, load_script, request
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _load_local_stack() -> ModuleType:
-    if "local_stack" in sys.modules:
-        return sys.modules["local_stack"]
-    spec = importlib.util.spec_from_file_location(
-        "local_stack", REPO / "scripts" / "local_stack.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["local_stack"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-local_stack = _load_local_stack()
+local_stack = load_script("scripts/local_stack.py")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -41,7 +40,6 @@ def _port(name: str, default: int) -> int:
 CDP = _port("BROWSER_REMOTE_DEBUGGING_PORT", 9222)
 MCP = _port("MCP_SERVER_BROWSER_PORT", 8100)
 VNC = _port("VNC_SERVER_PORT", 5900)
-WS = _port("WEBSOCKET_PROXY_PORT", 6080)
 
 
 @dataclass
@@ -62,10 +60,10 @@ class ProxyStack:
 
 
 @pytest.fixture(scope="module")
-def proxy_stack(stack: Stack) -> Iterator[ProxyStack]:
+def proxy_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyStack]:
     # The main stack must not hold the display or the public ports meanwhile.
     stop_stack(stack)
-    root = Path(tempfile.mkdtemp(prefix="bs-proxy-"))
+    root = tmp_path_factory.mktemp("bs-proxy")
     listen = f"127.0.0.1:{free_port()}"
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BROWSER_STACK_ACTIVATION", "proxy")

@@ -19,7 +19,7 @@ from browser_stack import client
 
 from ..helpers import free_port
 from .conftest import Stack
-from .test_real_stack import assert_all_stopped, call, stop_stack
+from .test_real_stack import assert_all_stopped, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -80,8 +80,7 @@ def test_async_ensure_warm_then_other_gates(stack: Stack) -> None:
 
 
 def test_readiness_timeout_is_a_clear_exception(stack: Stack) -> None:
-    status, out = call(stack, "POST", "/v1/browser-stack/stop")
-    assert status == 200, out
+    stop_stack(stack)
     with pytest.raises(client.ReadinessTimeout) as caught:
         client.ensure_browser_stack(stack.base_url, needs=["vnc"], timeout=0.001)
     assert caught.value.status == 504

@@ -18,7 +18,7 @@ import pytest
 from browser_stack import memory
 
 from .conftest import Stack, local_stack
-from .test_real_stack import assert_all_stopped, call, ensure
+from .test_real_stack import call, ensure, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -63,9 +63,7 @@ def states(stack: Stack) -> dict[str, str]:
 
 
 def test_stopped_stack_live_static_and_the_route(stack: Stack) -> None:
-    status, out = call(stack, "POST", "/v1/browser-stack/stop")
-    assert status == 200, out
-    assert_all_stopped(stack)
+    stop_stack(stack)
     code, live = doctor(stack)
     assert code == 0
     checks = assert_every_check_ok(live, "live")
@@ -93,6 +91,4 @@ def test_running_stack_holds_its_own_ports_and_display(stack: Stack) -> None:
         assert "tigervnc's own Xvnc" in checks["x-lock"]["saw"]
         assert set(states(stack).values()) == {"RUNNING"}
     finally:
-        status, out = call(stack, "POST", "/v1/browser-stack/stop")
-        assert status == 200, out
-        assert_all_stopped(stack)
+        stop_stack(stack)

@@ -29,9 +29,9 @@ from typing import Any
 import psutil
 import pytest
 
-from ..helpers import Sidecar, free_port, request, wait_for
+from ..helpers import Sidecar, free_port, wait_for
 from .conftest import Stack, local_stack
-from .test_real_stack import PROGRAMS, assert_all_stopped
+from .test_real_stack import PROGRAMS, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -61,15 +61,20 @@ def sidecar(stack: Stack) -> Iterator[Sidecar]:
         running.kill()
 
 
-@pytest.fixture(autouse=True)
-def leave_stopped(stack: Stack, sidecar: Sidecar) -> Iterator[None]:
-    yield
+def stop_all(stack: Stack, sidecar: Sidecar) -> None:
     # This module's sidecar first: its stop also cancels a start it still runs
     # in the background (an ensure for one gate leaves the rest coming up).
     assert sidecar.stop().status == 200
-    status, out = request(stack.base_url, "POST", "/v1/browser-stack/stop")
-    assert status == 200, out
-    assert_all_stopped(stack)
+    stop_stack(stack)
+
+
+@pytest.fixture(autouse=True)
+def stopped_before_and_after(stack: Stack, sidecar: Sidecar) -> Iterator[None]:
+    # Each test starts from a stopped stack, whatever ran before it (another
+    # module's tests may leave it up), and leaves it stopped.
+    stop_all(stack, sidecar)
+    yield
+    stop_all(stack, sidecar)
 
 
 def rpc(stack: Stack, method: str, *args: Any) -> Any:

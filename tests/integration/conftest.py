@@ -32,7 +32,6 @@ from ..helpers import Sidecar, free_ports, wait_for
 
 HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "standin.py"
-PREFIX = "/v1/browser-stack"
 
 PROGRAMS = ("tigervnc", "openbox", "browser", "mcp-server-browser", "websocat")
 DEFAULT_MODES = {
@@ -58,13 +57,6 @@ SIDECAR_TIMEOUTS = {
     "BROWSER_STACK_STOP_TIMEOUT": "10",
     "BROWSER_STACK_READY_GRACE": "5",
 }
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 class Stack:

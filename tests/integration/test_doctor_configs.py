@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
 
 from browser_stack import doctor
 from browser_stack.doctor_checks import Check, Verdict
 
-from .conftest import free_ports, wait_for
+from ..helpers import free_ports, load_script, wait_for
 
 pytestmark = pytest.mark.integration
+local_stack = load_script("scripts/local_stack.py")
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "bin" / "browser-stack-entrypoint"
@@ -67,24 +67,17 @@ class Host:
         return self.root / "supervisord.conf"
 
     def rpc(self, method: str, *params: Any) -> Any:
-        transport = SupervisorTransport(None, None, f"unix://{self.root}/supervisor.sock")
-        try:
-            proxy: Any = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-            for part in method.split("."):
-                proxy = getattr(proxy, part)
-            return proxy(*params)
-        finally:
-            transport.close()
+        return local_stack.rpc(self.root, method, *params)
 
     def load(self, programs: str) -> None:
         """Write the programs file and have supervisord apply it (reread + update)."""
         (self.root / "conf.d" / "programs.conf").write_text(programs)
-        [[added, changed, removed]] = self.rpc("supervisor.reloadConfig")
+        [[added, changed, removed]] = self.rpc("reloadConfig")
         for name in changed + removed:
-            self.rpc("supervisor.stopProcessGroup", name, True)
-            self.rpc("supervisor.removeProcessGroup", name)
+            self.rpc("stopProcessGroup", name, True)
+            self.rpc("removeProcessGroup", name)
         for name in changed + added:
-            self.rpc("supervisor.addProcessGroup", name)
+            self.rpc("addProcessGroup", name)
 
     def live(self) -> list[Check]:
         return list(asyncio.run(doctor.live_report(self.env)).checks)
@@ -137,7 +130,7 @@ def boot(root: Path, *, wait_for_cdp: bool = False) -> Host:
     def up() -> bool:
         assert proc.poll() is None, (root / "supervisord.out").read_text()
         with contextlib.suppress(OSError, xmlrpc.client.Error):
-            return bool(host.rpc("supervisor.getState")["statename"] == "RUNNING")
+            return bool(host.rpc("getState")["statename"] == "RUNNING")
         return False
 
     wait_for(up, 30, "supervisord")
@@ -146,7 +139,7 @@ def boot(root: Path, *, wait_for_cdp: bool = False) -> Host:
 
 def shut_down(host: Host) -> None:
     with contextlib.suppress(OSError, xmlrpc.client.Error):
-        host.rpc("supervisor.stopAllProcesses", True)
+        host.rpc("stopAllProcesses", True)
     host.proc.send_signal(signal.SIGTERM)
     try:
         host.proc.wait(timeout=30)

@@ -14,7 +14,6 @@ Skipped only where the machine cannot create namespaces (not root, no ip/unshare
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import shutil
@@ -24,10 +23,10 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from ..helpers import load_script
 from .conftest import (
     DEFAULT_DELAYS,
     DEFAULT_MODES,
@@ -49,18 +48,7 @@ PORT_VARS = {
 }
 
 
-def _load_fleet() -> ModuleType:
-    if "fleet" in sys.modules:
-        return sys.modules["fleet"]
-    spec = importlib.util.spec_from_file_location("fleet", FLEET_PY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fleet"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fleet = _load_fleet()
+fleet = load_script("bench/fleet.py")
 fs = fleet.fs
 # The host's device of each directory a sandbox gets a private copy of, where it exists.
 HOST_DIRS = {d: os.stat(d).st_dev for d in fs.PRIVATE_DIRS if os.path.isdir(d)}

@@ -7,8 +7,8 @@ import asyncio
 import aiohttp
 import pytest
 
-from ..helpers import Sidecar, free_port, wait_for
-from .conftest import PREFIX, PROGRAMS, Stack
+from ..helpers import PREFIX, Sidecar, free_port, wait_for
+from .conftest import PROGRAMS, Stack
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,7 @@ from browser_stack.config import Settings
 from browser_stack.controller import Controller
 from browser_stack.errors import SupervisorUnavailable
 from browser_stack.model import Gone
+from browser_stack.observer import NullObserver
 from browser_stack.probes import Probe, ProbeResult
 from browser_stack.stack import PROGRAMS, SPAWN_AFTER, Program
 from browser_stack.states import ALIVE_STATES, ProcessState
@@ -219,3 +220,22 @@ def make_controller(
         **kwargs,  # type: ignore[arg-type]
     )
     return controller, supervisor
+
+
+class Recorder(NullObserver):
+    """An observer that keeps what the tests look at: exits, liveness failures
+    and failed idle checks, by program or error."""
+
+    def __init__(self) -> None:
+        self.exits: list[str] = []
+        self.liveness_failures: list[str] = []
+        self.idle_errors: list[str] = []
+
+    def program_exited(self, program: str) -> None:
+        self.exits.append(program)
+
+    def liveness_failed(self, program: str) -> None:
+        self.liveness_failures.append(program)
+
+    def idle_check_failed(self, error: str) -> None:
+        self.idle_errors.append(error)

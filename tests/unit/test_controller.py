@@ -12,13 +12,12 @@ from browser_stack.errors import (
     StackStopped,
     SupervisorUnavailable,
 )
-from browser_stack.observer import NullObserver
 from browser_stack.readiness import Readiness
 from browser_stack.stack import GATES, PROGRAMS, Gate, Program
 from browser_stack.states import ProcessState
 
 from ..helpers import until
-from .fakes import FAST, FakeSupervisor, make_controller
+from .fakes import FAST, FakeSupervisor, Recorder, make_controller
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("virtual_time")]
 ALL = frozenset(GATES)
@@ -422,18 +421,6 @@ async def test_a_start_asks_chromium_until_its_first_pass_and_no_more() -> None:
 
 
 # -- readiness from events ---------------------------------------------------------
-
-
-class Recorder(NullObserver):
-    def __init__(self) -> None:
-        self.exits: list[str] = []
-        self.liveness_failures: list[str] = []
-
-    def program_exited(self, program: str) -> None:
-        self.exits.append(program)
-
-    def liveness_failed(self, program: str) -> None:
-        self.liveness_failures.append(program)
 
 
 async def test_an_exit_ends_readiness_at_once_and_is_logged_with_how_it_ended(

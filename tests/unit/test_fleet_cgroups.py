@@ -7,32 +7,16 @@ what is written to delegate the memory controller, and how the figures are read.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from ..helpers import load_script
+
 pytestmark = pytest.mark.unit
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def _load() -> ModuleType:
-    if "fleet_sandbox" in sys.modules:
-        return sys.modules["fleet_sandbox"]
-    spec = importlib.util.spec_from_file_location(
-        "fleet_sandbox", REPO / "bench" / "fleet_sandbox.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fleet_sandbox"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fs = _load()
+fs = load_script("bench/fleet_sandbox.py")
 
 
 def v2_tree(root: Path, own: str = "/pod/app", delegated: bool = False) -> Path:

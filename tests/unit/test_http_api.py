@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -44,11 +45,22 @@ async def test_ensure_answers_the_contract(client: TestClient[object, object]) -
     assert float(response.headers["X-Browser-Stack-Elapsed-Ms"]) >= 0
 
 
+async def start_ended(client: TestClient[object, object]) -> dict[str, Any]:
+    """The status once the start in the background has ended; the bound only
+    guards against a hang."""
+    for _ in range(1000):
+        status: dict[str, Any] = await (await client.get("/v1/browser-stack/status")).json()
+        if not status["starting"] and status["last_start"] is not None:
+            return status
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the start did not end: {status}")
+
+
 async def test_an_answer_carries_every_programs_readiness_and_the_endpoints(
     client: TestClient[object, object], sup: FakeSupervisor
 ) -> None:
     await client.post(ENSURE, json={"needs": ["cdp"]})
-    await asyncio.sleep(0.5)  # the rest of the stack comes up meanwhile
+    await start_ended(client)  # the rest of the stack comes up after the answer
     sup.programs[Program.WEBSOCAT].state = ProcessState.EXITED  # behind our back
     await client.get("/v1/browser-stack/status")  # supervisord read: the model knows
     body = await (await client.post(ENSURE, json={"needs": ["cdp"]})).json()
@@ -337,11 +349,7 @@ async def test_wait_false_is_202_at_once_and_the_start_goes_on(
     assert joined.status == 200
     assert (await joined.json())["cold"] is True
     assert sup.starts(Program.BROWSER) == ["browser"]
-    for _ in range(100):  # the rest of the start ends a moment after the answer
-        status = await (await client.get("/v1/browser-stack/status")).json()
-        if status["last_start"] is not None:
-            break
-        await asyncio.sleep(0.01)
+    status = await start_ended(client)  # the rest of the start ends after the answer
     assert status["last_start"]["ok"] is True
     assert {"tigervnc", "browser"} <= set(status["last_start"]["started"])
     bad = await client.post(ENSURE, json={"wait": "no"})

@@ -14,13 +14,12 @@ from browser_stack.errors import SupervisorUnavailable
 from browser_stack.http_api import create_app
 from browser_stack.idle import Decision, Facts, IdleMonitor, IdlePolicy, user_connections
 from browser_stack.metrics import Metrics
-from browser_stack.observer import NullObserver
 from browser_stack.stack import GATES, PROGRAMS, Gate, Program
 from browser_stack.states import ProcessState
 from browser_stack.supervisor import ProcessInfo
 
 from ..helpers import until
-from .fakes import FAST, make_controller
+from .fakes import FAST, Recorder, make_controller
 
 pytestmark = pytest.mark.unit
 
@@ -171,14 +170,6 @@ class FakeController:
     ) -> None:
         self.stops.append(reason)
         self.stopped.append(programs)
-
-
-class Recorder(NullObserver):
-    def __init__(self) -> None:
-        self.idle_errors: list[str] = []
-
-    def idle_check_failed(self, error: str) -> None:
-        self.idle_errors.append(error)
 
 
 async def no_connections(ports: Mapping[str, int], pids: list[int]) -> dict[str, int]:
