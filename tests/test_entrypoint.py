@@ -18,6 +18,7 @@ SHELL_SCRIPTS = [
     ENTRYPOINT,
     REPO / ".ci" / "run",
     *sorted((REPO / "scripts").glob("*.sh")),
+    *sorted((REPO / "tests" / "container").glob("*/*.sh")),
 ]
 
 UNSET = None
