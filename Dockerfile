@@ -16,11 +16,6 @@
 
 ARG BASE_IMAGE=enterprise-public-cn-beijing.cr.volces.com/vefaas-public/all-in-one-sandbox:latest
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.8
-# eager: the stack starts at boot unless the container is started with the switch on;
-# lazy: the switch baked in (DISABLE_BROWSER_STACK=true), for orchestrators that pass
-# no environment; a container's own DISABLE_BROWSER_STACK=false still overrides it.
-ARG BROWSER_STACK_DEFAULT=eager
-
 FROM ${UV_IMAGE} AS uv
 
 # Build on the base itself, so the wheels chosen match its libc and architecture.
@@ -62,7 +57,7 @@ RUN --mount=type=secret,id=build-ca \
     && /opt/browser-stack/venv/bin/python -m browser_stack.client --help > /dev/null \
     && env -u PYTHONDONTWRITEBYTECODE /opt/browser-stack/venv/bin/python -c "import browser_stack.http_api"
 
-FROM ${BASE_IMAGE} AS eager
+FROM ${BASE_IMAGE}
 # off: skip the doctor below, for a base whose supervisord layout is known to differ.
 ARG BROWSER_STACK_DOCTOR=on
 COPY --from=build /opt/browser-stack /opt/browser-stack
@@ -79,6 +74,13 @@ RUN ln -s /opt/browser-stack/venv/bin/browser-stack /usr/local/bin/browser-stack
     && chmod 0755 /usr/local/bin/browser-stack-entrypoint \
     && mkdir -p /var/log/browser-stack
 
+# What a container started with neither switch set does. eager: the stack starts at
+# boot, as the image always did. lazy: as if DISABLE_BROWSER_STACK=true, for
+# orchestrators that pass no environment (DeerFlow's provisioner); a container's own
+# DISABLE_BROWSER_STACK=false or AUTOSTART_BROWSER_STACK=true still wins. The
+# entrypoint reads it.
+ARG BROWSER_STACK_DEFAULT=eager
+ENV BROWSER_STACK_DEFAULT=${BROWSER_STACK_DEFAULT}
 ENV BROWSER_STACK_LOG_DIR=/var/log/browser-stack
 
 # The doctor reads the image's supervisord files as supervisord will at boot with
@@ -97,11 +99,3 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
 # Sets the image's DISABLE_BROWSER/DISABLE_MCP_BROWSER/DISABLE_VNC and WAIT_PORTS
 # when the switch is on, then execs the image's own entrypoint.
 ENTRYPOINT ["/usr/local/bin/browser-stack-entrypoint", "--aio", "/opt/gem/run.sh"]
-
-# The same image with the switch on by default: lazy with no environment at all.
-FROM eager AS lazy
-ENV DISABLE_BROWSER_STACK=true
-
-# The image built: the stage BROWSER_STACK_DEFAULT names.
-# hadolint ignore=DL3006
-FROM ${BROWSER_STACK_DEFAULT}
