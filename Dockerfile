@@ -83,11 +83,16 @@ ARG BROWSER_STACK_DEFAULT=eager
 ENV BROWSER_STACK_DEFAULT=${BROWSER_STACK_DEFAULT}
 ENV BROWSER_STACK_LOG_DIR=/var/log/browser-stack
 
-# The doctor reads the image's supervisord files as supervisord will at boot with
-# the switch on, and fails the build when the five do not match what the sidecar
-# expects: their names, autostart following the switch, ports and display in their
-# command lines, the browser's stop, their executables, the sidecar's own program.
-RUN if [ "${BROWSER_STACK_DOCTOR}" != "off" ]; then \
+# The default is checked here rather than at the first boot. The doctor reads the
+# image's supervisord files as supervisord will at boot with the switch on, and fails
+# the build when the five do not match what the sidecar expects: their names,
+# autostart following the switch, ports and display in their command lines, the
+# browser's stop, their executables, the sidecar's own program.
+RUN case "${BROWSER_STACK_DEFAULT}" in \
+        eager | lazy) ;; \
+        *) echo "BROWSER_STACK_DEFAULT=${BROWSER_STACK_DEFAULT}: expected eager or lazy" >&2; exit 2 ;; \
+    esac \
+    && if [ "${BROWSER_STACK_DOCTOR}" != "off" ]; then \
         DISABLE_BROWSER_STACK=true browser-stack doctor --static --config /opt/gem/supervisord.conf; \
     fi
 
