@@ -21,8 +21,6 @@
 # only the install step mounts, so no layer keeps it. Prints the image's tag last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=scripts/container-engine.sh
-. scripts/container-engine.sh
 
 usage() {
     echo "usage: $0 [--base IMAGE] [--tag TAG] [--lazy] [--python PATH|managed] [-- ARG...]" >&2
@@ -43,6 +41,9 @@ while [ "$#" -gt 0 ]; do
         *) usage ;;
     esac
 done
+
+# shellcheck source=scripts/container-engine.sh
+. scripts/container-engine.sh
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml)
 if [ -z "$tag" ]; then

@@ -31,8 +31,9 @@ done
 
 suite=bookworm
 # supervisor, nginx and the five programs' own packages; python3 for the sidecar on
-# the base's interpreter (and supervisord's); x11-utils for xprop; procps for ps.
-packages=ca-certificates,supervisor,nginx,chromium,tigervnc-standalone-server,openbox,x11-utils,python3,nodejs,procps
+# the base's interpreter (and supervisord's); x11-utils for xprop; procps for ps;
+# curl for the health check `podman kube play` makes of a Pod's livenessProbe.
+packages=ca-certificates,supervisor,nginx,chromium,tigervnc-standalone-server,openbox,x11-utils,python3,nodejs,procps,curl
 mmdebstrap_options=(
     --variant=minbase
     --aptopt='APT::Install-Recommends "false"'
