@@ -69,6 +69,11 @@ def podman(
     return done
 
 
+def podman_json(*args: str) -> Any:
+    """A podman command's JSON output (inspect and the like)."""
+    return json.loads(podman(*args).stdout)
+
+
 def unique(what: str) -> str:
     return f"{PREFIX}{what}-{uuid.uuid4().hex[:8]}"
 
@@ -170,7 +175,7 @@ class Container:
         return podman("exec", self.name, *argv, check=check, timeout=timeout).stdout
 
     def inspect(self) -> dict[str, Any]:
-        out: list[dict[str, Any]] = json.loads(podman("inspect", self.name).stdout)
+        out: list[dict[str, Any]] = podman_json("inspect", self.name)
         return out[0]
 
     def logs(self) -> str:

@@ -84,7 +84,9 @@ def wait_serving(container: Any, timeout: float = 120) -> None:
         except OSError:
             return False
 
-    wait_for(ready, timeout=timeout, what=f"/browser-stack/readyz of {container.name}", interval=0.2)
+    wait_for(
+        ready, timeout=timeout, what=f"/browser-stack/readyz of {container.name}", interval=0.2
+    )
 
 
 @pytest.fixture

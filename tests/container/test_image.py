@@ -136,9 +136,7 @@ def test_idle_stop_inside_the_container(image: str, sandbox_factory: Any) -> Non
     )
     code, out = api(c, "POST", "/ensure", {"needs": ["cdp"]})
     assert code == 200, out
-    wait_for(
-        lambda: set(states(c.url).values()) == {"STOPPED"}, timeout=90, what="the idle stop"
-    )
+    wait_for(lambda: set(states(c.url).values()) == {"STOPPED"}, timeout=90, what="the idle stop")
     idle = status(c.url)["idle"]
     assert idle["enabled"] is True and idle["idle_stops"] >= 1
     wait_for(lambda: stack_processes(c) == [], timeout=30, what="the stack's processes to end")
@@ -206,13 +204,13 @@ def test_the_lazy_default_is_overridden_by_the_containers_own_switch(
 
 
 def lazy_image_env(tag: str) -> dict[str, str]:
-    [config] = json.loads(containers.podman("image", "inspect", tag).stdout)
+    [config] = containers.podman_json("image", "inspect", tag)
     return dict(item.split("=", 1) for item in config["Config"]["Env"])
 
 
 def layer_dirs(tag: str) -> list[Path]:
     """The image's layers as overlay directories, bottom last (podman's GraphDriver)."""
-    [config] = json.loads(containers.podman("image", "inspect", tag).stdout)
+    [config] = containers.podman_json("image", "inspect", tag)
     data = config["GraphDriver"]["Data"]
     dirs = [data["UpperDir"], *data.get("LowerDir", "").split(":")]
     return [Path(d) for d in dirs if d]
