@@ -142,3 +142,11 @@ def test_run_sh_autostart_already_set_is_kept() -> None:
 def test_describe_switch() -> None:
     assert boot.describe_switch({"DISABLE_BROWSER_STACK": "true"}) == "DISABLE_BROWSER_STACK=true"
     assert "neither" in boot.describe_switch({})
+
+
+def test_run_sh_autostart_of_the_images_other_services() -> None:
+    """The image's other switches reach their program files the same way, so the
+    doctor can read a Jupyter or code-server program file at build time."""
+    out = boot.boot_environment({"DISABLE_JUPYTER": "true"})
+    assert out["AUTOSTART_JUPYTER"] == "false"
+    assert out["AUTOSTART_CODE_SERVER"] == "true"

@@ -20,11 +20,15 @@ DEFAULT_AIO_WAIT_PORTS = "8079,8091"
 # The AIO image's own switches, which the entrypoint's --aio mode turns on.
 IMAGE_SWITCHES = ("DISABLE_BROWSER", "DISABLE_MCP_BROWSER", "DISABLE_VNC")
 # run.sh turns each image switch into the AUTOSTART_* its program files read
-# (docs/aio-image.md: known from a derived image, not from the image's files).
+# (docs/aio-image.md: known from a derived image, not from the image's files): the
+# browser stack's, and those of the image's other idle services, whose program files
+# the doctor reads too (without them their files are unreadable at build time).
 RUN_SH_AUTOSTART = {
     "AUTOSTART_BROWSER": "DISABLE_BROWSER",
     "AUTOSTART_MCP_BROWSER": "DISABLE_MCP_BROWSER",
     "AUTOSTART_VNC": "DISABLE_VNC",
+    "AUTOSTART_JUPYTER": "DISABLE_JUPYTER",
+    "AUTOSTART_CODE_SERVER": "DISABLE_CODE_SERVER",
 }
 # The public port variables, their defaults and the internal port behind the
 # activation proxy, in the entrypoint's order.
