@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/fleet.py --sandboxes 10 --concurrent 1,10 --mode both \\
         [--json bench/out/fleet.json] [--plot bench/out/fleet.png]
+    .venv/bin/python bench/fleet.py --engine podman --image TAG [--memory-limit 1536m] ...
+
+Two engines. netns (the default): each sandbox a supervisord of the host's programs in
+namespaces of its own, as below. podman: each sandbox a container of an image built by
+scripts/build-image.sh (bench/fleet_podman.py), its memory from the container's cgroup.
 
 N sandboxes (bench/fleet_sandbox.py: each its own network, mount and PID namespace,
 private /tmp, memory cgroup where the machine has one), each a supervisord with
@@ -85,6 +90,9 @@ class Options:
     workdir: Path
     programs_conf: Path
     sidecar_env: dict[str, str] = field(default_factory=dict)
+    engine: str = "netns"
+    image: str = ""
+    memory_limit: str | None = None
 
 
 def mib(value: float) -> float:
@@ -464,18 +472,33 @@ async def measure(fleet: fs.Fleet, opts: Options, noise: bench_run.Noise) -> dic
             await http.close()
 
 
-def run_mode(opts: Options, mode: str) -> dict[str, Any]:
-    env = dict(opts.sidecar_env)
-    if mode == "lazy":
-        env.setdefault("BROWSER_STACK_IDLE_TIMEOUT", f"{opts.idle_timeout_s:g}")
-        env.setdefault("BROWSER_STACK_IDLE_MIN_UPTIME", "0")
-    fleet = fs.Fleet(
+def make_fleet(opts: Options, mode: str, env: dict[str, str]) -> Any:
+    if opts.engine == "podman":
+        import fleet_podman
+
+        return fleet_podman.ContainerFleet(
+            opts.sandboxes,
+            lazy=mode == "lazy",
+            image=opts.image,
+            workdir=opts.workdir / mode,
+            env=env,
+            memory_limit=opts.memory_limit,
+        )
+    return fs.Fleet(
         opts.sandboxes,
         lazy=mode == "lazy",
         workdir=opts.workdir / mode,
         programs_conf=opts.programs_conf,
         env=env,
     )
+
+
+def run_mode(opts: Options, mode: str) -> dict[str, Any]:
+    env = dict(opts.sidecar_env)
+    if mode == "lazy":
+        env.setdefault("BROWSER_STACK_IDLE_TIMEOUT", f"{opts.idle_timeout_s:g}")
+        env.setdefault("BROWSER_STACK_IDLE_MIN_UPTIME", "0")
+    fleet = make_fleet(opts, mode, env)
     noise = bench_run.Noise(opts.workdir)
     with fleet:
         if fleet.stale_removed:
@@ -488,7 +511,8 @@ def run_mode(opts: Options, mode: str) -> dict[str, Any]:
         finally:
             noise.stop()
     result["memory_cgroup_reason"] = fleet.cgroups.reason
-    result["left_behind"] = fs.leftovers(fleet.tag)
+    podman = opts.engine == "podman"
+    result["left_behind"] = fleet.leftovers() if podman else fs.leftovers(fleet.tag)
     print(
         f"{mode}: cleaned up, "
         + (
@@ -759,6 +783,14 @@ def main(argv: list[str] | None = None) -> int:
         help="extra environment for every sandbox (e.g. BROWSER_STACK_READY_GRACE=60)",
     )
     parser.add_argument(
+        "--engine",
+        choices=("netns", "podman"),
+        default="netns",
+        help="netns: supervisords in namespaces; podman: containers of --image (netns)",
+    )
+    parser.add_argument("--image", default="", help="podman: the image (scripts/build-image.sh)")
+    parser.add_argument("--memory-limit", help="podman: each container's limit, e.g. 1536m")
+    parser.add_argument(
         "--cleanup", action="store_true", help="remove what killed runs left, and exit"
     )
     parser.add_argument(
@@ -770,6 +802,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cleanup:
         removed = fs.cleanup_stale()
+        if args.engine == "podman":
+            import fleet_podman
+
+            removed += fleet_podman.containers.sweep()
         print("removed: " + (", ".join(removed) or "nothing"))
         return 0
     if args.from_json:
@@ -795,11 +831,13 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             parser.error(f"--sidecar-env {item}: expected NAME=VALUE")
         env[name] = value
-    why = fs.tools_missing()
+    if args.engine == "podman" and not args.image:
+        parser.error("--engine podman needs --image")
+    why = fs.tools_missing() if args.engine == "netns" else None
     if why:
         print(f"fleet: {why}", file=sys.stderr)
         return 2
-    if args.programs_conf.resolve() == fs.PROGRAMS_CONF:
+    if args.engine == "netns" and args.programs_conf.resolve() == fs.PROGRAMS_CONF:
         missing = fs.missing_programs()
         if missing:
             print(
@@ -820,6 +858,9 @@ def main(argv: list[str] | None = None) -> int:
         workdir=args.workdir.resolve(),
         programs_conf=args.programs_conf.resolve(),
         sidecar_env=env,
+        engine=args.engine,
+        image=args.image,
+        memory_limit=args.memory_limit,
     )
     signal.signal(signal.SIGTERM, _sigterm)
     results: dict[str, Any] = {
@@ -827,6 +868,9 @@ def main(argv: list[str] | None = None) -> int:
         "commit": _git_commit(),
         "command": "bench/fleet.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": bench_run.machine(),
+        "engine": args.engine,
+        "image": args.image or None,
+        "memory_limit": args.memory_limit,
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "memory_sources": {
             "pss": "PSS (and USS) summed over the sandbox's processes, from smaps_rollup",
