@@ -19,6 +19,7 @@ SHELL_SCRIPTS = [
     REPO / ".ci" / "run",
     *sorted((REPO / "scripts").glob("*.sh")),
     *sorted((REPO / "tests" / "container").glob("*/*.sh")),
+    *sorted((REPO / "bench").glob("*.sh")),
 ]
 
 UNSET = None
