@@ -58,6 +58,8 @@ def stack_processes(container: Any) -> list[str]:
 
 
 def test_lazy_boot_runs_none_of_the_five_and_run_sh_waits_without_them(lazy: Any) -> None:
+    # entrypoint -> run.sh -> supervisord, each exec'd: supervisord is PID 1
+    assert "supervisord" in lazy.exec("cat", "/proc/1/cmdline")
     assert states(lazy.url) == dict.fromkeys(PROGRAMS, "STOPPED")
     assert stack_processes(lazy) == []
     # the entrypoint took the stack's ports out of what run.sh waits for, and the
