@@ -176,10 +176,12 @@ def test_podman_stop_is_clean_and_cookies_outlive_the_container(
 
 def test_eager_without_the_switch_starts_the_five_at_boot(image: str, sandbox_factory: Any) -> None:
     c = sandbox_factory(image)
+    # ready by the probes; RUNNING by supervisord, which says so startsecs after a spawn
     wait_for(
-        lambda: all(status(c.url)["ready"].values()), timeout=120, what="the five ready at boot"
+        lambda: all(status(c.url)["ready"].values()) and set(states(c.url).values()) == {"RUNNING"},
+        timeout=120,
+        what="the five ready and RUNNING at boot",
     )
-    assert set(states(c.url).values()) == {"RUNNING"}
 
 
 def test_the_lazy_default_image_starts_lazy_with_no_environment(
