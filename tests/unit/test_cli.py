@@ -118,6 +118,8 @@ def test_json_logs_carry_structured_fields(capsys: pytest.CaptureFixture[str]) -
         ["ensure", "--timeout", "nan"],
         ["ensure", "--timeout", "301"],
         ["ensure", "--timeout", "soon"],
+        ["ensure", "--needs", "gpu"],
+        ["ensure", "--needs", "cdp,gpu", "--url", "http://127.0.0.1:9"],
         ["status", "--url", "foo"],
         ["status", "--url", "http://[::1"],
         ["stop", "--url", "ftp://host:1"],
