@@ -16,7 +16,9 @@ from browser_stack import doctor
 from browser_stack.config import Settings
 from browser_stack.doctor import Facts, Report, command, run_checks
 from browser_stack.doctor_checks import (
+    MAIN_RPCINTERFACE,
     Check,
+    Context,
     Executable,
     PathFacts,
     Source,
@@ -48,9 +50,16 @@ from browser_stack.doctor_checks import (
     runs_chromium_itself,
     websocket_ports,
 )
+from browser_stack.edits import AppendArgs, RemoveSection, SetEnv, SetOption
 from browser_stack.http_api import create_app
 from browser_stack.ports import PortHolder
-from browser_stack.supervisord_conf import ProgramConfig, UnreadableConfig, read_config
+from browser_stack.supervisord_conf import (
+    ProgramConfig,
+    Server,
+    SupervisordConfig,
+    UnreadableConfig,
+    read_config,
+)
 
 from .fakes import FAST, FakeSupervisor, make_controller
 
@@ -155,7 +164,16 @@ def test_programs_one_renamed() -> None:
 def test_programs_in_a_group() -> None:
     check = check_programs(changed("openbox", group="desktop"))
     assert check.verdict == Verdict.FAIL
-    assert "take [program:openbox] out of [group:desktop]" in check.fix
+    assert check.fix.startswith("remove [group:desktop]")
+    assert check.edits == (RemoveSection("group:desktop"),)
+    shared = changed("openbox", group="desktop")
+    shared["browser"] = dataclasses.replace(GOOD["browser"], group="desktop")
+    check = check_programs(shared)
+    # Each leaves the group in turn: the last edit is the one that holds.
+    assert check.edits[-1] in (
+        SetOption("group:desktop", "programs", "openbox"),
+        SetOption("group:desktop", "programs", "browser"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -235,7 +253,13 @@ def test_the_stop_rule(
     verdict = {True: Verdict.OK, False: Verdict.FAIL, None: Verdict.WARN}[no_child]
     assert check.verdict == verdict, check
     if verdict != Verdict.OK:
-        assert "killasgroup=true, and stopasgroup=true or stopsignal=INT" in check.fix
+        assert check.fix.startswith("set killasgroup=true in [program:browser]")
+        # The edits, applied, make the rule hold.
+        fixed = dict(stopasgroup=stopasgroup, killasgroup=killasgroup)
+        for edit in check.edits:
+            assert isinstance(edit, SetOption) and edit.section == "program:browser"
+            fixed[edit.option] = edit.value == "true"
+        assert leaves_no_child(stopsignal, fixed["stopasgroup"], fixed["killasgroup"], direct)
 
 
 @pytest.mark.parametrize(
@@ -299,10 +323,17 @@ def test_browser_profile() -> None:
     assert check_browser_profile(argv("browser"), tmpfs).verdict == Verdict.WARN
     missing = check_browser_profile([["chromium", "--remote-debugging-port=9222"]], None)
     assert missing.verdict == Verdict.WARN
+    # Chromium takes a relative path from its working directory: it starts, but
+    # where its profile goes depends on where supervisord runs.
     for value in ("profile", "$HOME/profile", "~/profile"):
         check = check_browser_profile([["chromium", f"--user-data-dir={value}"]], None)
-        assert check.verdict == Verdict.FAIL, value
+        assert check.verdict == Verdict.WARN, value
         assert "not a fixed absolute path" in check.saw
+    # As Chromium reads it: the last one counts, `--name value` is no value.
+    last = [["chromium", "--user-data-dir=/a", "-user-data-dir=/var/lib/p"]]
+    assert "--user-data-dir=/var/lib/p," in check_browser_profile(last, writable).saw
+    spaced = [["chromium", "--user-data-dir", "/var/lib/p"]]
+    assert check_browser_profile(spaced, writable).verdict == Verdict.WARN
 
 
 def test_tigervnc_command() -> None:
@@ -311,15 +342,18 @@ def test_tigervnc_command() -> None:
     other = check_tigervnc_command([["Xvnc", ":98", "-rfbport", "5900"]], SETTINGS)
     assert other.verdict == Verdict.FAIL
     assert "display :98, but the sidecar expects :99" in other.saw
-    assert "set DISPLAY=:98 for the sidecar" in other.fix
+    assert other.fix.startswith("set DISPLAY=:98 in the container's environment")
+    assert other.edits == (SetEnv("DISPLAY", ":98"),)
     port = check_tigervnc_command([["Xvnc", ":99", "-rfbport=5901"]], SETTINGS)
     assert "-rfbport 5901, but the sidecar probes 5900" in port.saw
-    assert "set VNC_SERVER_PORT=5901 for the sidecar" in port.fix
+    assert port.fix.startswith("set VNC_SERVER_PORT=5901 in the container's environment")
     # Xvnc's default port is 5900 plus the display number.
     assert check_tigervnc_command([["Xvnc", ":99"]], SETTINGS).verdict == Verdict.FAIL
     assert check_tigervnc_command([["Xvnc", ":0"]], Settings(display=":0")).verdict == Verdict.OK
-    proxied = check_tigervnc_command(argv("tigervnc"), PROXY)
-    assert "set BROWSER_STACK_INTERNAL_VNC_PORT=5900" in proxied.fix
+    # Behind the proxy the sidecar cannot take the public port as its internal one.
+    proxy_env = Context(env={"BROWSER_STACK_ACTIVATION": "proxy"})
+    proxied = check_tigervnc_command(argv("tigervnc"), PROXY, proxy_env)
+    assert proxied.edits == (AppendArgs("program:tigervnc", ("-rfbport", "15900")),)
     assert check_tigervnc_command([["/opt/start-vnc.sh"]], SETTINGS).verdict == Verdict.WARN
 
 
@@ -328,7 +362,10 @@ def test_browser_command() -> None:
     other = check_browser_command([["chromium", "--remote-debugging-port=9333"]], SETTINGS)
     assert other.verdict == Verdict.FAIL
     assert "--remote-debugging-port 9333, but the sidecar probes 9222" in other.saw
-    assert "set BROWSER_REMOTE_DEBUGGING_PORT=9333 for the sidecar" in other.fix
+    assert other.fix.startswith(
+        "set BROWSER_REMOTE_DEBUGGING_PORT=9333 in the container's environment (or instead: "
+        "append `--remote-debugging-port=9222` to command= in [program:browser]"
+    )
     none = check_browser_command([["chromium", "about:blank"]], SETTINGS)
     assert none.verdict == Verdict.FAIL
     assert "no --remote-debugging-port" in none.saw
@@ -347,7 +384,12 @@ def test_mcp_command() -> None:
     )
     assert off.verdict == Verdict.FAIL
     assert "on port 9333, but the sidecar probes 9222" in off.saw
-    assert "BROWSER_REMOTE_DEBUGGING_PORT=9333" in off.fix
+    # Chromium listens on the sidecar's port: mcp-server-browser moves, not the sidecar.
+    assert off.edits == (
+        AppendArgs(
+            "program:mcp-server-browser", ("--cdp-endpoint", "http://127.0.0.1:9222/json/version")
+        ),
+    )
     own = check_mcp_command([["mcp-server-browser", "--port", "8100"]], SETTINGS)
     assert own.verdict == Verdict.WARN
     assert "launches a browser of its own" in own.saw
@@ -409,7 +451,7 @@ def test_executables() -> None:
     assert check.verdict == Verdict.FAIL
     assert check.saw == (
         "chromium (browser), websocat (websocat) not found on PATH=/usr/bin:/bin; "
-        "/opt/ob (openbox) is not executable"
+        "[program:openbox] is not executable: supervisord cannot spawn it (spawn error, then FATAL)"
     )
 
 
@@ -482,6 +524,12 @@ def test_cgroup() -> None:
 # --- put together --------------------------------------------------------------------
 
 
+SUPERVISORD = SupervisordConfig(
+    servers=(Server("unix_http_server", "unix", file="/var/run/supervisor.sock"),),
+    rpcinterfaces=(("supervisor", MAIN_RPCINTERFACE),),
+)
+
+
 def facts(**changes: object) -> Facts:
     base = Facts(
         source=Source("static", "/etc/supervisord.conf", detail="read"),
@@ -497,6 +545,7 @@ def facts(**changes: object) -> Facts:
         },
         profile=PathFacts("/var/lib/browser-stack/profile", True, True, "ext4"),
         cgroup={"available": True, "path": "/sys/fs/cgroup"},
+        supervisord_config=SUPERVISORD,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -583,11 +632,15 @@ def test_report_table_json_and_exit_status() -> None:
     [row] = [i for i, line in enumerate(lines) if line.startswith("browser-stop-signal ")]
     assert lines[row].split()[1] == "fail"
     assert lines[row + 1].strip().startswith("fix: set stopsignal=INT")
-    assert lines[-1].endswith("ok, 0 warn, 1 fail")
+    assert lines[-1].endswith("ok, 0 warn, 1 fail"), lines[-1]
     data = report.to_dict()
     assert data["ok"] is False
     assert data["counts"]["fail"] == 1
-    assert {"check", "verdict", "saw", "fix"} == set(data["checks"][0])
+    assert {"check", "verdict", "saw", "fix", "edits"} == set(data["checks"][0])
+    [stop_signal] = [c for c in data["checks"] if c["check"] == "browser-stop-signal"]
+    assert stop_signal["edits"] == [
+        {"edit": "set-option", "section": "program:browser", "option": "stopsignal", "value": "INT"}
+    ]
     assert not doctor.report(facts()).failed
 
 
