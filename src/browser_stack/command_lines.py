@@ -23,6 +23,7 @@ DEBIAN_CHROMIUM_MARK = "Preserve (unknown to us) chromium flags at the end of th
 # (a leading blank, a letter, "$VAR") and it does not listen at all.
 _CHROMIUM_PORT = re.compile(r"\+?([0-9]+)\s*")
 _X_DISPLAY = re.compile(r":([0-9]+)")
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
 
 
 @dataclass(frozen=True)
@@ -164,13 +165,14 @@ def unwrap(argv: Sequence[str], known: Sequence[str] = ()) -> tuple[list[str], b
             break
         chosen = commands[-1]
         for command in commands:
-            plain = [w for w in command if w != "exec" and "=" not in w.split("/")[0]]
+            plain = [w for w in command if w != "exec" and not _ASSIGNMENT.fullmatch(w)]
             if plain and os.path.basename(plain[0]) in known:
                 chosen = command
-        execs = chosen[0] == "exec"
-        words = [w for w in chosen[1 if execs else 0 :]]
-        while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
+        words = list(chosen)
+        while words and _ASSIGNMENT.fullmatch(words[0]):
             words.pop(0)
+        execs = words[:1] == ["exec"]
+        words = words[1:] if execs else words
         if not execs:
             direct = None
     return words, direct

@@ -343,13 +343,10 @@ def resolve_executable(
     name without on PATH (whose relative entries are from `cwd` too), then execs
     it after changing to the program's `directory`, where a relative path must
     lead to the same file."""
-    if "/" in argv0:
-        candidates = [argv0 if argv0.startswith("/") else os.path.join(cwd, argv0)]
-    else:
-        candidates = [
-            os.path.join(d if d.startswith("/") else os.path.join(cwd, d), argv0) for d in path
-        ]
-    for candidate in candidates:
+    # Each path as written: stat()ed from cwd, exec()ed from the program's directory.
+    written = [argv0] if "/" in argv0 else [os.path.join(d, argv0) for d in path]
+    for name in written:
+        candidate = os.path.join(cwd, name)  # an absolute name stays itself
         try:
             st = os.stat(candidate)
         except OSError:
@@ -358,17 +355,9 @@ def resolve_executable(
             return candidate, f"{candidate} is a directory"
         if not st.st_mode & 0o111 or not os.access(candidate, os.X_OK):
             return candidate, f"{candidate} is not executable"
-        relative = (
-            os.path.relpath(candidate, cwd)
-            if not argv0.startswith("/") and not candidate.startswith("/")
-            else None
-        )
-        if (
-            directory
-            and relative is not None
-            and not os.path.exists(os.path.join(directory, relative))
-        ):
-            return candidate, f"{argv0} is relative and not found from directory={directory}"
+        relative = not name.startswith("/")
+        if directory and relative and not os.path.exists(os.path.join(directory, name)):
+            return candidate, f"{name} is relative and not found from directory={directory}"
         return candidate, ""
     if "/" in argv0:
         return None, f"can't find command {argv0} (from supervisord's working directory {cwd})"
