@@ -27,6 +27,7 @@ from ..integration.layouts import (
     local_stack,
     option,
     run_selected,
+    swap,
 )
 from .conftest import missing_programs
 
@@ -36,17 +37,6 @@ pytestmark = pytest.mark.e2e
 WORKERS = 3
 CDP = "--remote-debugging-port=%(ENV_BROWSER_STACK_PROGRAM_CDP_PORT)s"
 RFB = "-rfbport %(ENV_BROWSER_STACK_PROGRAM_VNC_PORT)s"
-
-
-def swap(program: str, old: str, new: Callable[[Layout], str]) -> Callable[[Layout], Change]:
-    """[program:X]'s command with `old` (as written) replaced."""
-
-    def change(layout: Layout) -> Change:
-        text = get_option(layout, f"program:{program}", "command") or ""
-        assert old in text, (old, text)
-        return option(f"program:{program}", "command", text.replace(old, new(layout), 1))
-
-    return change
 
 
 def chromium(name: str, new: Callable[[Layout], str], old: str = CDP) -> Case:

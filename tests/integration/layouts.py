@@ -681,6 +681,17 @@ def command(program: str, edit: Callable[[list[str]], str]) -> Callable[[Layout]
     return change
 
 
+def swap(program: str, old: str, new: Callable[[Layout], str]) -> Callable[[Layout], Change]:
+    """[program:X]'s command with `old` (as written there) replaced."""
+
+    def change(layout: Layout) -> Change:
+        text = get_option(layout, f"program:{program}", "command") or ""
+        assert old in text, (old, text)
+        return option(f"program:{program}", "command", text.replace(old, new(layout), 1))
+
+    return change
+
+
 def case(family: str, name: str, *changes: Change | Callable[[Layout], Change], **kw: bool) -> Case:
     def build(layout: Layout) -> Sequence[Change]:
         return [c(layout) if callable(c) else c for c in changes]

@@ -37,6 +37,7 @@ from .layouts import (
     remove,
     run_doctor,
     run_selected,
+    swap,
 )
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ SIDECAR = "program:browser-stack"
 # Where a variable can reach the sidecar: the container's environment (through
 # the entrypoint), supervisord's environment=, the sidecar program's own.
 LAYERS = ("environment", "supervisord", SIDECAR)
-WORKERS = 6
+WORKERS = 10
 
 
 def spare(i: int) -> Callable[[Layout], str]:
@@ -396,14 +397,6 @@ def ports_family() -> list[Case]:
     """A port in a command that is not the sidecar's (the stand-ins take the forms
     the programs file uses; tests/e2e has the real programs' own forms)."""
     f = "command-ports"
-
-    def swap(program: str, old: str, new: Callable[[Layout], str]) -> Callable[[Layout], Change]:
-        def change(layout: Layout) -> Change:
-            text = get_option(layout, f"program:{program}", "command") or ""
-            assert old in text, (old, text)
-            return option(f"program:{program}", "command", text.replace(old, new(layout), 1))
-
-        return change
 
     mcp, ws, vnc, cdp = (f"ENV_BROWSER_STACK_PROGRAM_{k}_PORT" for k in ("MCP", "WS", "VNC", "CDP"))
     return [
