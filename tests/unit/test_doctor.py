@@ -456,6 +456,24 @@ def test_executables() -> None:
     )
 
 
+def test_executables_name_what_supervisord_cannot_spawn() -> None:
+    empty = Executable("browser", "", None, "has an empty command=", section="program:browser")
+    check = check_executables({"browser": empty})
+    assert check.saw.startswith("[program:browser] has an empty command=")
+    assert "not found on PATH" not in check.saw
+    missing = Executable(
+        "browser",
+        "chromium",
+        None,
+        "directory=/nope does not exist, so supervisord cannot change to it",
+        section="program:browser",
+        edits=(SetOption("program:browser", "directory", None),),
+    )
+    check = check_executables({"browser": missing})
+    assert check.edits == (SetOption("program:browser", "directory", None),)
+    assert check.fix == "remove directory= from [program:browser]"
+
+
 def test_wait_ports() -> None:
     ports = SETTINGS.program_ports
     assert check_wait_ports("8079,9222", False, ports, "x").verdict == Verdict.OK  # eager
