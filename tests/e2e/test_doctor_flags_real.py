@@ -101,9 +101,10 @@ def xvnc_family() -> list[Case]:
         xvnc("-RFBPORT N", lambda _: f"-RFBPORT {port}"),
         xvnc("twice, another port last", lambda la: f"{RFB} -rfbport {spare(la)}"),
         xvnc("twice, its port last", lambda la: f"-rfbport {spare(la)} {RFB}"),
+        # Far from any display in use; Xvnc takes the last.
         xvnc(
             "a second display",
-            lambda _: "%(ENV_BROWSER_STACK_X_DISPLAY)s :1",
+            lambda la: f"%(ENV_BROWSER_STACK_X_DISPLAY)s :{int(la.env['DISPLAY'][1:]) + 1000}",
             old="%(ENV_BROWSER_STACK_X_DISPLAY)s",
         ),
         xvnc("no -rfbport", lambda _: ""),

@@ -505,8 +505,6 @@ def run_real(layout: Layout, *, restart: bool = False, boot_timeout: float = 25)
         result.leftovers = local_stack.stop(layout.root, proc.pid, timeout=40)
         proc.wait()
         result.output = output()[-4000:]
-        if layout.real:
-            clear_display(layout.env["DISPLAY"])
     return result
 
 
@@ -603,12 +601,22 @@ def _comes_back(pid: int, output: Callable[[], str]) -> bool:
     return False
 
 
-def clear_display(display: str) -> None:
-    """What a real Xvnc killed hard may leave on the display."""
-    number = int(display.lstrip(":").split(".")[0])
-    for path in (Path(f"/tmp/.X{number}-lock"), Path(f"/tmp/.X11-unix/X{number}")):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+def clear_stale_displays(layout: Layout) -> None:
+    """Remove what a real Xvnc left (a lock, a socket) on the displays the layout
+    names (`:N` in its files and environment), when the lock's pid is gone: Xvnc
+    given two displays leaves the first one's behind."""
+    text = " ".join([*layout.files.values(), *layout.env.values()])
+    for number in {int(n) for n in re.findall(r"(?<![\w.]):(\d+)\b", text)}:
+        lock = Path(f"/tmp/.X{number}-lock")
+        try:
+            pid = int(lock.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if psutil.pid_exists(pid):
+            continue
+        for path in (lock, Path(f"/tmp/.X11-unix/X{number}")):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def release_display(display: str) -> None:
@@ -732,6 +740,7 @@ class Result:
 
 def differential(case: Case, root: Path) -> Result:
     layout = base_layout(root, lazy=case.lazy, real=case.real)
+    variants = [layout]
     try:
         for change in case.changes(layout):
             apply(layout, change)
@@ -743,6 +752,7 @@ def differential(case: Case, root: Path) -> Result:
             if not edits:
                 continue
             fixed = variant(layout)
+            variants.append(fixed)
             for edit in edits:
                 apply(fixed, edit)
             after = run_doctor(fixed)
@@ -751,6 +761,8 @@ def differential(case: Case, root: Path) -> Result:
         return result
     finally:
         if layout.real:
+            for each in variants:
+                clear_stale_displays(each)
             release_display(layout.env["DISPLAY"])
 
 
