@@ -34,7 +34,12 @@ from typing import Any
 
 from browser_stack.bringup import MAX_ATTEMPTS, BringUp
 from browser_stack.config import Settings
-from browser_stack.errors import BrowserStackError, SupervisorError, SupervisorUnavailable
+from browser_stack.errors import (
+    BrowserStackError,
+    SupervisorError,
+    SupervisorLate,
+    SupervisorUnavailable,
+)
 from browser_stack.hooks import CpuWait, Hook, PortLookup
 from browser_stack.model import NoWatch, ProgramStatus, ReadinessModel, View, Watch
 from browser_stack.observer import NullObserver, Observer
@@ -174,7 +179,8 @@ class Controller:
 
         Raises ProgramFailed (a program could not start), StackStopped (a stop
         came first), ReadinessTimeout (deadline passed; the start goes on) and
-        SupervisorUnavailable.
+        SupervisorUnavailable (supervisord is not there; one that is there and
+        answers late only delays the answer, up to the deadline).
         """
         began = self._clock()
         self._used(gates, began)
@@ -223,6 +229,7 @@ class Controller:
             return self._result(gates, False, began, None, False)
         cold = joined = False
         run: Run | None = None
+        unanswered = ""
         try:
             async with asyncio.timeout(timeout_s):
                 while True:
@@ -231,7 +238,12 @@ class Controller:
                             await asyncio.shield(self._stopping)
                         continue
                     if self._run is None:
-                        await self.reader.refresh()
+                        try:
+                            await self.reader.refresh()
+                        except SupervisorLate as late:
+                            # There, and not answering yet: ask again until the deadline.
+                            unanswered = late.message
+                            continue
                         if self._stopping is not None:
                             continue
                         if self._run is None and self.model.ready(needed):
@@ -265,7 +277,7 @@ class Controller:
                     if run.done(needed) and self._run is run:
                         await asyncio.wait([run.finished])
         except TimeoutError:
-            raise timeout_error(timeout_s, gates, run) from None
+            raise timeout_error(timeout_s, gates, run, unanswered or "not checked") from None
 
     def _start_the_rest(self, gates: frozenset[Gate]) -> None:
         """The gates are ready; with BROWSER_STACK_START=all, what else is down

@@ -116,6 +116,13 @@ class SupervisorUnavailable(BrowserStackError):
     retry_after_s = 2
 
 
+class SupervisorLate(SupervisorUnavailable):
+    """supervisord took the call but did not answer it in time: it is there,
+    and busy (a crowded machine) or paused. What it would have said, or done
+    with the call, is unknown; asking again may work. A start does not fail on
+    it (bringup.py); anything else treats it as unavailable."""
+
+
 class SupervisorError(BrowserStackError):
     """supervisord answered with a fault we do not expect."""
 

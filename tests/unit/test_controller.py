@@ -608,3 +608,70 @@ async def test_a_failed_prewarm_is_logged_and_kept_for_status(
     assert last["error"]["program"] == "browser"
     assert last["error"]["stderr_tail"] == "Missing X server or $DISPLAY"
     await until(lambda: any("background start failed" in r.getMessage() for r in caplog.records))
+
+
+# -- a supervisord that answers late (SIGSTOP, or a crowded machine) ----------------------
+
+
+async def test_supervisord_answering_late_in_the_middle_of_a_start_only_delays_it() -> None:
+    controller, sup = make_controller()
+    ensure = asyncio.ensure_future(controller.ensure(ALL, 30))
+    await until(lambda: bool(sup.starts()))
+    sup.pause()  # longer than a call waits for its answer
+    await asyncio.sleep(sup.call_timeout_s + 2)
+    sup.carry_on()
+    result = await ensure
+    assert sup.late_answers > 0
+    assert all(status.ready for status in result.programs.values())
+    assert sorted(sup.starts()) == sorted(PROGRAMS)  # each spawned once
+    await until(lambda: controller.last_start() is not None)
+    assert controller.last_start()["ok"] is True  # type: ignore[index]
+
+
+async def test_a_deadline_that_passes_while_supervisord_is_late_is_a_504_not_a_503() -> None:
+    controller, sup = make_controller()
+    sup.pause()
+    with pytest.raises(ReadinessTimeout) as caught:
+        await controller.ensure(ALL, 12)
+    assert sup.late_answers >= 2  # asked again while the deadline lasted
+    assert "did not answer" in caught.value.message
+    sup.carry_on()
+    result = await controller.ensure(ALL, 5)
+    assert all(status.ready for status in result.programs.values())
+
+
+async def test_the_rest_started_after_the_answer_survives_a_late_supervisord() -> None:
+    # BROWSER_STACK_START=all: the rest comes up after the cdp answer, while
+    # supervisord stops answering for longer than a call waits.
+    sup = FakeSupervisor()
+    sup.programs[Program.MCP_SERVER_BROWSER].ready_after_s = 0.3
+    controller, _ = make_controller(sup)
+    await controller.ensure(frozenset({Gate.CDP}), 5)
+    sup.pause()
+    await asyncio.sleep(sup.call_timeout_s * 2)
+    sup.carry_on()
+    await until(lambda: controller.last_start() is not None, 60)
+    assert sup.late_answers > 0
+    assert controller.last_start()["ok"] is True  # type: ignore[index]
+    await controller.liveness.check()  # the passes of before the pause have grown old
+    assert controller.model.ready(PROGRAMS)
+    assert sorted(sup.starts()) == sorted(PROGRAMS)
+
+
+async def test_a_late_answer_after_a_restart_does_not_replace_the_new_process() -> None:
+    # The retry replaces the hung process; supervisord then answers late: the
+    # read after it names the new process, which is probed, not replaced again.
+    controller, sup = make_controller()
+    await controller.ensure(ALL, 5)
+    sup.programs[Program.BROWSER].hung = True
+    sup.programs[Program.BROWSER].restart_cures_hang = True
+    await controller.liveness.check()
+    ensure = asyncio.ensure_future(controller.ensure(frozenset({Gate.CDP}), 30))
+    await until(lambda: len(sup.starts(Program.BROWSER)) == 2)
+    sup.pause()
+    await asyncio.sleep(sup.call_timeout_s + 2)
+    sup.carry_on()
+    result = await ensure
+    assert sup.late_answers > 0
+    assert result.programs[Program.BROWSER].ready
+    assert len(sup.starts(Program.BROWSER)) == 2
