@@ -534,3 +534,40 @@ def test_10_no_process_of_the_five_remains_after_a_crash_or_a_stop(
 
 def main_supervisord(stack: Stack) -> int:
     return int((stack.root / "supervisord.pid").read_text().strip())
+
+
+# 11 -----------------------------------------------------------------------------------
+
+
+def test_11_supervisord_answering_late_mid_start_is_waited_for_not_failed(
+    stack: Stack, sidecar: Sidecar
+) -> None:
+    # It answered 503 supervisor_unavailable, with every program on its way up.
+    from browser_stack.supervisor import CALL_TIMEOUT_S
+
+    answer: dict[str, Any] = {}
+    logged = len(sidecar.read_output())
+
+    def call_ensure() -> None:
+        answer["status"], answer["body"] = sidecar.ensure({}, timeout=120)
+
+    caller = threading.Thread(target=call_ensure)
+    before = spawn_count(stack, "tigervnc")
+    caller.start()
+    wait_for(lambda: spawn_count(stack, "tigervnc") > before, what="the start to begin")
+    supervisord = main_supervisord(stack)
+    os.kill(supervisord, signal.SIGSTOP)  # there, connected, and not answering
+    try:
+        time.sleep(CALL_TIMEOUT_S + 2)  # longer than one call waits for its answer
+    finally:
+        os.kill(supervisord, signal.SIGCONT)
+    caller.join(120)
+    assert answer.get("status") == 200, answer
+    assert all(p["ready"] for p in answer["body"]["programs"].values()), answer["body"]
+    assert cdp_answers(answer["body"]["endpoints"]["cdp"])
+    wait_for(lambda: not sidecar.status().body["starting"], what="the start to end")
+    last = sidecar.status().body["last_start"]
+    assert last["ok"] is True, last
+    output = sidecar.read_output()[logged:]
+    assert "did not answer" in output  # the pause outlasted a call
+    assert "start failed" not in output
