@@ -32,10 +32,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from browser_stack.backoff import Backoff
 from browser_stack.bringup import MAX_ATTEMPTS, BringUp
 from browser_stack.config import Settings
 from browser_stack.errors import (
     BrowserStackError,
+    ProgramFailed,
     SupervisorError,
     SupervisorLate,
     SupervisorUnavailable,
@@ -164,6 +166,8 @@ class Controller:
         self.last_use: dict[Gate, float] = dict.fromkeys(Gate, 0.0)
         # The last start's outcome, for status: a background start has no caller.
         self._last_start: StartOutcome | None = None
+        # Programs that failed: their next background start waits.
+        self._backoff = Backoff()
 
     @property
     def starting(self) -> bool:
@@ -184,6 +188,8 @@ class Controller:
         """
         began = self._clock()
         self._used(gates, began)
+        # Asked for: what the gates need is tried now, however often it failed.
+        self._backoff.clear(plan(gates).first)
         try:
             result = await self._ensure(gates, timeout_s, began)
         except BrowserStackError as error:
@@ -201,6 +207,10 @@ class Controller:
         if self._last_start is None:
             return None
         return self._last_start.to_dict(self._clock())
+
+    def backoff(self) -> dict[str, Any]:
+        """For status: the programs whose background start waits after failing."""
+        return self._backoff.describe(self._clock())
 
     def _used(self, gates: frozenset[Gate], now: float) -> None:
         for gate in gates:
@@ -281,16 +291,20 @@ class Controller:
 
     def _start_the_rest(self, gates: frozenset[Gate]) -> None:
         """The gates are ready; with BROWSER_STACK_START=all, what else is down
-        comes up in the background."""
+        comes up in the background, but for a program whose last start failed
+        and whose wait has not passed (backoff.py)."""
         if self._settings.start != "all" or self._run is not None or self._stopping is not None:
             return
-        if not self.model.ready(PROGRAMS):
+        waiting = self._backoff.waiting(self._clock())
+        if any(p not in waiting for p in self.model.not_ready(PROGRAMS)):
             self._run = self._begin(gates)
 
     def _begin(self, gates: frozenset[Gate]) -> Run:
-        scope = PROGRAMS if self._settings.start == "all" else plan(gates).first
-        pending = self.model.not_ready(scope)
-        run = Run(self._bring_up, pending, plan(gates).first, self._clock())
+        first = plan(gates).first
+        scope = PROGRAMS if self._settings.start == "all" else first
+        waiting = self._backoff.waiting(self._clock()) - first
+        pending = [p for p in self.model.not_ready(scope) if p not in waiting]
+        run = Run(self._bring_up, pending, first, self._clock())
         run.finished.add_done_callback(lambda _: self._finish(run))
         self._observer.start_begun()
         log.info("start begins: %s", ", ".join(pending))
@@ -300,7 +314,13 @@ class Controller:
         if self._run is run:
             self._run = None
         failed = run.failure(PROGRAMS)
-        elapsed = self._clock() - run.began
+        now = self._clock()
+        for program in run.tried:
+            own = run.failure([program])
+            if isinstance(own, ProgramFailed) and own.program == program:
+                self._backoff.failed(program, own.to_dict(), now)
+        self._backoff.clear(p for p in PROGRAMS if self.model.ready([p]))
+        elapsed = now - run.began
         self._observer.start_ended(elapsed, failed is None)
         error = None
         if failed is not None:

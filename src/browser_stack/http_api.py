@@ -242,6 +242,7 @@ async def status(request: web.Request) -> web.Response:
         "starting": controller.starting,
         "start_mode": request.app[SETTINGS].start,
         "last_start": controller.last_start(),
+        "backoff": controller.backoff(),
         "ready": {g: all(programs[p].ready for p in GATE_PROGRAMS[g]) for g in GATES},
         "programs": {str(p): s.to_dict() for p, s in programs.items()},
         "endpoints": dict(controller.endpoints()),

@@ -148,6 +148,20 @@ def spec() -> dict[str, Any]:
                                         "additionalProperties": {"type": "boolean"},
                                     },
                                     "endpoints": _ENDPOINTS,
+                                    "backoff": {
+                                        "type": "object",
+                                        "description": "programs whose background start "
+                                        "waits after failing, by name",
+                                        "additionalProperties": {
+                                            "type": "object",
+                                            "required": ["failures", "retry_in_s", "error"],
+                                            "properties": {
+                                                "failures": {"type": "integer"},
+                                                "retry_in_s": {"type": "number"},
+                                                "error": {"$ref": "#/components/schemas/Error"},
+                                            },
+                                        },
+                                    },
                                 },
                             },
                         ),

@@ -47,6 +47,8 @@ class Run:
         self.futures: dict[Program, asyncio.Future[None]] = {}
         self.released = {p: asyncio.Event() for p in PROGRAMS}
         self.started: list[Program] = []
+        # Every program this run brought up (or tried to).
+        self.tried: set[Program] = set()
         self.waiting_on: dict[Program, str] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         todo = set(pending)
@@ -108,6 +110,7 @@ class Run:
 
     def start(self, program: Program) -> None:
         """Bring `program` up in this run (again, if a restart stopped it)."""
+        self.tried.add(program)
         future: asyncio.Future[None] = self._loop.create_future()
         future.add_done_callback(_consume)
         self.futures[program] = future
