@@ -37,12 +37,13 @@ from browser_stack.bringup import MAX_ATTEMPTS, BringUp
 from browser_stack.config import Settings
 from browser_stack.errors import (
     BrowserStackError,
+    NotInControl,
     ProgramFailed,
     SupervisorError,
     SupervisorLate,
     SupervisorUnavailable,
 )
-from browser_stack.hooks import CpuWait, Hook, PortLookup
+from browser_stack.hooks import Control, CpuWait, Hook, PortLookup
 from browser_stack.model import NoWatch, ProgramStatus, ReadinessModel, View, Watch
 from browser_stack.observer import NullObserver, Observer
 from browser_stack.probes import ATTEMPT_TIMEOUT_S, Probe
@@ -53,6 +54,17 @@ from browser_stack.supervisor import Supervisor
 from browser_stack.watch import ExitLog, Liveness
 
 log = logging.getLogger(__name__)
+
+
+class _Alone:
+    """The control of a controller alone on its supervisord by construction
+    (tests, benches): always held."""
+
+    def held(self) -> bool:
+        return True
+
+    async def check(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,7 @@ class Controller:
         cpu_wait: CpuWait | None = None,
         observer: Observer | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        control: Control | None = None,
     ) -> None:
         missing = set(PROGRAMS) - set(probes)
         if missing:
@@ -133,6 +146,8 @@ class Controller:
         self._supervisor = supervisor
         self._settings = settings
         self._clock = clock
+        # Whether this sidecar may act: another on the same supervisord may (claim.py).
+        self._control: Control = control or _Alone()
         self._observer: Observer = observer or NullObserver()
         interval = settings.liveness_interval_s
         self.model = ReadinessModel(
@@ -176,21 +191,39 @@ class Controller:
     def endpoints(self) -> Mapping[str, str]:
         return self.model.view.endpoints
 
+    def in_control(self) -> bool:
+        """Whether this sidecar controls the stack (taking the claim if it is free)."""
+        return self._control.held()
+
+    async def check_control(self) -> None:
+        """Raise NotInControl, naming the sidecar in control, unless this one is."""
+        await self._control.check()
+
+    async def control_problem(self) -> str:
+        """Why this sidecar may not act, or "" when it may."""
+        try:
+            await self._control.check()
+        except NotInControl as error:
+            return error.message
+        return ""
+
     # -- ensure --------------------------------------------------------------
 
     async def ensure(self, gates: frozenset[Gate], timeout_s: float) -> EnsureResult:
         """Start what is not running; return once `gates` are ready.
 
         Raises ProgramFailed (a program could not start), StackStopped (a stop
-        came first), ReadinessTimeout (deadline passed; the start goes on) and
+        came first), ReadinessTimeout (deadline passed; the start goes on),
         SupervisorUnavailable (supervisord is not there; one that is there and
-        answers late only delays the answer, up to the deadline).
+        answers late only delays the answer, up to the deadline) and
+        NotInControl (another sidecar controls this supervisord's stack).
         """
         began = self._clock()
         self._used(gates, began)
         # Asked for: what the gates need is tried now, however often it failed.
         self._backoff.clear(plan(gates).first)
         try:
+            await self._control.check()
             result = await self._ensure(gates, timeout_s, began)
         except BrowserStackError as error:
             self._observer.ensure_done(error.code, self._clock() - began)
@@ -355,7 +388,9 @@ class Controller:
         self, reason: str = "request", programs: frozenset[Program] = frozenset(PROGRAMS)
     ) -> StopResult:
         """Stop the five (or `programs`: what an idle gate alone needs) in
-        reverse dependency order. Idempotent; concurrent stops share one."""
+        reverse dependency order. Idempotent; concurrent stops share one.
+        Raises NotInControl when another sidecar controls the stack."""
+        await self._control.check()
         if self._stopping is None:
             task = asyncio.ensure_future(self._stop_all(reason, programs))
             self._stopping = task

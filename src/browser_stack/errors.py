@@ -67,6 +67,14 @@ class StackStopped(BrowserStackError):
     status = 409
 
 
+class NotInControl(BrowserStackError):
+    """Another sidecar controls this supervisord's stack (claim.py): this one
+    only reads. Fields name the holder."""
+
+    code = "not_in_control"
+    status = 409
+
+
 class ProgramFailed(BrowserStackError):
     """A program could not be started or died while starting."""
 
