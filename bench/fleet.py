@@ -739,6 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "fleet.json")
     parser.add_argument("--plot", type=Path, default=REPO / "bench" / "out" / "fleet.png")
+    parser.add_argument("--no-plot", action="store_true", help="write no PNG")
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -768,6 +769,11 @@ def main(argv: list[str] | None = None) -> int:
         help="print the tables of earlier runs' JSON, and --plot them together",
     )
     args = parser.parse_args(argv)
+    if args.no_plot:
+        args.plot = None
+    elif why := bench_run.no_plot_here():
+        print(f"fleet: no plot: {why}; the run goes on without it", file=sys.stderr, flush=True)
+        args.plot = None
     if args.cleanup:
         removed = fs.cleanup_stale()
         print("removed: " + (", ".join(removed) or "nothing"))
