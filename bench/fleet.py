@@ -400,6 +400,7 @@ async def first_use(
         kinds: Counter[str] = Counter()
         ended: list[float] = []
         cpu_rounds: list[dict[str, Any]] = []
+        available: list[float] = []
         for round_no in range(opts.rounds):
             await stop_stacks(sessions)
             await asyncio.sleep(opts.pause_s)
@@ -415,6 +416,8 @@ async def first_use(
             cpu_rounds.append(
                 cpu_round(cpu_before, cpu_answered, CpuMark.now(chosen), began, noise)
             )
+            # With every start ended: what K stacks up (and N - K idle) leave the machine.
+            available.append(mem_available_mib())
             for sandbox, answer, end in zip(chosen, round_answers, ends, strict=True):
                 events = start_events(sandbox, marks[sandbox.index])
                 answer |= {
@@ -440,7 +443,7 @@ async def first_use(
                 f"{statistics.median(ok) if ok else float('nan'):.2f} s, max "
                 f"{max(ok) if ok else float('nan'):.2f} s; CPU bound to the last answer "
                 f"{cpu['answers']['bound_s']:.2f} s, to every start's end "
-                f"{cpu['stack']['bound_s']:.2f} s",
+                f"{cpu['stack']['bound_s']:.2f} s; MemAvailable then {available[-1]:.0f} MiB",
                 flush=True,
             )
         elapsed = [a["elapsed_s"] for a in answers if "elapsed_s" in a]
@@ -453,6 +456,7 @@ async def first_use(
             "client_s": spread([a["client_s"] for a in answers], 3),
             "stack_all_s": spread(ended, 2),
             "cpu": cpu_summary(cpu_rounds),
+            "mem_available_mib_after": available,
             "answers": answers,
         }
     return out, [s.index for s in chosen]
