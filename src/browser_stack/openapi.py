@@ -149,6 +149,11 @@ def spec() -> dict[str, Any]:
                                         "additionalProperties": {"type": "boolean"},
                                     },
                                     "endpoints": _ENDPOINTS,
+                                    "in_control": {
+                                        "type": "boolean",
+                                        "description": "false: another sidecar controls "
+                                        "this supervisord's stack, and this one only reads",
+                                    },
                                     "backoff": {
                                         "type": "object",
                                         "description": "programs whose background start "
