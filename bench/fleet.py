@@ -833,7 +833,31 @@ def report(results: dict[str, Any]) -> str:
         for k, s in r.get("browser_ready_s", {}).items():
             for detail in s["error_details"][:20]:
                 parts.append(f"- {mode} K={k}: {detail[:300]}")
+    note = closing_note(modes)
+    if note:
+        parts += ["", note]
     return "\n".join(parts)
+
+
+def closing_note(modes: dict[str, Any]) -> str:
+    """One line per K: the answers' and the whole stack's p50 and max against
+    the CPU bound (the medians of the rounds), and what went wrong."""
+    lines = []
+    for name, phase in lazy_phases(modes).items():
+        for k, s in phase.get("browser_ready_s", {}).items():
+            cpu = s.get("cpu")
+            if not cpu or "p50" not in s:
+                continue
+            answers, stack, whole = cpu["answers"], cpu["stack"], s["stack_all_s"]
+            times = ratio(s["max"], answers["bound_s"])
+            errors = ", ".join(f"{n} {kind}" for kind, n in s["error_kinds"].items()) or "none"
+            lines.append(
+                f"{name} K={k}: ensure p50 {s['p50']:.1f} s, max {s['max']:.1f} s against a "
+                f"CPU bound of {answers['bound_s']:.1f} s (max {times} x); whole stack p50 "
+                f"{whole.get('p50', float('nan')):.1f} s, max {whole.get('max', float('nan')):.1f}"
+                f" s against {stack['bound_s']:.1f} s; problems: {errors}"
+            )
+    return "\n".join(lines)
 
 
 def plot(runs: list[dict[str, Any]], png: Path) -> None:

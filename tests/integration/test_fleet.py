@@ -250,6 +250,7 @@ def test_the_bench_runs_both_modes_and_writes_its_figures(workdir: Path, standin
         assert phase["release"]["not_stopped"] == []
     assert "needed_over_all_ensure_p50_k2" in data["ratios"]
     assert "### The K starts against the machine's CPU" in result.stdout
+    assert "lazy-all K=2: ensure p50 " in result.stdout  # the closing note, a line per K
     assert "browser_ready_s" not in eager
     # Lazy idle is the sidecar and supervisord; eager holds the five stand-ins too.
     assert lazy["idle_mib_per_sandbox"]["pss"]["avg"] < eager["idle_mib_per_sandbox"]["pss"]["avg"]
