@@ -378,7 +378,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness of the sidecar, not of the stack (never wakes it): 200 when
-    supervisord answers and has the five programs, so that an ensure can work."""
+    supervisord answers and has the five programs, and this sidecar controls the
+    stack (claim.py), so that an ensure can work."""
     controller = request.app[CONTROLLER]
     problems = await controller.reader.host_problems()
     reasons = problems.reasons
