@@ -117,6 +117,17 @@ class StackStopped(ClientError):
     codes = ("stopped",)
 
 
+class NotInControl(ClientError):
+    """409: another sidecar controls this supervisord's stack; `holder_listen`
+    says where it listens (ask that one)."""
+
+    codes = ("not_in_control",)
+
+    @property
+    def holder_listen(self) -> str:
+        return str(self.payload.get("holder_listen", ""))
+
+
 class ProgramFailed(ClientError):
     """502: a program could not start; `program`, `state` and `stderr_tail` say why."""
 
@@ -163,6 +174,7 @@ _BY_CODE: dict[str, type[ClientError]] = {
         BadRequest,
         Unauthorized,
         StackStopped,
+        NotInControl,
         ProgramFailed,
         SupervisorUnavailable,
         ReadinessTimeout,
