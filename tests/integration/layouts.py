@@ -51,8 +51,8 @@ STANDIN = Path(__file__).resolve().parent / "standin.py"
 FIVE = ("tigervnc", "openbox", "browser", "mcp-server-browser", "websocat")
 STANDIN_NAMES = ("Xvnc", "openbox", "chromium", "mcp-server-browser", "websocat")
 # Displays for layouts that run the real Xvnc (its socket is always under
-# /tmp/.X11-unix): far above the ones people and the e2e tier use.
-REAL_DISPLAYS = range(150, 200)
+# /tmp/.X11-unix): far above the ones people and the rest of the e2e tier use.
+REAL_DISPLAYS = range(300, 350)
 MAIN_CONF = """\
 [unix_http_server]
 file=%(here)s/supervisor.sock
