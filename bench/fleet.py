@@ -23,9 +23,13 @@ bin/browser-stack-entrypoint, with DISABLE_BROWSER_STACK=true (lazy) or without
             the boot and now
   first use (lazy) K sandboxes POST /ensure {"needs": ["cdp"]} at the same moment, for
             each K of --concurrent, --rounds times, every stack stopped before each
-            round; the sidecar's elapsed_ms, and errors: any non-200, a client
-            timeout, a program spawned twice (a restart), a start that failed or did
-            not end
+            round; the sidecar's elapsed_ms, and errors: any non-200 (a 504 at the
+            ensure's own deadline counted apart), a client timeout, a program spawned
+            twice (a restart), a start that failed or did not end; and the CPU time
+            the K sandboxes used until the last answer and until every start ended,
+            divided by the cores: the shortest makespan the machine allows
+  --start   (lazy) BROWSER_STACK_START for the sidecars: each value its own lazy
+            phase and boot ("lazy-all", "lazy-needed"), in the order given
   release   (lazy) the last round's browsers left alone until the sidecar's idle stop
             (--idle-timeout) stops them; memory again
 
@@ -93,6 +97,8 @@ class Options:
     engine: str = "netns"
     image: str = ""
     memory_limit: str | None = None
+    # BROWSER_STACK_START values, one lazy phase each; empty: the sidecar's default.
+    starts: list[str] = field(default_factory=list)
 
 
 def mib(value: float) -> float:
@@ -210,6 +216,84 @@ def start_events(sandbox: fs.Sandbox, marks: LogMarks) -> dict[str, Any]:
     }
 
 
+# -- the K starts against the machine's CPU ---------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def processes_cpu_s(pids: list[int]) -> float:
+    """CPU seconds the processes have used, their reaped children's included
+    (utime, stime, cutime, cstime of /proc/<pid>/stat): a process that has
+    exited counts through the parent that reaped it (supervisord for a program,
+    Chromium for its helpers)."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):  # gone meanwhile
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(f) for f in fields[11:15])
+    return ticks / CLOCK_TICKS
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine has spent not idle since boot."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS  # less idle and iowait
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+@dataclass(frozen=True)
+class CpuMark:
+    """The CPU the chosen sandboxes had used, and the machine's busy time, at one moment."""
+
+    at: float
+    sandboxes_s: float
+    machine_s: float
+
+    @classmethod
+    def now(cls, sandboxes: list[fs.Sandbox]) -> CpuMark:
+        pids = [pid for s in sandboxes for pid in s.pids()]
+        return cls(time.monotonic(), processes_cpu_s(pids), machine_busy_s())
+
+
+def cpu_round(
+    before: CpuMark, answered: CpuMark, ended: CpuMark, began: float, noise: bench_run.Noise
+) -> dict[str, Any]:
+    """One round: the CPU the K sandboxes used until the last answer and until
+    every start ended, and the bound it sets: CPU seconds / cores, the shortest
+    makespan the machine allows for that work, next to the makespan seen."""
+
+    def span(until: CpuMark) -> dict[str, Any]:
+        used = until.sandboxes_s - before.sandboxes_s
+        busy = until.machine_s - before.machine_s
+        return {
+            "cpu_s": round(used, 2),
+            "bound_s": round(used / cores(), 2),
+            "makespan_s": round(until.at - began, 2),
+            # The sandboxes' share of the machine's busy time: the rest is other work.
+            "share_of_machine": round(used / busy, 3) if busy > 0 else None,
+        }
+
+    return {
+        "answers": span(answered),
+        "stack": span(ended),
+        "foreign": noise.summary(began, ended.at),
+    }
+
+
+def cpu_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds' CPU figures, and their medians."""
+    out: dict[str, Any] = {"cores": cores(), "rounds": rounds}
+    for part in ("answers", "stack"):
+        out[part] = {
+            key: round(statistics.median(r[part][key] for r in rounds), 2)
+            for key in ("cpu_s", "bound_s", "makespan_s")
+        }
+    return out
+
+
 # -- phases ---------------------------------------------------------------------------------
 
 
@@ -266,6 +350,8 @@ async def ensure_cdp(http: aiohttp.ClientSession) -> dict[str, Any]:
     else:
         out["error"] = payload.get("error") if isinstance(payload, dict) else str(payload)
         out["message"] = payload.get("message") if isinstance(payload, dict) else ""
+        if isinstance(payload, dict) and "timeout_s" in payload:
+            out["timeout_s"] = payload["timeout_s"]  # a 504's deadline
     return out
 
 
@@ -290,6 +376,8 @@ def judge(
     status = answer.get("status")
     if status != 200:
         kind = "timeout" if status is None or status == 504 else f"HTTP {status}"
+        if status == 504 and answer["client_s"] >= answer.get("timeout_s", float("inf")):
+            kind = "504 at its deadline"  # what the deadline promises: not a failure
         problems.append((kind, f"HTTP {status} {answer.get('error')}: {answer.get('message', '')}"))
     if events["respawns"]:
         problems.append(("restart", f"spawned more than once: {events['spawned']}"))
@@ -308,6 +396,7 @@ async def first_use(
     sessions: dict[int, aiohttp.ClientSession],
     ks: list[int],
     opts: Options,
+    noise: bench_run.Noise,
 ) -> tuple[dict[str, Any], list[int]]:
     """K sandboxes ensure the browser at once, for each K; the last round's sandboxes."""
     out: dict[str, Any] = {}
@@ -318,16 +407,25 @@ async def first_use(
         problems: list[str] = []
         kinds: Counter[str] = Counter()
         ended: list[float] = []
+        cpu_rounds: list[dict[str, Any]] = []
+        available: list[float] = []
         for round_no in range(opts.rounds):
             await stop_stacks(sessions)
             await asyncio.sleep(opts.pause_s)
             chosen = [booted[(round_no * k + j) % len(booted)] for j in range(k)]
             marks = {s.index: LogMarks.now(s) for s in chosen}
+            cpu_before = CpuMark.now(chosen)
             began = time.monotonic()
             round_answers = await asyncio.gather(*(ensure_cdp(sessions[s.index]) for s in chosen))
+            cpu_answered = CpuMark.now(chosen)
             ends = await asyncio.gather(
                 *(wait_start_end(s, marks[s.index], began, opts.round_timeout_s) for s in chosen)
             )
+            cpu_rounds.append(
+                cpu_round(cpu_before, cpu_answered, CpuMark.now(chosen), began, noise)
+            )
+            # With every start ended: what K stacks up (and N - K idle) leave the machine.
+            available.append(mem_available_mib())
             for sandbox, answer, end in zip(chosen, round_answers, ends, strict=True):
                 events = start_events(sandbox, marks[sandbox.index])
                 answer |= {
@@ -346,11 +444,14 @@ async def first_use(
                 if end is not None:
                     ended.append(end)
             ok = [a["elapsed_s"] for a in round_answers if "elapsed_s" in a]
+            cpu = cpu_rounds[-1]
             print(
                 f"  K={k} round {round_no + 1}/{opts.rounds}: "
                 f"{len(ok)}/{k} answered 200, elapsed p50 "
                 f"{statistics.median(ok) if ok else float('nan'):.2f} s, max "
-                f"{max(ok) if ok else float('nan'):.2f} s",
+                f"{max(ok) if ok else float('nan'):.2f} s; CPU bound to the last answer "
+                f"{cpu['answers']['bound_s']:.2f} s, to every start's end "
+                f"{cpu['stack']['bound_s']:.2f} s; MemAvailable then {available[-1]:.0f} MiB",
                 flush=True,
             )
         elapsed = [a["elapsed_s"] for a in answers if "elapsed_s" in a]
@@ -362,6 +463,8 @@ async def first_use(
             "error_details": problems,
             "client_s": spread([a["client_s"] for a in answers], 3),
             "stack_all_s": spread(ended, 2),
+            "cpu": cpu_summary(cpu_rounds),
+            "mem_available_mib_after": available,
             "answers": answers,
         }
     return out, [s.index for s in chosen]
@@ -411,8 +514,9 @@ def memory_summary(samples: list[dict[str, Any]], cgroup_kind: str) -> dict[str,
     return out
 
 
-async def measure(fleet: fs.Fleet, opts: Options, noise: bench_run.Noise) -> dict[str, Any]:
-    mode = "lazy" if fleet.lazy else "eager"
+async def measure(
+    fleet: fs.Fleet, opts: Options, noise: bench_run.Noise, mode: str
+) -> dict[str, Any]:
     sessions = {s.index: session_for(s) for s in fleet.sandboxes}
     result: dict[str, Any] = {"sandboxes": fleet.count, "memory_cgroup": fleet.cgroups.kind}
     phases: dict[str, Any] = {}
@@ -461,7 +565,7 @@ async def measure(fleet: fs.Fleet, opts: Options, noise: bench_run.Noise) -> dic
             usable = {i: h for i, h in sessions.items() if i not in failures}
             ks = sorted({min(k, len(usable)) for k in opts.concurrent if k >= 1})
             with bench_run.timed(noise, phases, "first_use"):
-                result["browser_ready_s"], used = await first_use(fleet, usable, ks, opts)
+                result["browser_ready_s"], used = await first_use(fleet, usable, ks, opts, noise)
             print(f"{mode}: waiting for the idle stop of sandboxes {used}", flush=True)
             with bench_run.timed(noise, phases, "release"):
                 result["release"] = await release(fleet, usable, used, opts)
@@ -472,7 +576,7 @@ async def measure(fleet: fs.Fleet, opts: Options, noise: bench_run.Noise) -> dic
             await http.close()
 
 
-def make_fleet(opts: Options, mode: str, env: dict[str, str]) -> Any:
+def make_fleet(opts: Options, mode: str, name: str, env: dict[str, str]) -> Any:
     if opts.engine == "podman":
         import fleet_podman
 
@@ -480,41 +584,62 @@ def make_fleet(opts: Options, mode: str, env: dict[str, str]) -> Any:
             opts.sandboxes,
             lazy=mode == "lazy",
             image=opts.image,
-            workdir=opts.workdir / mode,
+            workdir=opts.workdir / name,
             env=env,
             memory_limit=opts.memory_limit,
         )
     return fs.Fleet(
         opts.sandboxes,
         lazy=mode == "lazy",
-        workdir=opts.workdir / mode,
+        workdir=opts.workdir / name,
         programs_conf=opts.programs_conf,
         env=env,
     )
 
 
-def run_mode(opts: Options, mode: str) -> dict[str, Any]:
+def phases(opts: Options) -> list[tuple[str, str, str | None]]:
+    """(name, mode, BROWSER_STACK_START) of each phase: eager once, lazy once
+    per --start value ("lazy-all", "lazy-needed"), or once as "lazy"."""
+    out: list[tuple[str, str, str | None]] = []
+    for mode in opts.modes:
+        if mode == "lazy" and opts.starts:
+            out += [(f"lazy-{start}", mode, start) for start in opts.starts]
+        else:
+            out.append((mode, mode, None))
+    return out
+
+
+def lazy_phases(modes: dict[str, Any]) -> dict[str, Any]:
+    return {name: r for name, r in modes.items() if name.startswith("lazy")}
+
+
+def run_mode(opts: Options, mode: str, name: str = "", start: str | None = None) -> dict[str, Any]:
+    name = name or mode
     env = dict(opts.sidecar_env)
     if mode == "lazy":
         env.setdefault("BROWSER_STACK_IDLE_TIMEOUT", f"{opts.idle_timeout_s:g}")
         env.setdefault("BROWSER_STACK_IDLE_MIN_UPTIME", "0")
-    fleet = make_fleet(opts, mode, env)
+    if start is not None:
+        env["BROWSER_STACK_START"] = start
+    fleet = make_fleet(opts, mode, name, env)
     noise = bench_run.Noise(opts.workdir)
     with fleet:
         if fleet.stale_removed:
             print("removed what an earlier run left: " + ", ".join(fleet.stale_removed))
         kind = fleet.cgroups.kind or f"none ({fleet.cgroups.reason})"
-        print(f"{mode}: {fleet.count} sandboxes, memory cgroup per sandbox: {kind}", flush=True)
+        print(f"{name}: {fleet.count} sandboxes, memory cgroup per sandbox: {kind}", flush=True)
         noise.start()
         try:
-            result = asyncio.run(measure(fleet, opts, noise))
+            result = asyncio.run(measure(fleet, opts, noise, name))
         finally:
             noise.stop()
+    if start is not None:
+        result["start"] = start
     result["memory_cgroup_reason"] = fleet.cgroups.reason
     podman = opts.engine == "podman"
     result["left_behind"] = fleet.leftovers() if podman else fs.leftovers(fleet.tag)
     print(
-        f"{mode}: cleaned up, "
+        f"{name}: cleaned up, "
         + (
             "nothing left behind" if not result["left_behind"] else f"LEFT: {result['left_behind']}"
         ),
@@ -532,7 +657,8 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def ratios(modes: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    lazy, eager = modes.get("lazy"), modes.get("eager")
+    lazies = lazy_phases(modes)
+    lazy, eager = next(iter(lazies.values()), None), modes.get("eager")
     if lazy and eager:
         for key in ("pss", "cgroup_working_set", "cgroup_usage"):
             a = lazy["idle_mib_per_sandbox"].get(key, {}).get("avg")
@@ -542,13 +668,75 @@ def ratios(modes: dict[str, Any]) -> dict[str, Any]:
         out["mem_available_drop_lazy_over_eager"] = ratio(
             lazy["mem_available_mib"]["drop"], eager["mem_available_mib"]["drop"]
         )
-    if lazy and "browser_ready_s" in lazy:
-        by_k = lazy["browser_ready_s"]
+    for name, phase in lazies.items():
+        by_k = phase.get("browser_ready_s")
+        if not by_k:
+            continue
         ks = sorted(int(k) for k in by_k)
         low, high = by_k[str(ks[0])], by_k[str(ks[-1])]
-        out[f"browser_ready_p50_k{ks[-1]}_over_k{ks[0]}"] = ratio(high.get("p50"), low.get("p50"))
-        out[f"browser_ready_max_k{ks[-1]}_over_k{ks[0]}"] = ratio(high.get("max"), low.get("max"))
+        prefix = "" if name == "lazy" else f"{name}_"
+        for stat in ("p50", "max"):
+            out[f"{prefix}browser_ready_{stat}_k{ks[-1]}_over_k{ks[0]}"] = ratio(
+                high.get(stat), low.get(stat)
+            )
+    out.update(start_ratios(lazies))
     return out
+
+
+def start_ratios(lazies: dict[str, Any]) -> dict[str, Any]:
+    """BROWSER_STACK_START=needed against all at each K both ran: the gates'
+    answers and the whole stack, p50 and max."""
+    out: dict[str, Any] = {}
+    needed, all_ = lazies.get("lazy-needed"), lazies.get("lazy-all")
+    if not needed or not all_:
+        return out
+    for k in sorted(set(needed["browser_ready_s"]) & set(all_["browser_ready_s"]), key=int):
+        a, b = needed["browser_ready_s"][k], all_["browser_ready_s"][k]
+        for stat in ("p50", "max"):
+            out[f"needed_over_all_ensure_{stat}_k{k}"] = ratio(a.get(stat), b.get(stat))
+            out[f"needed_over_all_stack_{stat}_k{k}"] = ratio(
+                a["stack_all_s"].get(stat), b["stack_all_s"].get(stat)
+            )
+    return out
+
+
+def cpu_report(modes: dict[str, Any]) -> str:
+    """Per K: the CPU the K starts used, the bound it sets (CPU s / cores: the
+    shortest makespan possible), and what was seen, to the last answer and to
+    the end of every start."""
+    rows = []
+    for name, phase in lazy_phases(modes).items():
+        for k, s in phase.get("browser_ready_s", {}).items():
+            cpu = s.get("cpu")
+            if not cpu:
+                continue
+            answers, stack, whole = cpu["answers"], cpu["stack"], s["stack_all_s"]
+            foreign = statistics.median(r["foreign"]["foreign_cpu_mean_pct"] for r in cpu["rounds"])
+            rows.append(
+                [
+                    name,
+                    k,
+                    answers["cpu_s"],
+                    answers["bound_s"],
+                    f"{s.get('p50', '-')} / {s.get('max', '-')}",
+                    stack["cpu_s"],
+                    stack["bound_s"],
+                    f"{whole.get('p50', '-')} / {whole.get('max', '-')}",
+                    f"{foreign:.0f}%",
+                ]
+            )
+    header = [
+        "mode",
+        "K",
+        "CPU s to last answer",
+        "bound s",
+        "ensure p50 / max s",
+        "CPU s to all ended",
+        "bound s",
+        "whole stack p50 / max s",
+        "other work, % of a core",
+    ]
+    return bench_run.table(header, rows) if rows else ""
 
 
 def report(results: dict[str, Any]) -> str:
@@ -615,7 +803,22 @@ def report(results: dict[str, Any]) -> str:
         "errors",
     ]
     parts.append(bench_run.table(header, rows))
-    lazy = modes.get("lazy")
+    cpu = cpu_report(modes)
+    if cpu:
+        cores_ = next(
+            s["cpu"]["cores"]
+            for phase in lazy_phases(modes).values()
+            for s in phase.get("browser_ready_s", {}).values()
+            if s.get("cpu")
+        )
+        parts += [
+            "",
+            f"### The K starts against the machine's CPU ({cores_} cores; medians of the "
+            "rounds; bound = CPU s / cores, the shortest makespan possible)",
+            "",
+            cpu,
+        ]
+    lazy = next(iter(lazy_phases(modes).values()), None)
     if lazy and "release" in lazy:
         rel = lazy["release"]
         idle = lazy["idle_mib_per_sandbox"]
@@ -654,7 +857,31 @@ def report(results: dict[str, Any]) -> str:
         for k, s in r.get("browser_ready_s", {}).items():
             for detail in s["error_details"][:20]:
                 parts.append(f"- {mode} K={k}: {detail[:300]}")
+    note = closing_note(modes)
+    if note:
+        parts += ["", note]
     return "\n".join(parts)
+
+
+def closing_note(modes: dict[str, Any]) -> str:
+    """One line per K: the answers' and the whole stack's p50 and max against
+    the CPU bound (the medians of the rounds), and what went wrong."""
+    lines = []
+    for name, phase in lazy_phases(modes).items():
+        for k, s in phase.get("browser_ready_s", {}).items():
+            cpu = s.get("cpu")
+            if not cpu or "p50" not in s:
+                continue
+            answers, stack, whole = cpu["answers"], cpu["stack"], s["stack_all_s"]
+            times = ratio(s["max"], answers["bound_s"])
+            errors = ", ".join(f"{n} {kind}" for kind, n in s["error_kinds"].items()) or "none"
+            lines.append(
+                f"{name} K={k}: ensure p50 {s['p50']:.1f} s, max {s['max']:.1f} s against a "
+                f"CPU bound of {answers['bound_s']:.1f} s (max {times} x); whole stack p50 "
+                f"{whole.get('p50', float('nan')):.1f} s, max {whole.get('max', float('nan')):.1f}"
+                f" s against {stack['bound_s']:.1f} s; problems: {errors}"
+            )
+    return "\n".join(lines)
 
 
 def plot(runs: list[dict[str, Any]], png: Path) -> None:
@@ -676,13 +903,14 @@ def plot(runs: list[dict[str, Any]], png: Path) -> None:
             for value in mem["pss"]["samples"]:
                 sums.append(sums[-1] + value / 1024)
             label = f"{mode}: PSS, summed sandbox by sandbox"
-            left.plot(range(len(sums)), sums, "-", color=colors[mode],
+            left.plot(range(len(sums)), sums, "-", color=colors.get(mode, "tab:green"),
                       label=None if label in labelled else label)  # fmt: skip
             labelled.add(label)
             if "cgroup_working_set" in mem:
                 label = f"{mode}: cgroup working set, all N"
                 total = mem["cgroup_working_set"]["total"] / 1024
-                left.plot([len(sums) - 1], [total], "o", mfc="none", color=colors[mode],
+                left.plot([len(sums) - 1], [total], "o", mfc="none",
+                          color=colors.get(mode, "tab:green"),
                           label=None if label in labelled else label)  # fmt: skip
                 labelled.add(label)
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -695,18 +923,19 @@ def plot(runs: list[dict[str, Any]], png: Path) -> None:
     left.grid(alpha=0.3)
     ticks: set[int] = set()
     for results in runs:
-        lazy = results["modes"].get("lazy", {})
-        by_k = lazy.get("browser_ready_s", {})
-        if not by_k:
-            continue
-        n = lazy["sandboxes"]
-        ks = sorted(int(k) for k in by_k)
-        ticks.update(ks)
-        for k in ks:
-            samples = by_k[str(k)].get("samples", [])
-            right.scatter([k] * len(samples), samples, s=8, alpha=0.3, color="tab:blue")
-        right.plot(ks, [by_k[str(k)].get("p50") for k in ks], "-o", label=f"p50 (N={n})")
-        right.plot(ks, [by_k[str(k)].get("max") for k in ks], "--o", label=f"max (N={n})")
+        for name, lazy in lazy_phases(results["modes"]).items():
+            by_k = lazy.get("browser_ready_s", {})
+            if not by_k:
+                continue
+            n = lazy["sandboxes"]
+            which = f"N={n}" if name == "lazy" else f"{name}, N={n}"
+            ks = sorted(int(k) for k in by_k)
+            ticks.update(ks)
+            for k in ks:
+                samples = by_k[str(k)].get("samples", [])
+                right.scatter([k] * len(samples), samples, s=8, alpha=0.3, color="tab:blue")
+            right.plot(ks, [by_k[str(k)].get("p50") for k in ks], "-o", label=f"p50 ({which})")
+            right.plot(ks, [by_k[str(k)].get("max") for k in ks], "--o", label=f"max ({which})")
     if ticks:
         right.set_xticks(sorted(ticks))
         right.legend(fontsize=8)
@@ -763,6 +992,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "fleet.json")
     parser.add_argument("--plot", type=Path, default=REPO / "bench" / "out" / "fleet.png")
+    parser.add_argument("--no-plot", action="store_true", help="write no PNG")
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -791,6 +1021,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default="", help="podman: the image (scripts/build-image.sh)")
     parser.add_argument("--memory-limit", help="podman: each container's limit, e.g. 1536m")
     parser.add_argument(
+        "--start",
+        default="",
+        help="lazy: BROWSER_STACK_START values, comma-separated, a lazy phase each "
+        "(e.g. all,needed); default: the sidecar's default, one phase",
+    )
+    parser.add_argument(
         "--cleanup", action="store_true", help="remove what killed runs left, and exit"
     )
     parser.add_argument(
@@ -800,6 +1036,11 @@ def main(argv: list[str] | None = None) -> int:
         help="print the tables of earlier runs' JSON, and --plot them together",
     )
     args = parser.parse_args(argv)
+    if args.no_plot:
+        args.plot = None
+    elif why := bench_run.no_plot_here():
+        print(f"fleet: no plot: {why}; the run goes on without it", file=sys.stderr, flush=True)
+        args.plot = None
     if args.cleanup:
         removed = fs.cleanup_stale()
         if args.engine == "podman":
@@ -825,6 +1066,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError:
         parser.error("--concurrent takes numbers and N, comma-separated")
+    starts = [s.strip() for s in args.start.split(",") if s.strip()]
+    if set(starts) - {"all", "needed"} or len(set(starts)) != len(starts):
+        parser.error("--start takes all and needed, comma-separated, each once")
     env = {}
     for item in args.sidecar_env:
         name, sep, value = item.partition("=")
@@ -861,6 +1105,7 @@ def main(argv: list[str] | None = None) -> int:
         engine=args.engine,
         image=args.image,
         memory_limit=args.memory_limit,
+        starts=starts,
     )
     signal.signal(signal.SIGTERM, _sigterm)
     results: dict[str, Any] = {
@@ -881,8 +1126,8 @@ def main(argv: list[str] | None = None) -> int:
         "modes": {},
     }
     try:
-        for mode in opts.modes:
-            results["modes"][mode] = run_mode(opts, mode)
+        for name, mode, start in phases(opts):
+            results["modes"][name] = run_mode(opts, mode, name, start)
     except KeyboardInterrupt:
         print("fleet: interrupted; every sandbox was removed", file=sys.stderr)
         return 130

@@ -2,8 +2,9 @@
 
 Runs the real five programs under a private supervisord (scripts/local_stack.py,
 as bench/run.py does) with its sidecar in the default mode (BROWSER_STACK_START=
-all), and a second sidecar on the same supervisord with BROWSER_STACK_START=
-needed and idle stop on. Then, in one run:
+all), and a second sidecar with BROWSER_STACK_START=needed (and idle stop on, for
+the parts). One sidecar controls a supervisord, so the two take turns: the one
+asked runs, the other is stopped. Then, in one run:
 
   memory   N rounds, the modes alternating, stack stopped before each: ensure
            needs=cdp, a page opened and read over CDP (Playwright), a few seconds
@@ -39,7 +40,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,38 @@ SETTLE_S = 4.0
 PREWARM_LEAD_S = 0.3
 
 
-@contextlib.contextmanager
-def second_sidecar(bench: Bench, listen: str, env: dict[str, str]) -> Iterator[Bench]:
-    """A second sidecar process on the stack's supervisord, asked as the bench
-    asks its own."""
+# The stack's own sidecar, as scripts/local_stack.py names its program.
+SIDECAR_PROGRAM = "browser-stack"
+
+
+class Turns:
+    """The stack's own sidecar and a second one with other settings, one at a
+    time: one sidecar controls a supervisord (claim.py). `use` makes the one
+    asked for the running one and returns it, asked as the bench asks its own."""
+
+    def __init__(self, bench: Bench, process: SidecarProcess) -> None:
+        self.own = bench
+        self.second = dataclasses.replace(bench, base=process.base_url)
+        self._process = process
+
+    async def use(self, which: str) -> Bench:
+        if which == "second" and not self._process.alive():
+            await asyncio.to_thread(self.own.rpc, "stopProcess", SIDECAR_PROGRAM, True)
+            await asyncio.to_thread(self._process.start)
+        elif which == "own" and self._process.alive():
+            await asyncio.to_thread(self._process.terminate)
+            await asyncio.to_thread(self.own.rpc, "startProcess", SIDECAR_PROGRAM, True)
+            own = self.own
+            await asyncio.to_thread(
+                bench_run.local_stack.wait_healthy, own.base, own.root, own.supervisord_pid
+            )
+        return self.second if which == "second" else self.own
+
+
+@contextlib.asynccontextmanager
+async def second_sidecar(bench: Bench, listen: str, env: dict[str, str]) -> AsyncIterator[Turns]:
+    """A second sidecar process on the stack's supervisord, taking turns with
+    the stack's own; the stack's own runs again after."""
     full = {
         **os.environ,
         "SUPERVISOR_SERVER_URL": f"unix://{bench.root / 'supervisor.sock'}",
@@ -75,11 +104,15 @@ def second_sidecar(bench: Bench, listen: str, env: dict[str, str]) -> Iterator[B
         "BROWSER_STACK_LOG_FORMAT": "json",
         **env,
     }
-    process = SidecarProcess(full, bench.root / f"sidecar-{listen.replace(':', '-')}.log")
+    await asyncio.to_thread(bench.rpc, "stopProcess", SIDECAR_PROGRAM, True)
+    process = await asyncio.to_thread(
+        SidecarProcess, full, bench.root / f"sidecar-{listen.replace(':', '-')}.log"
+    )
+    turns = Turns(bench, process)
     try:
-        yield dataclasses.replace(bench, base=process.base_url)
+        yield turns
     finally:
-        process.terminate()
+        await turns.use("own")
 
 
 def tree_totals(report: dict[str, Any]) -> dict[str, float]:
@@ -95,19 +128,19 @@ def tree_totals(report: dict[str, Any]) -> dict[str, float]:
     }
 
 
-async def section_memory(bench: Bench, needed: Bench, rounds: int) -> dict[str, Any]:
+async def section_memory(turns: Turns, rounds: int) -> dict[str, Any]:
     samples: dict[str, list[dict[str, Any]]] = {"needed": [], "all": []}
     for n in range(rounds):
         for mode in ("needed", "all") if n % 2 == 0 else ("all", "needed"):
-            await bench.stop_stack()
-            caller = needed if mode == "needed" else bench
+            caller = await turns.use("second" if mode == "needed" else "own")
+            await caller.stop_stack()
             answer = await caller.call("POST", ENSURE, {"needs": ["cdp"]})
             await open_a_page(answer["endpoints"]["cdp"])
             await asyncio.sleep(SETTLE_S)
             sample = tree_totals(await caller.call("GET", "/v1/browser-stack/memory"))
             samples[mode].append(sample)
             print(f"  memory {mode:6}: {sample}", flush=True)
-    await bench.stop_stack()
+    await (await turns.use("second")).stop_stack()
     med = {
         mode: {k: statistics.median(s[k] for s in rows) for k in ("uss_mib", "pss_mib")}
         for mode, rows in samples.items()
@@ -124,13 +157,13 @@ async def section_memory(bench: Bench, needed: Bench, rounds: int) -> dict[str, 
 GATE_SETS = (("cdp",), ("mcp",), ("vnc",), ("cdp", "mcp", "vnc"))
 
 
-async def section_gate_sets(bench: Bench, needed: Bench, rounds: int) -> dict[str, Any]:
+async def section_gate_sets(needed: Bench, rounds: int) -> dict[str, Any]:
     """needed mode: what each gate set holds, nothing opened, once settled."""
     out: dict[str, Any] = {}
     for gates in GATE_SETS:
         samples = []
         for _ in range(rounds):
-            await bench.stop_stack()
+            await needed.stop_stack()
             await needed.call("POST", ENSURE, {"needs": list(gates)})
             await asyncio.sleep(SETTLE_S)
             samples.append(tree_totals(await needed.call("GET", "/v1/browser-stack/memory")))
@@ -139,7 +172,7 @@ async def section_gate_sets(bench: Bench, needed: Bench, rounds: int) -> dict[st
             **{k: statistics.median(s[k] for s in samples) for k in ("uss_mib", "pss_mib")},
         }
         print(f"  gates {'+'.join(gates)}: {out['+'.join(gates)]}", flush=True)
-    await bench.stop_stack()
+    await needed.stop_stack()
     return out
 
 
@@ -157,12 +190,12 @@ async def until_stopped(sidecar: Bench, programs: set[str], limit_s: float) -> f
     return round(time.monotonic() - began, 2)
 
 
-async def section_parts(bench: Bench, needed: Bench, timeout_s: float) -> dict[str, Any]:
+async def section_parts(needed: Bench, timeout_s: float) -> dict[str, Any]:
     from mcp import ClientSession
     from mcp.client.sse import sse_client
     from playwright.async_api import async_playwright
 
-    await bench.stop_stack()
+    await needed.stop_stack()
     out = await needed.call("POST", ENSURE, {"needs": ["cdp", "mcp", "vnc"]})
     async with async_playwright() as p:
         browser = await p.chromium.connect_over_cdp(out["endpoints"]["cdp"])
@@ -188,7 +221,7 @@ async def section_parts(bench: Bench, needed: Bench, timeout_s: float) -> dict[s
             still = sorted(await alive(needed))
         finally:
             await browser.close()
-    await bench.stop_stack()
+    await needed.stop_stack()
     check_s = check_interval(timeout_s)
     print(f"  parts: mcp stopped {mcp_s} s after its client left, vnc chain {vnc_s} s", flush=True)
     return {
@@ -208,29 +241,29 @@ async def timed_post(http: aiohttp.ClientSession, url: str, body: Any) -> tuple[
         return (time.perf_counter() - began) * 1000, response.status
 
 
-async def section_prewarm(bench: Bench, needed: Bench, rounds: int) -> dict[str, Any]:
+async def section_prewarm(needed: Bench, rounds: int) -> dict[str, Any]:
     rows: dict[str, list[float]] = {"accepted_ms": [], "bare_ms": [], "after_ms": [], "cold_ms": []}
-    answer = bench.root / "bare-answer.json"
+    answer = needed.root / "bare-answer.json"
     answer.write_text("{}")
     async with bench_run.bare_app(answer) as bare_url:
         for _ in range(rounds):
             # A plain cold ensure.
-            await bench.stop_stack()
+            await needed.stop_stack()
             cold = await needed.call("POST", ENSURE, {"needs": ["cdp"]})
             rows["cold_ms"].append(cold["elapsed_ms"])
             # The bare handler, from the same client, just before.
-            await bench.stop_stack()
+            await needed.stop_stack()
             for _ in range(5):
-                await timed_post(bench.http, bare_url + "post", {})  # warm the connection
+                await timed_post(needed.http, bare_url + "post", {})  # warm the connection
             rows["bare_ms"].append(
                 statistics.median(
-                    [(await timed_post(bench.http, bare_url + "post", {}))[0] for _ in range(5)]
+                    [(await timed_post(needed.http, bare_url + "post", {}))[0] for _ in range(5)]
                 )
             )
             for _ in range(5):  # the same for the sidecar's connection
                 await needed.call("GET", "/healthz")
             ms, status = await timed_post(
-                bench.http, needed.base + ENSURE, {"needs": ["cdp"], "wait": False}
+                needed.http, needed.base + ENSURE, {"needs": ["cdp"], "wait": False}
             )
             assert status == 202, status
             rows["accepted_ms"].append(ms)
@@ -244,7 +277,7 @@ async def section_prewarm(bench: Bench, needed: Bench, rounds: int) -> dict[str,
                 f"cold {cold['elapsed_ms']:.0f} ms",
                 flush=True,
             )
-    await bench.stop_stack()
+    await needed.stop_stack()
     med = {k: round(statistics.median(v), 2) for k, v in rows.items()}
     return {
         "rounds": rounds,
@@ -305,24 +338,23 @@ def report(results: dict[str, Any]) -> str:
 async def run(rounds: int, timeout_s: float) -> dict[str, Any]:
     listen = os.environ.get("BENCH_LISTEN", "127.0.0.1:8119")
     async with bench_run.running_stack(listen) as bench:
-        # Two sidecars with idle stop on would stop each other's programs: the
-        # idle one runs alone, for its section.
         needed_env = {"BROWSER_STACK_START": "needed"}
-        with second_sidecar(bench, "127.0.0.1:8129", needed_env) as needed:
+        async with second_sidecar(bench, "127.0.0.1:8129", needed_env) as turns:
             print("[memory]", flush=True)
-            memory = await section_memory(bench, needed, rounds)
+            memory = await section_memory(turns, rounds)
+            needed = await turns.use("second")
             print("[gate sets]", flush=True)
-            gate_sets = await section_gate_sets(bench, needed, min(rounds, 2))
+            gate_sets = await section_gate_sets(needed, min(rounds, 2))
             print("[prewarm]", flush=True)
-            prewarm = await section_prewarm(bench, needed, rounds)
+            prewarm = await section_prewarm(needed, rounds)
         idle_env = {
             "BROWSER_STACK_START": "needed",
             "BROWSER_STACK_IDLE_TIMEOUT": f"{timeout_s:g}",
             "BROWSER_STACK_IDLE_MIN_UPTIME": "1",
         }
-        with second_sidecar(bench, "127.0.0.1:8128", idle_env) as idle:
+        async with second_sidecar(bench, "127.0.0.1:8128", idle_env) as turns:
             print("[parts]", flush=True)
-            parts = await section_parts(bench, idle, timeout_s)
+            parts = await section_parts(await turns.use("second"), timeout_s)
     return {
         "memory": memory,
         "gate_sets": gate_sets,

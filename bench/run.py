@@ -823,6 +823,17 @@ async def section_timeline(bench: Bench, png: Path) -> dict[str, Any]:
     return result
 
 
+def no_plot_here() -> str:
+    """Why no plot can be drawn here, "" when one can: matplotlib comes with the
+    dev extras only. Asked before a run, so that a long run does not end in a
+    traceback."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        return f"{exc.name or 'matplotlib'} is not installed (scripts/install-deps.sh --dev)"
+    return ""
+
+
 def draw_timeline(result: dict[str, Any], png: Path) -> None:
     import matplotlib
 
@@ -1126,6 +1137,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     clients = tuple(int(c) for c in args.clients.split(","))
+    if "timeline" in only and (why := no_plot_here()):
+        print(f"bench: no timeline section: {why}", file=sys.stderr)
+        only = tuple(s for s in only if s != "timeline")
     options = Options(
         only,
         args.runs,

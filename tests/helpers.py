@@ -126,7 +126,12 @@ class Sidecar:
         self.output = output
         self.listen = self.env["BROWSER_STACK_LISTEN"]
         self.base_url = f"http://{self.listen}"
-        with open(output, "ab") as out:
+        self.start(timeout=timeout)
+
+    def start(self, *, timeout: float = 30) -> None:
+        """Start it (again, after kill or terminate: the same settings and
+        address, a new process); return once it answers."""
+        with open(self.output, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "browser_stack", "serve"],
                 env=self.env,
@@ -145,10 +150,21 @@ class Sidecar:
         if self.proc.poll() is not None:
             raise AssertionError(f"sidecar exited {self.proc.returncode}:\n{self.read_output()}")
         try:
-            self.request("GET", "/healthz", timeout=2)  # any HTTP answer: it listens
+            self.request("GET", "/healthz", timeout=2)  # any HTTP answer: something listens
         except OSError:
             return False
-        return True
+        return self._listens()
+
+    def _listens(self) -> bool:
+        """This process holds the address (not another sidecar left on it)."""
+        import psutil
+
+        port = int(self.listen.rsplit(":", 1)[1])
+        try:
+            held = psutil.Process(self.proc.pid).net_connections("tcp")
+        except psutil.Error:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in held)
 
     @property
     def pid(self) -> int:

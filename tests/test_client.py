@@ -182,6 +182,17 @@ def test_bad_timeout_is_a_value_error_before_any_request(fake: FakeSidecar, time
     assert fake.requests == []
 
 
+@pytest.mark.parametrize("needs", ["gpu", "cdp,gpu", ["cdp", "GPU"], [""]])
+def test_an_unknown_need_is_a_value_error_before_any_request(
+    fake: FakeSidecar, needs: str | list[str]
+) -> None:
+    with pytest.raises(ValueError, match="unknown need"):
+        client.ensure_browser_stack(fake.url, needs=needs)
+    with pytest.raises(ValueError, match="unknown need"):
+        client.prewarm_browser_stack(fake.url, needs=needs)
+    assert fake.requests == []
+
+
 def test_async_uses_a_given_session(fake: FakeSidecar) -> None:
     import asyncio
 

@@ -39,6 +39,8 @@ PORTS = (
     ("WEBSOCKET_PROXY_PORT", "6080", "WS"),
 )
 _DISPLAY_RE = re.compile(r"^.*:(?P<number>[0-9]+)(?:\..*)?$")
+# What browser-stack-entrypoint creates (mkdir -p) before supervisord starts.
+CREATED_DIRS = ("BROWSER_STACK_PROFILE_DIR", "BROWSER_STACK_LOG_DIR")
 DEFAULTS = {
     "DISPLAY": ":99",
     "BROWSER_STACK_PROFILE_DIR": "/var/lib/browser-stack/profile",
@@ -162,3 +164,8 @@ def boot_environment(env: Mapping[str, str]) -> dict[str, str]:
         if not out.get(autostart):
             out[autostart] = "false" if out.get(disable, "").lower() in TRUE_WORDS else "true"
     return out
+
+
+def created_directories(boot_env: Mapping[str, str]) -> list[str]:
+    """The directories the entrypoint makes, as `boot_environment` names them."""
+    return [boot_env[name] for name in CREATED_DIRS if boot_env.get(name)]

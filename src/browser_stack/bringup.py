@@ -6,6 +6,12 @@ the stop of a failed program, the checks before a spawn (stale X lock, a foreign
 holder of the port), the spawn itself (`startProcess(name, False)`, the one
 place a program is spawned), and the probe loop that watches supervisord's
 state on shared ticks to see a crash early. Bounded retries around all of it.
+
+A late answer from supervisord (`SupervisorLate`: connected, no answer within
+the call timeout) is not a failure but an unknown: whatever it was (a state
+read, a spawn, a stop), the attempt reads the state again and goes on from
+what it says, as often as it takes. Only supervisord's own word (a state, a
+fault), a probe that never passes, or supervisord gone fails a start.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from browser_stack.config import Settings
-from browser_stack.errors import BrowserStackError, PortInUse, ProgramFailed
+from browser_stack.errors import BrowserStackError, PortInUse, ProgramFailed, SupervisorLate
 from browser_stack.hooks import CpuWait, Hook, PortLookup
 from browser_stack.model import ReadinessModel
 from browser_stack.observer import Observer
@@ -140,10 +146,8 @@ class BringUp:
         try:
             async for attempt in retrying:
                 with attempt:
-                    number = attempt.retry_state.attempt_number
-                    if number > 1:
-                        await self._refresh(None)
-                    users += await self._attempt(program, progress, restart=number > 1)
+                    retry = attempt.retry_state.attempt_number > 1
+                    users += await self._attempt(program, progress, retry=retry)
         except BrowserStackError as exc:
             state = self._state_name(program)
             log.warning(
@@ -169,12 +173,45 @@ class BringUp:
         state = self._model.facts(program).state
         return state.name if state is not None else "NOT_CONFIGURED"
 
-    async def _attempt(
-        self, program: Program, progress: Progress, *, restart: bool
-    ) -> list[Program]:
+    async def _attempt(self, program: Program, progress: Progress, *, retry: bool) -> list[Program]:
+        """One attempt, from a fresh read of supervisord's state when it is a
+        retry. A late answer anywhere in it leaves what supervisord said or did
+        unknown: read the state again and go on from there (not a failed
+        attempt; the callers' deadlines bound their wait, not this). A retry
+        replaces the process the failed attempt left, never one spawned since."""
+        replace: int | None = None
+        # The users a restart stopped: theirs to bring up, late answer or not.
         users: list[Program] = []
+        read = retry
         while True:
-            state = self._model.facts(program).state
+            try:
+                if read:
+                    await self._refresh(None)
+                    if retry and replace is None:
+                        info = self._model.info(program)
+                        replace = info.pid if info is not None else 0
+                await self._act(program, progress, replace, users)
+                return users
+            except SupervisorLate as late:
+                read = True
+                progress.waiting(program, f"{late.message}; reading its state again")
+                log.info(
+                    "late answer program=%s: %s; reading its state again",
+                    program,
+                    late.message,
+                    extra={"program": str(program), "event": "late"},
+                )
+
+    async def _act(
+        self, program: Program, progress: Progress, replace: int | None, users: list[Program]
+    ) -> None:
+        """Act on supervisord's state as the model has it, then probe until
+        ready. `replace`: the pid of the process a retry must replace; `users`
+        gets the programs using it that a restart stopped."""
+        while True:
+            info = self._model.info(program)
+            state = info.state if info is not None else None
+            restart = replace is not None and info is not None and info.pid == replace
             action = next_action(state, restart)
             progress.waiting(program, f"{action} ({state.name if state else 'not configured'})")
             if action == Action.FAIL:
@@ -189,7 +226,7 @@ class BringUp:
                 await self._refresh(None)
                 continue
             if action == Action.RESTART:
-                users = await self._stop_users(program)
+                users += await self._stop_users(program)
                 await self._supervisor.resume(program)
             if action in (Action.RESTART, Action.STOP_THEN_SPAWN):
                 log.info("restarting program=%s state=%s", program, state.name if state else "")
@@ -200,7 +237,6 @@ class BringUp:
                 await self._spawn(program, progress)
             break
         await self._until_ready(program, progress)
-        return users
 
     async def _spawn(self, program: Program, progress: Progress) -> None:
         state = self._model.facts(program).state
@@ -210,7 +246,12 @@ class BringUp:
         if hook is not None:
             await hook()
         await self._check_port_free(program, state)
-        if await self._supervisor.start(program):
+        try:
+            spawned = await self._supervisor.start(program)
+        except SupervisorLate:
+            progress.spawned(program)  # asked for; whether it was, the next read says
+            raise
+        if spawned:
             progress.spawned(program)
         self._model.spawned(program)
 

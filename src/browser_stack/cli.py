@@ -55,6 +55,13 @@ def _timeout(text: str) -> float:
     return seconds
 
 
+def _needs(text: str) -> list[str]:
+    try:
+        return client.check_needs(text)  # the client's gate names, one definition
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="browser-stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--needs",
                 action="append",
+                type=_needs,
                 default=None,
                 help="gates to wait for: cdp, mcp, vnc (repeat or comma-separate; default all)",
             )
@@ -143,9 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _ensure(args: argparse.Namespace) -> int:
-    needs = None
-    if args.needs:
-        needs = [n.strip() for item in args.needs for n in item.split(",") if n.strip()]
+    needs = [name for names in args.needs for name in names] if args.needs else None
     payload = client.ensure_browser_stack(args.url, needs=needs, timeout=args.timeout)
     if args.json:
         print(json.dumps(payload, indent=2))

@@ -18,7 +18,8 @@ sidecar listening on a unix socket; without one, BROWSER_STACK_URL, then
 http://127.0.0.1:8110.
 
 Everything a caller can hit is an exception under `BrowserStackClientError`:
-- `InvalidURL` (also a ValueError): the URL cannot be used, before any request;
+- `InvalidURL` (also a ValueError): the URL cannot be used, before any request
+  (a bad timeout or a need that is not a gate is a plain ValueError, also before);
 - `Unreachable`: nothing answered at the URL (refused, reset, no answer in time),
   and its subclass `NotTheSidecar`: something answered, but not as browser-stack
   does (not HTTP, or not its JSON: another service on that port, a gateway's page);
@@ -47,6 +48,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from browser_stack.config import MAX_ENSURE_TIMEOUT_S
+from browser_stack.stack import GATES
 
 if TYPE_CHECKING:
     import aiohttp
@@ -115,6 +117,17 @@ class StackStopped(ClientError):
     codes = ("stopped",)
 
 
+class NotInControl(ClientError):
+    """409: another sidecar controls this supervisord's stack; `holder_listen`
+    says where it listens (ask that one)."""
+
+    codes = ("not_in_control",)
+
+    @property
+    def holder_listen(self) -> str:
+        return str(self.payload.get("holder_listen", ""))
+
+
 class ProgramFailed(ClientError):
     """502: a program could not start; `program`, `state` and `stderr_tail` say why."""
 
@@ -161,6 +174,7 @@ _BY_CODE: dict[str, type[ClientError]] = {
         BadRequest,
         Unauthorized,
         StackStopped,
+        NotInControl,
         ProgramFailed,
         SupervisorUnavailable,
         ReadinessTimeout,
@@ -298,6 +312,18 @@ def check_timeout(timeout: float | None) -> float | None:
     return timeout
 
 
+def check_needs(needs: Iterable[str] | str) -> list[str]:
+    """The gate names of `needs` ("cdp,mcp" or a list); ValueError for a name that
+    is not a gate, so a request the sidecar would refuse is never sent."""
+    if isinstance(needs, str):  # "cdp" or "cdp,mcp", not ["c", "d", "p"]
+        needs = [n.strip() for n in needs.split(",") if n.strip()]
+    names = list(needs)
+    unknown = [n for n in names if n not in GATES]
+    if unknown:
+        raise ValueError(f"unknown need {unknown[0]!r}; allowed: {', '.join(GATES)}")
+    return names
+
+
 def _ensure_body(
     needs: Iterable[str] | str | None, timeout: float | None, *, wait: bool = True
 ) -> dict[str, Any]:
@@ -305,9 +331,7 @@ def _ensure_body(
     if check_timeout(timeout) is not None:
         body["timeout_s"] = timeout
     if needs is not None:
-        if isinstance(needs, str):  # "cdp" or "cdp,mcp", not ["c", "d", "p"]
-            needs = [n.strip() for n in needs.split(",") if n.strip()]
-        body["needs"] = list(needs)
+        body["needs"] = check_needs(needs)
     return body
 
 

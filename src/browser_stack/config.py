@@ -218,22 +218,38 @@ class Settings:
     def validate(self) -> None:
         parse_display(self.display)
         if self.log_format not in ("text", "json"):
-            raise ConfigError(f"BROWSER_STACK_LOG_FORMAT={self.log_format!r} must be text or json")
+            raise ConfigError(
+                f"BROWSER_STACK_LOG_FORMAT={self.log_format!r} must be text or json",
+                variable="BROWSER_STACK_LOG_FORMAT",
+            )
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
-                f"BROWSER_STACK_LOG_LEVEL={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR"
+                f"BROWSER_STACK_LOG_LEVEL={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR",
+                variable="BROWSER_STACK_LOG_LEVEL",
             )
         if not self.listen.is_loopback and not self.token:
             raise ConfigError(
                 f"BROWSER_STACK_LISTEN={self.listen} is not a loopback address; "
-                "set BROWSER_STACK_TOKEN to expose the sidecar beyond this machine"
+                "set BROWSER_STACK_TOKEN to expose the sidecar beyond this machine",
+                variable="BROWSER_STACK_LISTEN",
             )
         if (self.supervisor_username is None) != (self.supervisor_password is None):
-            raise ConfigError("set both SUPERVISOR_USERNAME and SUPERVISOR_PASSWORD, or neither")
+            raise ConfigError(
+                "set both SUPERVISOR_USERNAME and SUPERVISOR_PASSWORD, or neither",
+                variable="SUPERVISOR_USERNAME"
+                if self.supervisor_username
+                else "SUPERVISOR_PASSWORD",
+            )
         if self.start not in ("needed", "all"):
-            raise ConfigError(f"BROWSER_STACK_START={self.start!r} must be needed or all")
+            raise ConfigError(
+                f"BROWSER_STACK_START={self.start!r} must be needed or all",
+                variable="BROWSER_STACK_START",
+            )
         if self.activation not in ("off", "proxy"):
-            raise ConfigError(f"BROWSER_STACK_ACTIVATION={self.activation!r} must be off or proxy")
+            raise ConfigError(
+                f"BROWSER_STACK_ACTIVATION={self.activation!r} must be off or proxy",
+                variable="BROWSER_STACK_ACTIVATION",
+            )
         public, internal = self.public_ports, self.program_ports
         ports = {var: public[kind] for kind, var in PUBLIC_PORT_VARS.items()}
         if self.activation == "proxy":
@@ -241,12 +257,13 @@ class Settings:
         seen: dict[int, str] = {}
         for name, port in ports.items():
             if port in seen:
-                raise ConfigError(f"{name} and {seen[port]} are both {port}")
+                raise ConfigError(f"{name} and {seen[port]} are both {port}", variable=name)
             seen[port] = name
         if self.listen.port is not None and self.listen.port in seen:
             raise ConfigError(
                 f"BROWSER_STACK_LISTEN={self.listen} takes port {self.listen.port}, "
-                f"which is {seen[self.listen.port]}: the sidecar needs a port of its own"
+                f"which is {seen[self.listen.port]}: the sidecar needs a port of its own",
+                variable="BROWSER_STACK_LISTEN",
             )
 
 
@@ -270,7 +287,8 @@ def internal_port(
     if proxy:
         raise ConfigError(
             f"{public_var}={public} leaves no room for the default internal port "
-            f"(public + 10000); set {name} for BROWSER_STACK_ACTIVATION=proxy"
+            f"(public + 10000); set {name} for BROWSER_STACK_ACTIVATION=proxy",
+            variable=name,
         )
     return 0  # unused without the proxy
 
@@ -278,9 +296,13 @@ def internal_port(
 def parse_display(value: str) -> int:
     match = _DISPLAY_RE.match(value)
     if match is None:
-        raise ConfigError(f"DISPLAY={value!r} is not an X display like ':99' or ':99.0'")
+        raise ConfigError(
+            f"DISPLAY={value!r} is not an X display like ':99' or ':99.0'", variable="DISPLAY"
+        )
     if match["host"] not in ("", "unix"):
-        raise ConfigError(f"DISPLAY={value!r}: only a local display is supported")
+        raise ConfigError(
+            f"DISPLAY={value!r}: only a local display is supported", variable="DISPLAY"
+        )
     return int(match["number"])
 
 
@@ -288,9 +310,11 @@ def parse_port(name: str, value: str) -> int:
     try:
         port = int(value)
     except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a port number") from None
+        raise ConfigError(f"{name}={value!r} is not a port number", variable=name) from None
     if not 1 <= port <= 65535:
-        raise ConfigError(f"{name}={value!r} is not a port number between 1 and 65535")
+        raise ConfigError(
+            f"{name}={value!r} is not a port number between 1 and 65535", variable=name
+        )
     return port
 
 
@@ -299,11 +323,11 @@ def parse_seconds(name: str, value: str, *, zero_ok: bool = False, limit: float 
     try:
         seconds = float(value)
     except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a number of seconds") from None
+        raise ConfigError(f"{name}={value!r} is not a number of seconds", variable=name) from None
     low_ok = seconds >= 0 if zero_ok else seconds > 0
     if not low_ok or not seconds <= limit:
         low = "0 or more" if zero_ok else "more than 0"
-        raise ConfigError(f"{name}={value!r} must be {low} and at most {limit:g}")
+        raise ConfigError(f"{name}={value!r} must be {low} and at most {limit:g}", variable=name)
     return seconds
 
 
@@ -312,12 +336,16 @@ def parse_listen(value: str) -> ListenAddress:
         path = value.removeprefix("unix:")
         if not path.startswith("/"):
             raise ConfigError(
-                f"BROWSER_STACK_LISTEN={value!r}: a unix socket needs an absolute path"
+                f"BROWSER_STACK_LISTEN={value!r}: a unix socket needs an absolute path",
+                variable="BROWSER_STACK_LISTEN",
             )
         return ListenAddress(path=path)
     host, sep, port_text = value.rpartition(":")
     if not sep or not host:
-        raise ConfigError(f"BROWSER_STACK_LISTEN={value!r} is not host:port or unix:/path")
+        raise ConfigError(
+            f"BROWSER_STACK_LISTEN={value!r} is not host:port or unix:/path",
+            variable="BROWSER_STACK_LISTEN",
+        )
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     try:
@@ -325,7 +353,8 @@ def parse_listen(value: str) -> ListenAddress:
     except ConfigError:
         raise ConfigError(
             f"BROWSER_STACK_LISTEN={value!r}: {port_text!r} is not a port number between "
-            "1 and 65535"
+            "1 and 65535",
+            variable="BROWSER_STACK_LISTEN",
         ) from None
     return ListenAddress(host=host, port=port)
 
@@ -333,18 +362,28 @@ def parse_listen(value: str) -> ListenAddress:
 def parse_supervisor_url(value: str) -> str:
     if value.startswith("unix://"):
         if not value.removeprefix("unix://").startswith("/"):
-            raise ConfigError(f"SUPERVISOR_SERVER_URL={value!r}: unix:// needs an absolute path")
+            raise ConfigError(
+                f"SUPERVISOR_SERVER_URL={value!r}: unix:// needs an absolute path",
+                variable="SUPERVISOR_SERVER_URL",
+            )
         return value
     if value.startswith(("http://", "https://")):
         try:
             parts = urllib.parse.urlsplit(value)
             parts.port  # noqa: B018 - raises ValueError for a port that is not one
         except ValueError as exc:
-            raise ConfigError(f"SUPERVISOR_SERVER_URL={value!r}: {exc}") from None
+            raise ConfigError(
+                f"SUPERVISOR_SERVER_URL={value!r}: {exc}", variable="SUPERVISOR_SERVER_URL"
+            ) from None
         if not parts.hostname:
-            raise ConfigError(f"SUPERVISOR_SERVER_URL={value!r} names no host")
+            raise ConfigError(
+                f"SUPERVISOR_SERVER_URL={value!r} names no host", variable="SUPERVISOR_SERVER_URL"
+            )
         return value.rstrip("/")
-    raise ConfigError(f"SUPERVISOR_SERVER_URL={value!r} must start with unix:// or http://")
+    raise ConfigError(
+        f"SUPERVISOR_SERVER_URL={value!r} must start with unix:// or http://",
+        variable="SUPERVISOR_SERVER_URL",
+    )
 
 
 def parse_xprop(value: str) -> str:

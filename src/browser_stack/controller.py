@@ -32,10 +32,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from browser_stack.backoff import Backoff
 from browser_stack.bringup import MAX_ATTEMPTS, BringUp
 from browser_stack.config import Settings
-from browser_stack.errors import BrowserStackError, SupervisorError, SupervisorUnavailable
-from browser_stack.hooks import CpuWait, Hook, PortLookup
+from browser_stack.errors import (
+    BrowserStackError,
+    NotInControl,
+    ProgramFailed,
+    SupervisorError,
+    SupervisorLate,
+    SupervisorUnavailable,
+)
+from browser_stack.hooks import Control, CpuWait, Hook, PortLookup
 from browser_stack.model import NoWatch, ProgramStatus, ReadinessModel, View, Watch
 from browser_stack.observer import NullObserver, Observer
 from browser_stack.probes import ATTEMPT_TIMEOUT_S, Probe
@@ -46,6 +54,17 @@ from browser_stack.supervisor import Supervisor
 from browser_stack.watch import ExitLog, Liveness
 
 log = logging.getLogger(__name__)
+
+
+class _Alone:
+    """The control of a controller alone on its supervisord by construction
+    (tests, benches): always held."""
+
+    def held(self) -> bool:
+        return True
+
+    async def check(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -119,6 +138,7 @@ class Controller:
         cpu_wait: CpuWait | None = None,
         observer: Observer | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        control: Control | None = None,
     ) -> None:
         missing = set(PROGRAMS) - set(probes)
         if missing:
@@ -126,6 +146,8 @@ class Controller:
         self._supervisor = supervisor
         self._settings = settings
         self._clock = clock
+        # Whether this sidecar may act: another on the same supervisord may (claim.py).
+        self._control: Control = control or _Alone()
         self._observer: Observer = observer or NullObserver()
         interval = settings.liveness_interval_s
         self.model = ReadinessModel(
@@ -159,6 +181,8 @@ class Controller:
         self.last_use: dict[Gate, float] = dict.fromkeys(Gate, 0.0)
         # The last start's outcome, for status: a background start has no caller.
         self._last_start: StartOutcome | None = None
+        # Programs that failed: their next background start waits.
+        self._backoff = Backoff()
 
     @property
     def starting(self) -> bool:
@@ -167,18 +191,39 @@ class Controller:
     def endpoints(self) -> Mapping[str, str]:
         return self.model.view.endpoints
 
+    def in_control(self) -> bool:
+        """Whether this sidecar controls the stack (taking the claim if it is free)."""
+        return self._control.held()
+
+    async def check_control(self) -> None:
+        """Raise NotInControl, naming the sidecar in control, unless this one is."""
+        await self._control.check()
+
+    async def control_problem(self) -> str:
+        """Why this sidecar may not act, or "" when it may."""
+        try:
+            await self._control.check()
+        except NotInControl as error:
+            return error.message
+        return ""
+
     # -- ensure --------------------------------------------------------------
 
     async def ensure(self, gates: frozenset[Gate], timeout_s: float) -> EnsureResult:
         """Start what is not running; return once `gates` are ready.
 
         Raises ProgramFailed (a program could not start), StackStopped (a stop
-        came first), ReadinessTimeout (deadline passed; the start goes on) and
-        SupervisorUnavailable.
+        came first), ReadinessTimeout (deadline passed; the start goes on),
+        SupervisorUnavailable (supervisord is not there; one that is there and
+        answers late only delays the answer, up to the deadline) and
+        NotInControl (another sidecar controls this supervisord's stack).
         """
         began = self._clock()
         self._used(gates, began)
+        # Asked for: what the gates need is tried now, however often it failed.
+        self._backoff.clear(plan(gates).first)
         try:
+            await self._control.check()
             result = await self._ensure(gates, timeout_s, began)
         except BrowserStackError as error:
             self._observer.ensure_done(error.code, self._clock() - began)
@@ -195,6 +240,10 @@ class Controller:
         if self._last_start is None:
             return None
         return self._last_start.to_dict(self._clock())
+
+    def backoff(self) -> dict[str, Any]:
+        """For status: the programs whose background start waits after failing."""
+        return self._backoff.describe(self._clock())
 
     def _used(self, gates: frozenset[Gate], now: float) -> None:
         for gate in gates:
@@ -223,6 +272,7 @@ class Controller:
             return self._result(gates, False, began, None, False)
         cold = joined = False
         run: Run | None = None
+        unanswered = ""
         try:
             async with asyncio.timeout(timeout_s):
                 while True:
@@ -231,7 +281,12 @@ class Controller:
                             await asyncio.shield(self._stopping)
                         continue
                     if self._run is None:
-                        await self.reader.refresh()
+                        try:
+                            await self.reader.refresh()
+                        except SupervisorLate as late:
+                            # There, and not answering yet: ask again until the deadline.
+                            unanswered = late.message
+                            continue
                         if self._stopping is not None:
                             continue
                         if self._run is None and self.model.ready(needed):
@@ -265,20 +320,24 @@ class Controller:
                     if run.done(needed) and self._run is run:
                         await asyncio.wait([run.finished])
         except TimeoutError:
-            raise timeout_error(timeout_s, gates, run) from None
+            raise timeout_error(timeout_s, gates, run, unanswered or "not checked") from None
 
     def _start_the_rest(self, gates: frozenset[Gate]) -> None:
         """The gates are ready; with BROWSER_STACK_START=all, what else is down
-        comes up in the background."""
+        comes up in the background, but for a program whose last start failed
+        and whose wait has not passed (backoff.py)."""
         if self._settings.start != "all" or self._run is not None or self._stopping is not None:
             return
-        if not self.model.ready(PROGRAMS):
+        waiting = self._backoff.waiting(self._clock())
+        if any(p not in waiting for p in self.model.not_ready(PROGRAMS)):
             self._run = self._begin(gates)
 
     def _begin(self, gates: frozenset[Gate]) -> Run:
-        scope = PROGRAMS if self._settings.start == "all" else plan(gates).first
-        pending = self.model.not_ready(scope)
-        run = Run(self._bring_up, pending, plan(gates).first, self._clock())
+        first = plan(gates).first
+        scope = PROGRAMS if self._settings.start == "all" else first
+        waiting = self._backoff.waiting(self._clock()) - first
+        pending = [p for p in self.model.not_ready(scope) if p not in waiting]
+        run = Run(self._bring_up, pending, first, self._clock())
         run.finished.add_done_callback(lambda _: self._finish(run))
         self._observer.start_begun()
         log.info("start begins: %s", ", ".join(pending))
@@ -288,7 +347,13 @@ class Controller:
         if self._run is run:
             self._run = None
         failed = run.failure(PROGRAMS)
-        elapsed = self._clock() - run.began
+        now = self._clock()
+        for program in run.tried:
+            own = run.failure([program])
+            if isinstance(own, ProgramFailed) and own.program == program:
+                self._backoff.failed(program, own.to_dict(), now)
+        self._backoff.clear(p for p in PROGRAMS if self.model.ready([p]))
+        elapsed = now - run.began
         self._observer.start_ended(elapsed, failed is None)
         error = None
         if failed is not None:
@@ -323,7 +388,9 @@ class Controller:
         self, reason: str = "request", programs: frozenset[Program] = frozenset(PROGRAMS)
     ) -> StopResult:
         """Stop the five (or `programs`: what an idle gate alone needs) in
-        reverse dependency order. Idempotent; concurrent stops share one."""
+        reverse dependency order. Idempotent; concurrent stops share one.
+        Raises NotInControl when another sidecar controls the stack."""
+        await self._control.check()
         if self._stopping is None:
             task = asyncio.ensure_future(self._stop_all(reason, programs))
             self._stopping = task

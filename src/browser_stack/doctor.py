@@ -31,14 +31,21 @@ from typing import Any
 import psutil
 
 from browser_stack import boot, memory, xlock
+from browser_stack.command_lines import DEBIAN_CHROMIUM_MARK, chromium_switch, unwrap
 from browser_stack.config import DEFAULT_SUPERVISOR_URL, Settings
 from browser_stack.doctor_checks import (
+    RUNS,
+    SERVERURL,
+    SIDECAR_PROGRAM,
+    SUPERVISORD_ITSELF,
     Check,
+    Context,
     Executable,
     PathFacts,
     Source,
     Verdict,
     XLock,
+    browser_args,
     check_autostart,
     check_browser_command,
     check_browser_profile,
@@ -53,6 +60,7 @@ from browser_stack.doctor_checks import (
     check_settings,
     check_sidecar_program,
     check_stack_ports,
+    check_supervisor_rpc,
     check_supervisord,
     check_tigervnc_command,
     check_wait_ports,
@@ -62,14 +70,19 @@ from browser_stack.doctor_checks import (
     flag_value,
     is_sidecar,
     not_checked,
+    remedy,
     runs_chromium_itself,
+    sidecar_of,
 )
+from browser_stack.edits import CONTAINER, Edit, SetEnv, SetOption
 from browser_stack.errors import BrowserStackError, ConfigError, SupervisorUnavailable
 from browser_stack.ports import PortHolder, find_holder
 from browser_stack.stack import PROGRAMS, Program
 from browser_stack.supervisor import XmlRpcSupervisor
 from browser_stack.supervisord_conf import (
+    ConfigRead,
     ProgramConfig,
+    SupervisordConfig,
     UnreadableConfig,
     read_config,
     signal_name,
@@ -88,6 +101,7 @@ class Facts:
     env: Mapping[str, str]
     settings: Settings | None = None
     settings_error: str = ""
+    settings_variable: str | None = None
     lazy: bool | None = None
     switch_error: str = ""
     programs: Mapping[str, ProgramConfig] | None = None
@@ -105,13 +119,17 @@ class Facts:
     holders: Mapping[str, PortHolder | None] | None = None
     x_lock: XLock | None = None
     pidfd_error: str | None = None
+    # The sidecar's environment and where each variable is set, the files as
+    # written: what fixes are made of.
+    ctx: Context = field(default_factory=Context)
+    supervisord_config: SupervisordConfig | None = None
 
     @property
     def live(self) -> bool:
         return self.source.mode == "live"
 
 
-CommandCheck = Callable[[Sequence[Sequence[str]], Settings], Check]
+CommandCheck = Callable[[Sequence[Sequence[str]], Settings, Context, str], Check]
 
 
 def run_checks(facts: Facts) -> list[Check]:
@@ -123,7 +141,20 @@ def run_checks(facts: Facts) -> list[Check]:
     no_config = "supervisord's configuration is not known"
     no_settings = "the sidecar's settings are invalid"
     no_processes = "supervisord's processes are not known"
-    out = [check_settings(settings, facts.settings_error), check_supervisord(facts.source)]
+    # Without the files, the environment at hand is the best guess of the sidecar's.
+    ctx = facts.ctx if facts.ctx.env else dataclasses.replace(facts.ctx, env=facts.env)
+    out = [
+        check_settings(settings, facts.settings_error, facts.settings_variable, ctx),
+        check_supervisord(facts.source),
+    ]
+    if facts.supervisord_config is None or programs is None:
+        out.append(not_checked("supervisor-rpc", no_config))
+    elif sidecar_of(programs) is None:
+        out.append(not_checked("supervisor-rpc", "no program runs `browser-stack serve`"))
+    elif settings is None:
+        out.append(not_checked("supervisor-rpc", no_settings))
+    else:
+        out.append(check_supervisor_rpc(facts.supervisord_config, settings, ctx))
 
     def for_program(name: str, program: Program, check: Callable[[ProgramConfig], Check]) -> Check:
         if programs is None:
@@ -140,7 +171,11 @@ def run_checks(facts: Facts) -> list[Check]:
     def command(name: str, program: Program, check: CommandCheck) -> Check:
         if settings is None:
             return not_checked(name, no_settings)
-        return for_program(name, program, lambda _config: check(argvs(program), settings))
+
+        def run(config: ProgramConfig) -> Check:
+            return check(argvs(program), settings, ctx, config.section or f"program:{program}")
+
+        return for_program(name, program, run)
 
     if programs is None:
         out += [not_checked(n, no_config) for n in ("programs", "sidecar-program", "autostart")]
@@ -169,7 +204,9 @@ def run_checks(facts: Facts) -> list[Check]:
         for_program(
             "browser-profile",
             Program.BROWSER,
-            lambda _config: check_browser_profile(argvs(Program.BROWSER), facts.profile),
+            lambda _config: check_browser_profile(
+                argvs(Program.BROWSER), facts.profile, ctx.debian_chromium
+            ),
         )
     )
     out.append(command("tigervnc-command", Program.TIGERVNC, check_tigervnc_command))
@@ -180,7 +217,7 @@ def run_checks(facts: Facts) -> list[Check]:
         why = no_config if programs is None else no_settings
         out.append(not_checked("x-clients-display", why))
     else:
-        out.append(check_x_clients_display(programs, facts.boot_env, settings))
+        out.append(check_x_clients_display(programs, facts.boot_env, settings, ctx))
     if programs is None:
         out.append(not_checked("executables", no_config))
     else:
@@ -203,7 +240,7 @@ def run_checks(facts: Facts) -> list[Check]:
             tigervnc = facts.pids.get(Program.TIGERVNC, frozenset())
             out.append(check_x_lock(facts.x_lock, settings.display, tigervnc))
         out.append(check_pidfd(facts.pidfd_error))
-    out.append(check_exposure(facts.env, facts.nginx_route))
+    out.append(check_exposure(ctx.env or facts.env, facts.nginx_route, ctx))
     out.append(check_cgroup(facts.cgroup))
     return out
 
@@ -211,13 +248,16 @@ def run_checks(facts: Facts) -> list[Check]:
 # --- gathering the facts -----------------------------------------------------------
 
 
-def _settings(env: Mapping[str, str], given: Settings | None) -> tuple[Settings | None, str]:
+def _settings(
+    env: Mapping[str, str], given: Settings | None
+) -> tuple[Settings | None, str, str | None]:
+    """The settings, or why not and the variable at fault."""
     if given is not None:
-        return given, ""
+        return given, "", None
     try:
-        return Settings.from_env(env), ""
+        return Settings.from_env(env), "", None
     except ConfigError as exc:
-        return None, exc.message
+        return None, exc.message, exc.fields.get("variable")
 
 
 def _switch(env: Mapping[str, str]) -> tuple[bool | None, str]:
@@ -228,18 +268,25 @@ def _switch(env: Mapping[str, str]) -> tuple[bool | None, str]:
 
 
 def _facts_of(
-    env: Mapping[str, str], given: Settings | None = None, **known: Any
+    env: Mapping[str, str],
+    given: Settings | None = None,
+    sidecar_env: Mapping[str, str] | None = None,
+    **known: Any,
 ) -> tuple[Callable[..., Facts], Settings | None]:
     """Facts(source, ...) with what every gathering knows first (the
     environment, the sidecar's settings and the switch, each with why not),
-    and the settings."""
-    settings, settings_error = _settings(env, given)
+    and the settings: the running sidecar's own, else from the environment
+    supervisord gives it (`sidecar_env`), else from this one."""
+    settings, settings_error, variable = _settings(
+        env if sidecar_env is None else sidecar_env, given
+    )
     lazy, switch_error = _switch(env)
     facts = functools.partial(
         Facts,
         env=env,
         settings=settings,
         settings_error=settings_error,
+        settings_variable=variable,
         lazy=lazy,
         switch_error=switch_error,
         **known,
@@ -247,23 +294,73 @@ def _facts_of(
     return facts, settings
 
 
-def resolve_executable(argv0: str, path: Sequence[str], cwd: str) -> tuple[str | None, str]:
-    """The file supervisord would exec for argv0, and why it cannot ("" if it can):
-    a name with a slash as is, else the first PATH entry where it exists."""
-    if "/" in argv0:
-        candidates = [argv0 if argv0.startswith("/") else os.path.join(cwd, argv0)]
-    else:
-        candidates = [os.path.join(d, argv0) for d in path]
-    for candidate in candidates:
+def sidecar_environment(
+    boot_env: Mapping[str, str], read: ConfigRead | None
+) -> tuple[dict[str, str], dict[str, str], str]:
+    """The environment supervisord gives the sidecar's program, as supervisord
+    builds it: its own (`boot_env`), SUPERVISOR_SERVER_URL (the program's
+    serverurl=, else supervisord's own first server), [supervisord]'s
+    environment=, the program's environment=. Returns the values, where each is
+    set (Context.origins) and the program's section."""
+    values = dict(boot_env)
+    origins = dict.fromkeys(boot_env, CONTAINER)
+    sidecar = sidecar_of(read.programs) if read is not None else None
+    if read is None or sidecar is None:
+        return values, origins, f"program:{SIDECAR_PROGRAM}"
+    section = sidecar.section or f"program:{sidecar.name}"
+    url = sidecar.serverurl or read.supervisord.serverurl
+    if url:
+        values["SUPERVISOR_SERVER_URL"] = url
+        origins["SUPERVISOR_SERVER_URL"] = (
+            f"{section}{SERVERURL}" if sidecar.serverurl else SUPERVISORD_ITSELF
+        )
+    for layer, env in (
+        ("supervisord", read.supervisord.environment),
+        (section, sidecar.own_environment or {}),
+    ):
+        values.update(env)
+        origins.update(dict.fromkeys(env, layer))
+    return values, origins, section
+
+
+def _is_debian_chromium(path: str | None) -> bool:
+    """Whether `path` is Debian's chromium script (it reorders the flags)."""
+    if path is None:
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+    except OSError:
+        return False
+    return head.startswith(b"#!") and DEBIAN_CHROMIUM_MARK.encode() in head
+
+
+def resolve_executable(
+    argv0: str, path: Sequence[str], cwd: str, directory: str | None = None
+) -> tuple[str | None, str]:
+    """The file supervisord would exec for argv0, and why it cannot ("" if it can).
+    supervisord looks a name with a slash up from its working directory `cwd`, a
+    name without on PATH (whose relative entries are from `cwd` too), then execs
+    it after changing to the program's `directory`, where a relative path must
+    lead to the same file."""
+    # Each path as written: stat()ed from cwd, exec()ed from the program's directory.
+    written = [argv0] if "/" in argv0 else [os.path.join(d, argv0) for d in path]
+    for name in written:
+        candidate = os.path.join(cwd, name)  # an absolute name stays itself
         try:
             st = os.stat(candidate)
         except OSError:
             continue
         if stat.S_ISDIR(st.st_mode):
-            return candidate, "is a directory"
+            return candidate, f"{candidate} is a directory"
         if not st.st_mode & 0o111 or not os.access(candidate, os.X_OK):
-            return candidate, "is not executable"
+            return candidate, f"{candidate} is not executable"
+        relative = not name.startswith("/")
+        if directory and relative and not os.path.exists(os.path.join(directory, name)):
+            return candidate, f"{name} is relative and not found from directory={directory}"
         return candidate, ""
+    if "/" in argv0:
+        return None, f"can't find command {argv0} (from supervisord's working directory {cwd})"
     return None, "does not exist"
 
 
@@ -276,14 +373,30 @@ def _executables(
     names += [c.name for c in programs.values() if is_sidecar(c.argv)][:1]
     for name in names:
         config = programs[name]
+        section = config.section or f"program:{name}"
         argv = config.argv
+        if config.argv_error:
+            problem = f"its command cannot be split ({config.argv_error}): `{config.command}`"
+            out[name] = Executable(name, "", None, problem, section=section)
+            continue
         if not argv:
-            out[name] = Executable(name, "", None, "has an empty command")
+            out[name] = Executable(name, "", None, "has an empty command=", section=section)
+            continue
+        directory = config.directory
+        if directory and not os.path.isdir(directory):
+            out[name] = Executable(
+                name,
+                argv[0],
+                None,
+                f"directory={directory} does not exist, so supervisord cannot change to it",
+                section=section,
+                edits=(SetOption(section, "directory", None),),
+            )
             continue
         own_path = (config.environment or {}).get("PATH")
         path = own_path.split(os.pathsep) if own_path else default_path
-        found, problem = resolve_executable(argv[0], path, config.directory or cwd)
-        out[name] = Executable(name, argv[0], found, problem, tuple(path))
+        found, problem = resolve_executable(argv[0], path, cwd, directory)
+        out[name] = Executable(name, argv[0], found, problem, tuple(path), section)
     return out
 
 
@@ -304,11 +417,12 @@ def _path_facts(path: str) -> PathFacts:
     return PathFacts(path, target.exists(), writable, fstype)
 
 
-def _profile_facts(argvs: Sequence[Sequence[str]]) -> PathFacts | None:
-    value = flag_value(argvs, "--user-data-dir")
-    if value is None or not value.startswith("/"):
+def _profile_facts(argvs: Sequence[Sequence[str]], debian: bool) -> PathFacts | None:
+    found = browser_args(argvs, debian)
+    switch = chromium_switch(found[0], "user-data-dir", debian=found[1]) if found else None
+    if switch is None or not switch.value.startswith("/"):
         return None
-    return _path_facts(value)
+    return _path_facts(switch.value)
 
 
 def _nginx_route(config_path: str | None) -> str | None:
@@ -331,40 +445,83 @@ def _host_facts(
         "nginx_route": _nginx_route(config_path),
     }
     if programs is not None:
-        facts["executables"] = _executables(programs, boot_env, cwd)
+        executables = _executables(programs, boot_env, cwd)
+        facts["executables"] = executables
         browser = programs.get(Program.BROWSER)
         if browser is not None:
             argvs = [browser.argv, *running_argvs.get(Program.BROWSER, ())]
-            facts["profile"] = _profile_facts(argvs)
+            words, _direct = unwrap(browser.argv, RUNS[Program.BROWSER])
+            debian = False
+            if words:
+                own_path = (browser.environment or {}).get("PATH") or boot_env.get("PATH", "")
+                found, _problem = resolve_executable(words[0], own_path.split(os.pathsep), cwd)
+                debian = _is_debian_chromium(found)
+            facts["debian_chromium"] = debian
+            facts["profile"] = _profile_facts(argvs, debian)
     return facts
 
 
-def gather_static(config: str, env: Mapping[str, str]) -> Facts:
+def _uncreatable(path: str) -> str:
+    """Why `mkdir -p path` fails here ("" when it would work)."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if existing != Path(path) and not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return ""
+
+
+def gather_static(config: str, env: Mapping[str, str], cwd: str | None = None) -> Facts:
     """Facts from supervisord's files alone, in the environment the entrypoint
-    (and the AIO image's run.sh) would boot them with."""
+    (and the AIO image's run.sh) would boot them with. `cwd`: where supervisord
+    will run (its working directory resolves relative command paths); this one
+    by default, as in the image: the build step and `docker run` share its WORKDIR."""
+    cwd = cwd or os.getcwd()
     facts, _ = _facts_of(env)
     try:
         boot_env = boot.boot_environment(env)
     except ConfigError as exc:
+        variable = exc.fields.get("variable")
+        unset: list[Edit] = [SetEnv(variable, None)] if variable else []
         source = Source(
             "static",
             config,
             error=f"browser-stack-entrypoint would refuse this environment: {exc.message}",
-            fix="fix the variable named",
+            fix=remedy(unset) if unset else "fix the variable named",
+            edits=tuple(unset),
         )
         return facts(source)
     origin = "as browser-stack-entrypoint would pass it on"
+    facts, _ = _facts_of(env, sidecar_env=boot_env, boot_env=boot_env, boot_env_origin=origin)
+    created = boot.created_directories(boot_env)
+    for directory in created:
+        problem = _uncreatable(directory)
+        if problem:
+            source = Source(
+                "static",
+                config,
+                error=f"browser-stack-entrypoint cannot create {directory} ({problem}) and exits",
+                fix="set BROWSER_STACK_LOG_DIR and BROWSER_STACK_PROFILE_DIR to directories "
+                "it can create",
+            )
+            return facts(source)
     try:
-        read = read_config(config, boot_env)
+        read = read_config(config, boot_env, created)
     except UnreadableConfig as exc:
         fix = "supervisord refuses these files as they are: fix the line named"
+        edits: list[Edit] = []
         if exc.missing_variable:
             fix = (
                 f"set {exc.missing_variable} where supervisord starts (the image's ENV or its "
                 "entrypoint), or stop the file from reading it"
             )
-        source = Source("static", config, error=exc.message, fix=fix)
-        return facts(source, boot_env=boot_env, boot_env_origin=origin)
+        if exc.option:
+            edits = [SetOption(*exc.option, None)]
+            fix = remedy(edits, "supervisord refuses it as it is")
+        source = Source("static", config, error=exc.message, fix=fix, edits=tuple(edits))
+        return facts(source)
     files = f" and {len(read.included)} included file(s)" if read.included else ""
     source = Source(
         "static",
@@ -373,14 +530,19 @@ def gather_static(config: str, env: Mapping[str, str]) -> Facts:
         notes=read.warnings,
         fix="check supervisord's [include] files= (a pattern that matches nothing is skipped)",
     )
-    host = _host_facts(read.programs, boot_env, config, {}, os.path.dirname(config))
-    return facts(
-        source,
+    host = _host_facts(read.programs, boot_env, config, {}, cwd)
+    values, origins, section = sidecar_environment(boot_env, read)
+    ctx = Context(values, origins, read.text, section, host.pop("debian_chromium", False))
+    facts, _ = _facts_of(
+        env,
+        sidecar_env=values,
+        ctx=ctx,
+        supervisord_config=read.supervisord,
         programs=read.programs,
         boot_env=boot_env,
         boot_env_origin=origin,
-        **host,
     )
+    return facts(source, **host)
 
 
 def _live_program(raw: Mapping[str, Any]) -> ProgramConfig:
@@ -391,7 +553,8 @@ def _live_program(raw: Mapping[str, Any]) -> ProgramConfig:
         autostart=bool(raw["autostart"]),
         stopsignal=signal_name(int(raw["stopsignal"])),
         killasgroup=bool(raw["killasgroup"]),
-        directory=raw.get("directory"),
+        # getAllConfigInfo says "none" for what is not set.
+        directory=None if raw.get("directory") in (None, "none") else raw.get("directory"),
     )
 
 
@@ -451,7 +614,7 @@ def _pidfd_error() -> str | None:
 
 def _live_rest(
     env: Mapping[str, str],
-    settings: Settings | None,
+    given: Settings | None,
     url: str,
     info: Mapping[str, Any],
     running_pids: Mapping[Program, int],
@@ -473,11 +636,13 @@ def _live_rest(
         origin = f"supervisord's environment, pid {pid}"
     config_path = config_file_of(cmdline, cwd) if cmdline else None
     files = ""
+    extra: dict[str, Any] = {}
+    context: tuple[dict[str, str], str, str] = ({}, "", f"program:{SIDECAR_PROGRAM}")
     if config_path is None:
         notes.append("its config file is not known, so stopasgroup and environment= are not")
     else:
         try:
-            read = read_config(config_path, boot_env)
+            read = read_config(config_path, boot_env, boot.created_directories(boot_env))
         except UnreadableConfig as exc:
             notes.append(
                 f"its files cannot be read ({exc.message}): stopasgroup and environment= "
@@ -489,9 +654,20 @@ def _live_rest(
                 name: _with_file_settings(config, read.programs.get(name))
                 for name, config in programs.items()
             }
+            extra["supervisord_config"] = read.supervisord
+            values, origins, section = sidecar_environment(boot_env, read)
+            extra["sidecar_env"] = values
+            context = (origins, read.text, section)
     running = {p: _process_tree(p_pid) for p, p_pid in running_pids.items() if p_pid > 0}
     running_argvs = {str(p): argvs for p, (_pids, argvs) in running.items()}
     facts = _host_facts(programs, boot_env, config_path, running_argvs, cwd or "/")
+    sidecar_env = extra.get("sidecar_env", {})
+    origins, text, section = context
+    extra["ctx"] = Context(sidecar_env, origins, text, section, facts.pop("debian_chromium", False))
+    settings = given
+    if settings is None and sidecar_env:
+        settings = _settings(sidecar_env, None)[0]
+    facts.update(extra)
     source = Source(
         "live",
         url,
@@ -518,17 +694,27 @@ def _live_rest(
 
 def _with_file_settings(live: ProgramConfig, read: ProgramConfig | None) -> ProgramConfig:
     """What supervisord loaded, with what only the files say (stopasgroup, the
-    environment) when the files still match it."""
+    environment, the section, autorestart, serverurl) when the files still match it."""
     if read is None or read.command != live.command:
         return live
-    return dataclasses.replace(live, stopasgroup=read.stopasgroup, environment=read.environment)
+    return dataclasses.replace(
+        live,
+        stopasgroup=read.stopasgroup,
+        environment=read.environment,
+        section=read.section,
+        own_environment=read.own_environment,
+        autorestart=read.autorestart,
+        serverurl=read.serverurl,
+    )
 
 
-async def gather_live(env: Mapping[str, str], settings: Settings | None = None) -> Facts:
-    """Facts from the running supervisord and this machine. `settings`: the
-    running sidecar's own (else built from env)."""
+async def gather_live(env: Mapping[str, str], given: Settings | None = None) -> Facts:
+    """Facts from the running supervisord and this machine. `given`: the running
+    sidecar's own settings (else those of the environment supervisord gives it,
+    when its files are readable, else this environment's)."""
     # pidfd is this machine's, whatever supervisord answers.
-    facts, settings = _facts_of(env, settings, pidfd_error=_pidfd_error())
+    pidfd_error = _pidfd_error()
+    facts, settings = _facts_of(env, given, pidfd_error=pidfd_error)
     if settings is not None:
         url, user, password = (
             settings.supervisor_url,
@@ -563,7 +749,10 @@ async def gather_live(env: Mapping[str, str], settings: Settings | None = None) 
     finally:
         await supervisor.close()
     pids = {program: info.pid for program, info in running.items()}
-    rest = await asyncio.to_thread(_live_rest, env, settings, url, info, pids)
+    rest = await asyncio.to_thread(_live_rest, env, given, url, info, pids)
+    sidecar_env = rest.pop("sidecar_env", None)
+    if given is None and sidecar_env:
+        facts, _ = _facts_of(env, None, sidecar_env, pidfd_error=pidfd_error)
     return facts(**rest)
 
 
@@ -612,8 +801,8 @@ async def live_report(env: Mapping[str, str], settings: Settings | None = None) 
     return report(await gather_live(env, settings))
 
 
-def static_report(config: str, env: Mapping[str, str]) -> Report:
-    return report(gather_static(config, env))
+def static_report(config: str, env: Mapping[str, str], cwd: str | None = None) -> Report:
+    return report(gather_static(config, env, cwd))
 
 
 # --- the command ---------------------------------------------------------------------
@@ -623,6 +812,11 @@ def command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """`browser-stack doctor`: 0 when nothing fails, 1 when something does."""
     if args.static != (args.config is not None):
         print("browser-stack: doctor: --static and --config go together", file=sys.stderr)
+        return EXIT_USAGE
+    if args.static and not os.path.isfile(args.config):
+        # What supervisord -c refuses too: a bad argument, not a finding.
+        why = "is not a file" if os.path.exists(args.config) else "does not exist"
+        print(f"browser-stack: doctor: --config {args.config!r} {why}", file=sys.stderr)
         return EXIT_USAGE
     result = static_report(args.config, env) if args.static else asyncio.run(live_report(env))
     if args.json:

@@ -67,6 +67,14 @@ class StackStopped(BrowserStackError):
     status = 409
 
 
+class NotInControl(BrowserStackError):
+    """Another sidecar controls this supervisord's stack (claim.py): this one
+    only reads. Fields name the holder."""
+
+    code = "not_in_control"
+    status = 409
+
+
 class ProgramFailed(BrowserStackError):
     """A program could not be started or died while starting."""
 
@@ -114,6 +122,13 @@ class SupervisorUnavailable(BrowserStackError):
     code = "supervisor_unavailable"
     status = 503
     retry_after_s = 2
+
+
+class SupervisorLate(SupervisorUnavailable):
+    """supervisord took the call but did not answer it in time: it is there,
+    and busy (a crowded machine) or paused. What it would have said, or done
+    with the call, is unknown; asking again may work. A start does not fail on
+    it (bringup.py); anything else treats it as unavailable."""
 
 
 class SupervisorError(BrowserStackError):

@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from browser_stack import xlock
+from browser_stack.claim import Claim
 from browser_stack.config import MAX_ENSURE_TIMEOUT_S, Settings
 from browser_stack.controller import Controller, EnsureResult
 from browser_stack.errors import (
@@ -185,6 +186,7 @@ async def ensure(request: web.Request) -> web.Response:
     controller = request.app[CONTROLLER]
     asked = parse_ensure_body(await _read_object(request), request.app[SETTINGS].ensure_timeout_s)
     if not asked.wait:
+        await controller.check_control()  # before the 202: it would start nothing
         # The answer goes out first: the start's first steps would delay it.
         accepted = web.Response(
             status=202,
@@ -239,9 +241,11 @@ async def status(request: web.Request) -> web.Response:
         supervisor["message"] = report.supervisor_error
     payload: dict[str, Any] = {
         "supervisor": supervisor,
+        "in_control": controller.in_control(),
         "starting": controller.starting,
         "start_mode": request.app[SETTINGS].start,
         "last_start": controller.last_start(),
+        "backoff": controller.backoff(),
         "ready": {g: all(programs[p].ready for p in GATE_PROGRAMS[g]) for g in GATES},
         "programs": {str(p): s.to_dict() for p, s in programs.items()},
         "endpoints": dict(controller.endpoints()),
@@ -344,6 +348,7 @@ async def lease(request: web.Request) -> web.Response:
         raise BadRequest("ttl_s must be a number of seconds")
     if not 0 < ttl <= MAX_LEASE_S:
         raise BadRequest(f"ttl_s must be more than 0 and at most {MAX_LEASE_S:g}")
+    await request.app[CONTROLLER].check_control()  # only the sidecar in control stops
     idle = request.app[IDLE]
     held = idle.lease(float(ttl))
     return _json({"held_s": round(held, 1), "idle_stop": idle.policy.enabled})
@@ -373,10 +378,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness of the sidecar, not of the stack (never wakes it): 200 when
-    supervisord answers and has the five programs, so that an ensure can work."""
-    problems = await request.app[CONTROLLER].reader.host_problems()
-    if problems.reasons:
-        return _json({"ok": False, "reasons": problems.reasons}, status=503)
+    supervisord answers and has the five programs, and this sidecar controls the
+    stack (claim.py), so that an ensure can work."""
+    controller = request.app[CONTROLLER]
+    problems = await controller.reader.host_problems()
+    reasons = problems.reasons
+    not_in_control = await controller.control_problem()
+    if not_in_control:
+        reasons = [*reasons, not_in_control]
+    if reasons:
+        return _json({"ok": False, "reasons": reasons}, status=503)
     return _json({"ok": True, "reasons": []})
 
 
@@ -433,6 +444,8 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
         opened.push_async_callback(session.close)
         watch = EventWatch(DisplayWatch(settings.x11_socket))
         opened.push_async_callback(watch.close)
+        claim = Claim(settings.supervisor_url, str(settings.listen))
+        opened.callback(claim.close)
         controller = Controller(
             supervisor,
             build_probes(settings, session),
@@ -442,8 +455,12 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
             port_holder=holder_of,
             cpu_wait=run_queue_wait_s,
             observer=app[METRICS],
+            control=claim,
         )
         app[CONTROLLER] = controller
+        not_in_control = await controller.control_problem()
+        if not_in_control:
+            log.warning("not in control: %s", not_in_control)
         proxy = _activation_proxy(settings, controller) if settings.activation == "proxy" else None
         app[IDLE] = IdleMonitor(
             controller,

@@ -249,7 +249,8 @@ class IdleMonitor:
             # Look again just before acting: a client may have connected since.
             decisions = await self._decide()
         self.decisions = decisions
-        if self._controller.starting:
+        # Mid-start, or another sidecar controls the stack: stop nothing.
+        if self._controller.starting or not self._controller.in_control():
             return decisions
         for part in self._parts:
             decision = decisions[part.name]

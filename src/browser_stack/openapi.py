@@ -74,7 +74,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "bad request body or parameter",
         401: "missing or wrong bearer token",
         404: "unknown program or route",
-        409: "a stop took the stack down while this call waited",
+        409: "a stop took the stack down while this call waited (stopped), or another "
+        "sidecar controls this supervisord's stack (not_in_control)",
         413: "body too large",
         502: "a program failed to start",
         503: "supervisord unreachable (see Retry-After)",
@@ -148,6 +149,25 @@ def spec() -> dict[str, Any]:
                                         "additionalProperties": {"type": "boolean"},
                                     },
                                     "endpoints": _ENDPOINTS,
+                                    "in_control": {
+                                        "type": "boolean",
+                                        "description": "false: another sidecar controls "
+                                        "this supervisord's stack, and this one only reads",
+                                    },
+                                    "backoff": {
+                                        "type": "object",
+                                        "description": "programs whose background start "
+                                        "waits after failing, by name",
+                                        "additionalProperties": {
+                                            "type": "object",
+                                            "required": ["failures", "retry_in_s", "error"],
+                                            "properties": {
+                                                "failures": {"type": "integer"},
+                                                "retry_in_s": {"type": "number"},
+                                                "error": {"$ref": "#/components/schemas/Error"},
+                                            },
+                                        },
+                                    },
                                 },
                             },
                         ),
@@ -201,7 +221,7 @@ def spec() -> dict[str, Any]:
                                 },
                             },
                         ),
-                        **_errors(400, 401, 413, 503),
+                        **_errors(400, 401, 409, 413, 503),
                     },
                 }
             },
@@ -240,7 +260,7 @@ def spec() -> dict[str, Any]:
                                 },
                             },
                         ),
-                        **_errors(400, 401, 413),
+                        **_errors(400, 401, 409, 413),
                     },
                 }
             },

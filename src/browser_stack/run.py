@@ -47,6 +47,8 @@ class Run:
         self.futures: dict[Program, asyncio.Future[None]] = {}
         self.released = {p: asyncio.Event() for p in PROGRAMS}
         self.started: list[Program] = []
+        # Every program this run brought up (or tried to).
+        self.tried: set[Program] = set()
         self.waiting_on: dict[Program, str] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         todo = set(pending)
@@ -108,6 +110,7 @@ class Run:
 
     def start(self, program: Program) -> None:
         """Bring `program` up in this run (again, if a restart stopped it)."""
+        self.tried.add(program)
         future: asyncio.Future[None] = self._loop.create_future()
         future.add_done_callback(_consume)
         self.futures[program] = future
@@ -159,16 +162,19 @@ class Run:
             await asyncio.wait([f for f in self.futures.values() if not f.done()])
 
 
-def timeout_error(timeout_s: float, gates: Iterable[Gate], run: Run | None) -> ReadinessTimeout:
+def timeout_error(
+    timeout_s: float, gates: Iterable[Gate], run: Run | None, before_run: str = "not checked"
+) -> ReadinessTimeout:
     """What an ensure that ran out of time answers: the gates and programs
-    still pending, and what each was doing."""
+    still pending, and what each was doing (`before_run`: why, when no start
+    had begun)."""
     pending: dict[str, str] = {}
     pending_gates = set()
     for gate in gates:
         for program in GATE_PROGRAMS[gate]:
             if run is None or not run.futures[program].done():
                 pending_gates.add(gate)
-                why = run.waiting_on.get(program, "waiting") if run else "not checked"
+                why = run.waiting_on.get(program, "waiting") if run else before_run
                 pending[str(program)] = why
     if not pending_gates:  # timed out while re-checking or waiting on a stop
         pending_gates = set(gates)

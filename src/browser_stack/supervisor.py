@@ -3,6 +3,26 @@
 It turns faults into our errors in one place (`map_fault`, with a table per
 call: `START_FAULTS`, `STOP_FAULTS`), so no XML-RPC fault leaves it, and refuses
 any program name outside the allowlist before a byte is sent.
+
+What a call that does not succeed means, and how the timeouts bound each other:
+
+- A refused or missing socket (or a connection supervisord drops) is
+  `SupervisorUnavailable`: supervisord is not there, and an ensure answers 503
+  at once.
+- No answer within the call timeout (`CALL_TIMEOUT_S`; a stop waits for the
+  program, so its call gets `BROWSER_STACK_STOP_TIMEOUT`) is `SupervisorLate`:
+  supervisord is there and has not answered yet, which a single-threaded
+  process among hundreds of runnable ones does. During a start that is not a
+  failure: the start reads supervisord's state again and goes on probing
+  (bringup.py), for as long as it lasts.
+- So the call timeout bounds one question, never a start: it decides how long
+  a question waits before it is asked again. What a caller waits for, start
+  and calls included, is bounded by the ensure's deadline alone
+  (`BROWSER_STACK_ENSURE_TIMEOUT` or the request's `timeout_s`): a call still
+  waiting then is left to the start, which goes on, and the caller gets 504.
+  The call timeout is kept well under the deadline (5 s against 30 s), so that
+  a late answer is asked again several times before a caller gives up; a
+  deadline shorter than it still answers on time.
 """
 
 from __future__ import annotations
@@ -18,7 +38,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from browser_stack.errors import ProgramFailed, SupervisorError, SupervisorUnavailable
+from browser_stack.errors import (
+    ProgramFailed,
+    SupervisorError,
+    SupervisorLate,
+    SupervisorUnavailable,
+)
 from browser_stack.stack import PROGRAMS, Program
 from browser_stack.states import Fault, ProcessState
 
@@ -76,7 +101,9 @@ class Supervisor(Protocol):
     async def resume(self, program: Program) -> None:
         """SIGCONT: a stopped (SIGSTOP) process cannot act on the TERM of a stop."""
 
-    async def stderr_tail(self, program: Program) -> str: ...
+    async def stderr_tail(self, program: Program) -> str:
+        """Its last stderr; "" when supervisord cannot say (the tail is a detail
+        of an error, never an error itself)."""
 
     async def exit_cause(self, program: Program) -> str:
         """How its last process ended, as supervisord logged it ("terminated by
@@ -102,10 +129,12 @@ class XmlRpcSupervisor:
         password: str | None = None,
         *,
         stop_timeout_s: float = 30.0,
+        call_timeout_s: float = CALL_TIMEOUT_S,
         on_call: Callable[[str], None] | None = None,
     ) -> None:
         self._url = url
         self._stop_timeout_s = stop_timeout_s
+        self._call_timeout_s = call_timeout_s
         # Told the method of every call (metrics count them).
         self._on_call = on_call
         headers = ["Content-Type: text/xml"]
@@ -169,17 +198,23 @@ class XmlRpcSupervisor:
         *params: Any,
         faults: FaultTable | None = None,
         program: str = "",
-        timeout_s: float = CALL_TIMEOUT_S,
+        timeout_s: float | None = None,
     ) -> Any:
         """One XML-RPC call. A fault never leaves this module: `faults` (or, for
         a call without a table, SupervisorError) says what it means."""
         body = xmlrpc.client.dumps(params, method, allow_none=False).encode()
         if self._on_call is not None:
             self._on_call(method)
+        timeout_s = self._call_timeout_s if timeout_s is None else timeout_s
         try:
             async with asyncio.timeout(timeout_s):
                 status, payload = await self._post(body)
-        except (OSError, TimeoutError, ValueError) as exc:
+        except TimeoutError as exc:  # an OSError too: this comes first
+            raise SupervisorLate(
+                f"supervisord at {self._url} did not answer {method} within {timeout_s:g} s",
+                supervisor_url=self._url,
+            ) from exc
+        except (OSError, ValueError) as exc:
             raise SupervisorUnavailable(
                 f"supervisord at {self._url} is not reachable: {exc.__class__.__name__}: {exc}",
                 supervisor_url=self._url,
@@ -276,7 +311,7 @@ class XmlRpcSupervisor:
                 text, _offset, _overflow = await self._call(
                     "supervisor.tailProcessStdoutLog", name, 0, STDERR_TAIL_BYTES
                 )
-        except SupervisorError:
+        except (SupervisorError, SupervisorUnavailable):  # a detail of an error, not one
             return ""
         return str(text)
 

@@ -33,6 +33,11 @@ def status_table(payload: dict[str, Any]) -> str:
         for key, value in (program.get("reason") or {}).items():
             if value:
                 lines.extend(f"    {key}: {text}" for text in str(value).strip().splitlines()[-3:])
+    for name, failing in (payload.get("backoff") or {}).items():
+        lines.append(
+            f"{name}: failed {failing['failures']} time(s) in a row; "
+            f"next background start in {failing['retry_in_s']:.0f} s or on an ensure that needs it"
+        )
     idle = payload.get("idle")
     if idle:
         lines.append(idle_line(idle))

@@ -8,7 +8,9 @@ program is missing, and fail instead when BROWSER_STACK_E2E_REQUIRED=1 (.ci/run 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import xmlrpc.client
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +19,11 @@ from typing import NoReturn
 import psutil
 import pytest
 
-from ..helpers import free_port, load_script, request
+from ..helpers import Sidecar, free_port, load_script, request, wait_for
 
 local_stack = load_script("scripts/local_stack.py")
+# The stack's own sidecar, as scripts/local_stack.py names its program.
+SIDECAR_PROGRAM = "browser-stack"
 
 
 @dataclass(frozen=True)
@@ -81,3 +85,50 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         killed = local_stack.stop(root, proc.pid)
         proc.wait(timeout=10)
     assert not killed, "processes outlived supervisord's shutdown:\n" + "\n".join(killed)
+
+
+def start_sidecar(stack: Stack, listen: str | None = None, **extra_env: str) -> Sidecar:
+    """A sidecar of a test's own on the stack's supervisord, with a short
+    readiness grace and a long ensure deadline unless told otherwise."""
+    listen = listen or f"127.0.0.1:{free_port()}"
+    env = {
+        **os.environ,
+        "SUPERVISOR_SERVER_URL": f"unix://{stack.root}/supervisor.sock",
+        "BROWSER_STACK_LISTEN": listen,
+        "BROWSER_STACK_READY_GRACE": "3",
+        "BROWSER_STACK_ENSURE_TIMEOUT": "60",
+        **extra_env,
+    }
+    return Sidecar(env, stack.root / f"sidecar-{listen.replace(':', '-')}.log")
+
+
+@contextlib.contextmanager
+def sidecar_in_place(stack: Stack, **extra_env: str) -> Iterator[Sidecar]:
+    """A sidecar with a test module's settings in place of the stack's own, on
+    its address: one sidecar controls a supervisord (claim.py), and whatever
+    asks the stack's address asks this one. The stack's own is back after."""
+    stop_stacks_sidecar(stack)
+    running = start_sidecar(stack, stack.base_url.removeprefix("http://"), **extra_env)
+    try:
+        yield running
+    finally:
+        running.kill()
+        # ALREADY_STARTED: supervisord restarted it meanwhile and retries its
+        # start, which failed while this one held the address.
+        with contextlib.suppress(xmlrpc.client.Fault):
+            local_stack.rpc(stack.root, "startProcess", SIDECAR_PROGRAM, True)
+        wait_for(lambda: _answers(stack.base_url), 60, "the stack's own sidecar")
+
+
+def stop_stacks_sidecar(stack: Stack) -> None:
+    """Stop the stack's own sidecar program (again, after supervisord started it
+    anew: it would take the address whenever the one in its place restarts)."""
+    with contextlib.suppress(xmlrpc.client.Fault):  # NOT_RUNNING: stopped already
+        local_stack.rpc(stack.root, "stopProcess", SIDECAR_PROGRAM, True)
+
+
+def _answers(base_url: str) -> bool:
+    try:
+        return request(base_url, "GET", "/healthz", timeout=2).status == 200
+    except OSError:
+        return False

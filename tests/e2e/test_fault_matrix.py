@@ -1,10 +1,10 @@
 """The fault matrix: each fault the stack meets in the wild, on the real stack.
 
-Every test ends with the stack stopped, as the other e2e modules expect. Most
-tests drive a second sidecar, started here outside supervisord with a short
-readiness grace, against the stack's supervisord: the sidecar keeps no state of
-its own, so two of them on one supervisord agree, and this one can be killed,
-restarted or cut off from supervisord without taking the stack down.
+Every test ends with the stack stopped, as the other e2e modules expect. The
+tests drive a sidecar of this module's own, with a short readiness grace, in
+place of the stack's (one sidecar controls a supervisord): started outside
+supervisord, it can be killed, restarted or cut off from supervisord without
+taking the stack down.
 """
 
 from __future__ import annotations
@@ -29,52 +29,28 @@ from typing import Any
 import psutil
 import pytest
 
-from ..helpers import Sidecar, free_port, wait_for
-from .conftest import Stack, local_stack
+from ..helpers import Sidecar, wait_for
+from .conftest import Stack, local_stack, sidecar_in_place, stop_stacks_sidecar
 from .test_real_stack import PROGRAMS, stop_stack
 
 pytestmark = pytest.mark.e2e
 
-READY_GRACE_S = 3
-
-
-def start_sidecar(stack: Stack, listen: str | None = None, **extra_env: str) -> Sidecar:
-    """A sidecar of this module's own on the stack's supervisord."""
-    listen = listen or f"127.0.0.1:{free_port()}"
-    env = {
-        **os.environ,
-        "SUPERVISOR_SERVER_URL": f"unix://{stack.root}/supervisor.sock",
-        "BROWSER_STACK_LISTEN": listen,
-        "BROWSER_STACK_READY_GRACE": str(READY_GRACE_S),
-        "BROWSER_STACK_ENSURE_TIMEOUT": "60",
-        **extra_env,
-    }
-    return Sidecar(env, stack.root / f"sidecar-{listen.replace(':', '-')}.log")
-
 
 @pytest.fixture(scope="module")
 def sidecar(stack: Stack) -> Iterator[Sidecar]:
-    running = start_sidecar(stack)
-    try:
+    with sidecar_in_place(stack) as running:
         yield running
-    finally:
-        running.kill()
-
-
-def stop_all(stack: Stack, sidecar: Sidecar) -> None:
-    # This module's sidecar first: its stop also cancels a start it still runs
-    # in the background (an ensure for one gate leaves the rest coming up).
-    assert sidecar.stop().status == 200
-    stop_stack(stack)
 
 
 @pytest.fixture(autouse=True)
 def stopped_before_and_after(stack: Stack, sidecar: Sidecar) -> Iterator[None]:
     # Each test starts from a stopped stack, whatever ran before it (another
-    # module's tests may leave it up), and leaves it stopped.
-    stop_all(stack, sidecar)
+    # module's tests may leave it up), and leaves it stopped. The stop also
+    # cancels a start still running in the background (an ensure for one gate
+    # leaves the rest coming up).
+    stop_stack(stack)
     yield
-    stop_all(stack, sidecar)
+    stop_stack(stack)
 
 
 def rpc(stack: Stack, method: str, *args: Any) -> Any:
@@ -350,16 +326,9 @@ def test_06_supervisord_restarting_is_survived_without_restarting_the_sidecar(
         time.sleep(0.2)
     assert answers[-1] == 200, answers
     assert sidecar.alive()
-    # The stack's own sidecar came back with supervisord: wait for it before the teardown.
-    wait_for(lambda: _healthy(stack.base_url), timeout=30, what="stack sidecar")
-
-
-def _healthy(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(base + "/healthz", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
+    # supervisord started the stack's own sidecar again with the rest: stop it,
+    # or it takes this module's address the next time this one restarts.
+    stop_stacks_sidecar(stack)
 
 
 # 7 ------------------------------------------------------------------------------------
@@ -368,34 +337,30 @@ def _healthy(base: str) -> bool:
 def test_07_sidecar_restarted_mid_start_and_after_starts_nothing_twice(
     stack: Stack, sidecar: Sidecar
 ) -> None:
-    first = start_sidecar(stack)
     before = spawn_counts(stack)
 
     def call_and_lose_the_answer() -> None:
         with contextlib.suppress(OSError):  # the sidecar dies under this call
-            first.ensure()
+            sidecar.ensure()
 
     caller = threading.Thread(target=call_and_lose_the_answer, daemon=True)
     caller.start()
     wait_for(lambda: spawn_count(stack, "tigervnc") > before["tigervnc"], what="a start")
-    first.kill()  # gone in the middle of the start
+    sidecar.kill()  # gone in the middle of the start
     caller.join(10)
-    second = start_sidecar(stack)
-    try:
-        status, out = second.ensure()
-        assert status == 200, out
-        after = spawn_counts(stack)
-        assert {n: after[n] - before[n] for n in PROGRAMS} == dict.fromkeys(PROGRAMS, 1)
-        # And a sidecar restarted with the stack up finds it warm.
-        second.kill()
-        second = start_sidecar(stack)
-        status, out = second.ensure()
-        assert status == 200, out
-        assert out["cold"] is False
-        assert out["started"] == []
-        assert spawn_counts(stack) == after
-    finally:
-        second.kill()
+    sidecar.start()  # a new process, nothing kept but what supervisord knows
+    status, out = sidecar.ensure()
+    assert status == 200, out
+    after = spawn_counts(stack)
+    assert {n: after[n] - before[n] for n in PROGRAMS} == dict.fromkeys(PROGRAMS, 1)
+    # And a sidecar restarted with the stack up finds it warm.
+    sidecar.kill()
+    sidecar.start()
+    status, out = sidecar.ensure()
+    assert status == 200, out
+    assert out["cold"] is False
+    assert out["started"] == []
+    assert spawn_counts(stack) == after
 
 
 # 8 ------------------------------------------------------------------------------------
@@ -438,7 +403,7 @@ def test_08_ensure_during_stop_waits_for_the_stop_then_starts(
 # 9 ------------------------------------------------------------------------------------
 
 
-def test_09_thousand_concurrent_ensures_on_a_cold_stack(stack: Stack) -> None:
+def test_09_thousand_concurrent_ensures_on_a_cold_stack(stack: Stack, sidecar: Sidecar) -> None:
     import aiohttp
     from aiohttp import web
 
@@ -449,6 +414,7 @@ def test_09_thousand_concurrent_ensures_on_a_cold_stack(stack: Stack) -> None:
     settings = Settings.from_env(env)
     before = spawn_counts(stack)
     me = psutil.Process()
+    sidecar.kill()  # the sidecar here, in this process, controls the stack instead
 
     async def run() -> tuple[list[int], float, int, int, int, int, int]:
         tasks_before = len(asyncio.all_tasks())
@@ -486,9 +452,12 @@ def test_09_thousand_concurrent_ensures_on_a_cold_stack(stack: Stack) -> None:
         fds_after = me.num_fds()
         return statuses, wall, tasks_before, tasks_after, fds_before, fds_after, still_open
 
-    statuses, wall, tasks_before, tasks_after, fds_before, fds_after, still_open = asyncio.run(
-        run()
-    )
+    try:
+        statuses, wall, tasks_before, tasks_after, fds_before, fds_after, still_open = asyncio.run(
+            run()
+        )
+    finally:
+        sidecar.start()
     after = spawn_counts(stack)
     starts = {n: after[n] - before[n] for n in PROGRAMS}
     print(f"1000 concurrent ensures: wall {wall:.2f} s, spawns {starts}, statuses {set(statuses)}")
@@ -534,3 +503,40 @@ def test_10_no_process_of_the_five_remains_after_a_crash_or_a_stop(
 
 def main_supervisord(stack: Stack) -> int:
     return int((stack.root / "supervisord.pid").read_text().strip())
+
+
+# 11 -----------------------------------------------------------------------------------
+
+
+def test_11_supervisord_answering_late_mid_start_is_waited_for_not_failed(
+    stack: Stack, sidecar: Sidecar
+) -> None:
+    # It answered 503 supervisor_unavailable, with every program on its way up.
+    from browser_stack.supervisor import CALL_TIMEOUT_S
+
+    answer: dict[str, Any] = {}
+    logged = len(sidecar.read_output())
+
+    def call_ensure() -> None:
+        answer["status"], answer["body"] = sidecar.ensure({}, timeout=120)
+
+    caller = threading.Thread(target=call_ensure)
+    before = spawn_count(stack, "tigervnc")
+    caller.start()
+    wait_for(lambda: spawn_count(stack, "tigervnc") > before, what="the start to begin")
+    supervisord = main_supervisord(stack)
+    os.kill(supervisord, signal.SIGSTOP)  # there, connected, and not answering
+    try:
+        time.sleep(CALL_TIMEOUT_S + 2)  # longer than one call waits for its answer
+    finally:
+        os.kill(supervisord, signal.SIGCONT)
+    caller.join(120)
+    assert answer.get("status") == 200, answer
+    assert all(p["ready"] for p in answer["body"]["programs"].values()), answer["body"]
+    assert cdp_answers(answer["body"]["endpoints"]["cdp"])
+    wait_for(lambda: not sidecar.status().body["starting"], what="the start to end")
+    last = sidecar.status().body["last_start"]
+    assert last["ok"] is True, last
+    output = sidecar.read_output()[logged:]
+    assert "did not answer" in output  # the pause outlasted a call
+    assert "start failed" not in output

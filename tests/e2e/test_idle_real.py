@@ -1,7 +1,7 @@
 """Idle auto-stop on the real stack, with a short timeout.
 
-A sidecar with BROWSER_STACK_IDLE_TIMEOUT=3 runs beside the stack's own (which
-has idle stop off) on the same supervisord.
+A sidecar with BROWSER_STACK_IDLE_TIMEOUT=3 runs in place of the stack's own
+(which has idle stop off).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from ..helpers import Sidecar, page_server, wait_for
-from .conftest import Stack
-from .test_fault_matrix import start_sidecar
+from .conftest import Stack, sidecar_in_place
 from .test_real_stack import assert_all_stopped
 
 pytestmark = pytest.mark.e2e
@@ -25,15 +24,12 @@ MIN_UPTIME_S = 1
 
 @pytest.fixture(scope="module")
 def idle_sidecar(stack: Stack) -> Iterator[Sidecar]:
-    running = start_sidecar(
+    with sidecar_in_place(
         stack,
         BROWSER_STACK_IDLE_TIMEOUT=str(IDLE_TIMEOUT_S),
         BROWSER_STACK_IDLE_MIN_UPTIME=str(MIN_UPTIME_S),
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        running.kill()
         assert_all_stopped(stack)
 
 

@@ -2,8 +2,8 @@
 starts what the gates need and no more, a gate left alone stops its own programs
 while CDP is in use, and wait: false starts in the background.
 
-A sidecar with BROWSER_STACK_START=needed and a short idle timeout runs beside
-the stack's own on the same supervisord; every test starts from a stopped stack.
+A sidecar with BROWSER_STACK_START=needed and a short idle timeout runs in
+place of the stack's own; every test starts from a stopped stack.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 
 from ..clients import RFB_BANNER
 from ..helpers import Sidecar, page_server, wait_for
-from .conftest import Stack
-from .test_fault_matrix import main_pid, spawn_count, start_sidecar
+from .conftest import Stack, sidecar_in_place
+from .test_fault_matrix import main_pid, spawn_count
 from .test_real_stack import stop_stack
 
 pytestmark = pytest.mark.e2e
@@ -32,22 +32,18 @@ STOP_BOUND_S = IDLE_TIMEOUT_S + 20
 
 @pytest.fixture(scope="module")
 def needed(stack: Stack) -> Iterator[Sidecar]:
-    running = start_sidecar(
+    with sidecar_in_place(
         stack,
         BROWSER_STACK_START="needed",
         BROWSER_STACK_IDLE_TIMEOUT=str(IDLE_TIMEOUT_S),
         BROWSER_STACK_IDLE_MIN_UPTIME="1",
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        running.kill()
         stop_stack(stack)
 
 
 @pytest.fixture(autouse=True)
 def stopped_first(stack: Stack, needed: Sidecar) -> None:
-    assert needed.stop().status == 200
     stop_stack(stack)
 
 

@@ -325,6 +325,16 @@ stderr_logfile=%(ENV_BROWSER_STACK_IT_LOGDIR)s/{program}.err.log
             self.root / f"sidecar-{self._sidecar_runs}.out",
         )
 
+    def other_sidecar(self, **env_overrides: str | None) -> Sidecar:
+        """A sidecar with other settings in place of the stack's own (one
+        sidecar controls a supervisord); the next reset() ends it and starts the
+        stack's own again."""
+        if self.sidecar is not None:
+            self.sidecar.terminate()
+        sidecar = self.start_sidecar(**env_overrides)
+        self.extra_sidecars.append(sidecar)
+        return sidecar
+
     def restart_sidecar(self, *, hard: bool = True) -> Sidecar:
         assert self.sidecar is not None
         if hard:
@@ -373,6 +383,9 @@ stderr_logfile=%(ENV_BROWSER_STACK_IT_LOGDIR)s/{program}.err.log
         STOPPED, no fault files, empty logs of the stand-ins, the sidecar running."""
         for fault in self.faults.iterdir():
             fault.unlink()
+        for other in self.extra_sidecars:
+            other.terminate()
+        self.extra_sidecars.clear()
         if not self.supervisord_running():
             self.write_config()
             self.start_supervisord()

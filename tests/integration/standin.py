@@ -13,6 +13,20 @@ Modes:
   tcp     mcp-server-browser / websocat: a plain TCP listener on --port
   crash   writes one line to stderr and exits 1 at once
 
+    python standin.py as PROGRAM ARG...
+
+runs the stand-in for PROGRAM (Xvnc, openbox, chromium, mcp-server-browser,
+websocat) from that program's own command line, in the forms the project's
+programs file uses (`-rfbport N`, `--remote-debugging-port=N`, `--port N`,
+`ws-l:HOST:PORT tcp:HOST:PORT`): the doctor's differential tests put these on
+PATH under the real names. Each needs what the real one needs: openbox and
+chromium exit at once when the X socket of their display is missing (the X dir is
+BROWSER_STACK_X11_DIR, default /tmp/.X11-unix), chromium when it cannot create
+its --user-data-dir. websocat relays each client to its tcp: target (plain TCP,
+no WebSocket framing); mcp-server-browser asks its --cdp-endpoint until it
+answers and then creates mcp-cdp-ok beside the X dir. The window manager's
+marker is wm-N beside the X dir.
+
 Every stand-in appends "<program> <pid>\\n" to --starts-log as it starts, and
 "<program> <pid> yes|no\\n" to --x-log (did the X socket exist at that moment?).
 If --fault-file exists at start, the stand-in behaves as `crash` whatever its
@@ -31,14 +45,17 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fake_x11
 
 MODES = ("x", "wm", "cdp", "tcp", "crash")
+AS_PROGRAMS = ("Xvnc", "openbox", "chromium", "mcp-server-browser", "websocat")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -53,6 +70,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--starts-log", default="")
     ap.add_argument("--x-log", default="")
     ap.add_argument("--fault-file", default="")
+    ap.add_argument("--target", default="", help="host:port a tcp stand-in relays clients to")
+    ap.add_argument("--cdp-endpoint", default="", help="a tcp stand-in asks it (mcp)")
+    ap.add_argument("--state-dir", default="")
     return ap.parse_args(argv)
 
 
@@ -132,11 +152,50 @@ async def _serve_cdp(args: argparse.Namespace) -> list[asyncio.base_events.Serve
     return [await asyncio.start_server(client, "127.0.0.1", args.port)]
 
 
-async def _serve_tcp(args: argparse.Namespace) -> list[asyncio.base_events.Server]:
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
         writer.close()
 
+
+async def _serve_tcp(args: argparse.Namespace) -> list[asyncio.base_events.Server]:
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not args.target:
+            writer.close()
+            return
+        host, _, port = args.target.rpartition(":")
+        try:
+            target_reader, target_writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(_pipe(reader, target_writer), _pipe(target_reader, writer))
+
+    if args.cdp_endpoint:
+        asyncio.get_running_loop().create_task(_ask_cdp(args.cdp_endpoint, args.state_dir))
     return [await asyncio.start_server(client, "127.0.0.1", args.port)]
+
+
+async def _ask_cdp(url: str, state_dir: str) -> None:
+    """What mcp-server-browser does on its first tool call: ask the CDP endpoint."""
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return "webSocketDebuggerUrl" in json.loads(response.read())
+        except (OSError, ValueError):
+            return False
+
+    while True:
+        if await asyncio.to_thread(answers):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.to_thread(Path(state_dir, "mcp-cdp-ok").touch)
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -168,7 +227,77 @@ async def _run(args: argparse.Namespace) -> None:
                 os.unlink(x_socket_path(args.x11_dir, args.display))
 
 
+def _last(argv: list[str], pattern: str) -> str | None:
+    """The value of the last word matching `pattern` (one group)."""
+    values = [m[1] for word in argv if (m := re.fullmatch(pattern, word))]
+    return values[-1] if values else None
+
+
+def _display_number(display: str) -> str | None:
+    match = re.fullmatch(r"[^:]*:(\d+)(?:\.\d+)?", display)
+    return match[1] if match else None
+
+
+def as_program(program: str, argv: list[str]) -> list[str] | str:
+    """The stand-in's own arguments for `program argv`, or why that program
+    would exit at once."""
+    x11_dir = os.environ.get("BROWSER_STACK_X11_DIR") or "/tmp/.X11-unix"
+    state = os.path.dirname(x11_dir)
+    common = ["--program", program, "--x11-dir", x11_dir, "--state-dir", state]
+    if program == "Xvnc":
+        number = _last(argv, r":(\d+)") or "0"
+        rfbport = _last(argv, r"-rfbport=(\d+)")
+        for i, word in enumerate(argv[:-1]):
+            if word == "-rfbport":
+                rfbport = argv[i + 1]
+        port = rfbport or str(5900 + int(number))
+        marker = os.path.join(state, f"wm-{number}")
+        return ["x", *common, "--display", f":{number}", "--port", port, "--marker", marker]
+    display = os.environ.get("DISPLAY", "")
+    if program == "chromium":
+        display = _last(argv, r"--display=(.*)") or display
+    if program in ("openbox", "chromium"):
+        number = _display_number(display)
+        if number is None or not os.path.exists(os.path.join(x11_dir, f"X{number}")):
+            return f"{program}: cannot open display {display!r}"
+        if program == "openbox":
+            return ["wm", *common, "--marker", os.path.join(state, f"wm-{number}")]
+        profile = _last(argv, r"--user-data-dir=(.*)")
+        try:
+            if profile is not None:
+                os.makedirs(profile, exist_ok=True)
+        except OSError as exc:
+            return f"chromium: cannot create the profile {profile!r}: {exc}"
+        port = _last(argv, r"--remote-debugging-port=(\d+)")
+        return ["cdp", *common, "--port", port] if port else ["wm", *common]
+    if program == "mcp-server-browser":
+        port = _last(argv, r"--port=(\d+)")
+        endpoint = _last(argv, r"--cdp-endpoint=(.*)")
+        for i, word in enumerate(argv[:-1]):
+            if word == "--port":
+                port = argv[i + 1]
+            if word == "--cdp-endpoint":
+                endpoint = argv[i + 1]
+        if port is None:
+            return "mcp-server-browser: no --port"
+        return ["tcp", *common, "--port", port, "--cdp-endpoint", endpoint or ""]
+    if program == "websocat":
+        listen = _last(argv, r"ws-l:(?:.*:)?(\d+)")
+        target = _last(argv, r"tcp:(.*:\d+)")
+        if listen is None:
+            return "websocat: no ws-l:HOST:PORT"
+        return ["tcp", *common, "--port", listen, "--target", target or ""]
+    return f"no stand-in for {program}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["as"] and len(argv) >= 2:
+        own = as_program(argv[1], argv[2:])
+        if isinstance(own, str):
+            sys.stderr.write(own + "\n")
+            return 1
+        argv = own
     args = _parse(argv)
     pid = os.getpid()
     _append(args.starts_log, f"{args.program} {pid}\n")

@@ -30,13 +30,12 @@ def stack(auth_stack: Stack) -> Stack:
 
 
 def _extra_sidecar(stack: Stack, password: str) -> Sidecar:
-    """A second sidecar on its own port, logging at DEBUG, with the given password."""
+    """A sidecar on its own port in place of the stack's, logging at DEBUG,
+    with the given password."""
     listen = f"127.0.0.1:{free_ports(1)[0]}"
-    sidecar = stack.start_sidecar(
+    return stack.other_sidecar(
         SUPERVISOR_PASSWORD=password, BROWSER_STACK_LISTEN=listen, BROWSER_STACK_LOG_LEVEL="DEBUG"
     )
-    stack.extra_sidecars.append(sidecar)
-    return sidecar
 
 
 def test_sidecar_with_credentials_starts_and_stops_the_stack(stack: Stack) -> None:
@@ -73,10 +72,11 @@ def test_wrong_password_is_a_clear_error_not_a_hang(stack: Stack) -> None:
 
 
 def test_password_never_appears_in_the_sidecars_output(stack: Stack) -> None:
-    good = _extra_sidecar(stack, PASSWORD)
-    bad = _extra_sidecar(stack, WRONG)
     bodies = []
-    for sidecar in (good, bad):
+    sidecars = []
+    for password in (PASSWORD, WRONG):
+        sidecar = _extra_sidecar(stack, password)  # one at a time: each controls the stack
+        sidecars.append(sidecar)
         for response in (
             sidecar.healthz(),
             sidecar.ensure(timeout=20),
@@ -86,7 +86,7 @@ def test_password_never_appears_in_the_sidecars_output(stack: Stack) -> None:
             bodies.append(repr(response.body))
         sidecar.terminate()  # everything it logs is in the file now
 
-    for sidecar in (good, bad):
+    for sidecar in sidecars:
         output = sidecar.read_output()
         assert "DEBUG" in output or "INFO" in output  # it did log, at DEBUG level
         assert PASSWORD not in output

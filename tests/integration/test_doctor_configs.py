@@ -197,7 +197,7 @@ CASES: dict[str, tuple[Callable[[], str], str, str, str]] = {
         lambda: section("browser", lambda s: s.replace("stopsignal=INT", "stopsignal=TERM")),
         "browser-stop-signal",
         "on SIGTERM Chromium exits without committing its cookie database",
-        "set stopsignal=INT for [program:browser]",
+        "set stopsignal=INT in [program:browser]",
     ),
     "Chromium without stopasgroup or killasgroup": (
         lambda: section(
@@ -206,7 +206,7 @@ CASES: dict[str, tuple[Callable[[], str], str, str, str]] = {
         ),
         "browser-stop",
         "killasgroup=false",
-        "set killasgroup=true, and stopasgroup=true or stopsignal=INT",
+        "set killasgroup=true in [program:browser]",
     ),
     "a port that disagrees": (
         lambda: section(
@@ -218,7 +218,7 @@ CASES: dict[str, tuple[Callable[[], str], str, str, str]] = {
         ),
         "browser-command",
         "--remote-debugging-port 9333, but the sidecar probes",
-        "set BROWSER_REMOTE_DEBUGGING_PORT=9333 for the sidecar",
+        "set BROWSER_REMOTE_DEBUGGING_PORT=9333 in the container's environment",
     ),
     "autostart true in lazy mode": (
         lambda: section(
@@ -268,7 +268,8 @@ def test_wait_ports_with_the_cdp_port(tmp_path: Path) -> None:
         failed = failing(other.live())
         assert list(failed) == ["wait-ports"], failed
         assert f"WAIT_PORTS=8079,{cdp} (supervisord's environment" in failed["wait-ports"].saw
-        assert "take the stack's ports out of WAIT_PORTS" in failed["wait-ports"].fix
+        fix = failed["wait-ports"].fix
+        assert fix.startswith("set WAIT_PORTS=8079 in the container's environment")
         # Static reads what browser-stack-entrypoint --aio would hand run.sh.
         static = {c.name: c for c in other.static()}
         assert failing(list(static.values())) == {}

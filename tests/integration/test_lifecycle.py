@@ -193,7 +193,7 @@ def test_readyz_fails_while_one_of_the_five_is_not_configured(stack: Stack) -> N
     # /healthz said ok and ensure then answered 502: only status showed NOT_CONFIGURED.
     stack.apply_config(omit=frozenset({"websocat"}))
     try:
-        sidecar = stack.start_sidecar(BROWSER_STACK_LISTEN=f"127.0.0.1:{free_port()}")
+        sidecar = stack.other_sidecar(BROWSER_STACK_LISTEN=f"127.0.0.1:{free_port()}")
         try:
             ready = sidecar.readyz()
             assert ready.status == 503, ready.body
@@ -208,5 +208,4 @@ def test_readyz_fails_while_one_of_the_five_is_not_configured(stack: Stack) -> N
             sidecar.terminate()
     finally:
         stack.apply_config()
-    assert stack.sidecar is not None
-    assert stack.sidecar.readyz().status == 200
+    assert stack.restart_sidecar().readyz().status == 200

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import xmlrpc.client
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from browser_stack.config import Settings
 from browser_stack.controller import Controller
-from browser_stack.errors import SupervisorUnavailable
+from browser_stack.errors import SupervisorLate, SupervisorUnavailable
 from browser_stack.model import Gone
 from browser_stack.observer import NullObserver
 from browser_stack.probes import Probe, ProbeResult
 from browser_stack.stack import PROGRAMS, SPAWN_AFTER, Program
 from browser_stack.states import ALIVE_STATES, ProcessState
-from browser_stack.supervisor import START_FAULTS, ProcessInfo, map_fault
+from browser_stack.supervisor import CALL_TIMEOUT_S, START_FAULTS, ProcessInfo, map_fault
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -76,6 +80,43 @@ class FakeSupervisor:
     watch: FakeWatch = field(default_factory=FakeWatch)
     # Every probe the fake probes answered: (program, passed).
     probe_calls: list[tuple[Program, bool]] = field(default_factory=list)
+    # Set while supervisord answers; cleared by pause() (SIGSTOP), set by carry_on().
+    answering: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))
+    call_timeout_s: float = CALL_TIMEOUT_S
+    # Calls that got no answer within call_timeout_s.
+    late_answers: int = 0
+
+    def pause(self) -> None:
+        """supervisord stops answering (SIGSTOP): calls queue up, unanswered."""
+        self.answering.clear()
+
+    def carry_on(self) -> None:
+        """SIGCONT: every queued call is served, in order, whether or not its
+        caller still waits (the request was in supervisord's socket)."""
+        self.answering.set()
+
+    async def _serve(self, work: Callable[[], T]) -> T:
+        """One call: `work` done when supervisord answers; a call still waiting
+        after call_timeout_s raises SupervisorLate, as the adapter does, and its
+        work is done on resume all the same."""
+        await asyncio.sleep(0)
+        self._check_reachable()
+        if self.answering.is_set():
+            return work()
+
+        async def later() -> T:
+            await self.answering.wait()
+            return work()
+
+        served = asyncio.ensure_future(later())
+        served.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            return await asyncio.wait_for(asyncio.shield(served), self.call_timeout_s)
+        except TimeoutError:
+            self.late_answers += 1
+            raise SupervisorLate(
+                f"supervisord at unix:///fake.sock did not answer within {self.call_timeout_s:g} s"
+            ) from None
 
     def kill(self, program: Program, then: ProcessState = ProcessState.EXITED) -> None:
         """The process ends (kill -9, a crash); supervisord then says `then`."""
@@ -97,8 +138,9 @@ class FakeSupervisor:
             raise SupervisorUnavailable("supervisord at unix:///fake.sock is not reachable")
 
     async def process_info(self) -> dict[Program, ProcessInfo]:
-        await asyncio.sleep(0)
-        self._check_reachable()
+        return await self._serve(self._process_info)
+
+    def _process_info(self) -> dict[Program, ProcessInfo]:
         self.info_calls += 1
         out = {}
         for name, p in self.programs.items():
@@ -119,8 +161,9 @@ class FakeSupervisor:
         return out
 
     async def start(self, program: Program) -> bool:
-        await asyncio.sleep(0)
-        self._check_reachable()
+        return await self._serve(lambda: self._start(program))
+
+    def _start(self, program: Program) -> bool:
         self.calls.append(("start", str(program)))
         if program in self.unconfigured:
             fault = xmlrpc.client.Fault(10, f"BAD_NAME: {program}")
@@ -149,8 +192,9 @@ class FakeSupervisor:
         return True
 
     async def stop(self, program: Program) -> bool:
-        await asyncio.sleep(0)
-        self._check_reachable()
+        return await self._serve(lambda: self._stop(program))
+
+    def _stop(self, program: Program) -> bool:
         self.calls.append(("stop", str(program)))
         p = self.programs[program]
         if p.state not in ALIVE_STATES and p.state != ProcessState.BACKOFF:
@@ -178,6 +222,11 @@ class FakeSupervisor:
 
     def starts(self, program: Program | None = None) -> list[str]:
         return [n for c, n in self.calls if c == "start" and (program is None or n == program)]
+
+
+def _set(event: asyncio.Event) -> asyncio.Event:
+    event.set()
+    return event
 
 
 def fake_probes(supervisor: FakeSupervisor) -> dict[Program, Probe]:

@@ -53,6 +53,11 @@ def test_doctor_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert report["mode"] == "static"
     failed = {c["check"] for c in report["checks"] if c["verdict"] == "fail"}
     assert "programs" in failed, failed
+    # What supervisord -c cannot read is a bad argument, not a finding.
+    for config in ("", str(tmp_path / "missing.conf"), str(tmp_path)):
+        assert main(["doctor", "--static", "--config", config]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
 
 
 def test_unreachable_sidecar_is_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,6 +123,8 @@ def test_json_logs_carry_structured_fields(capsys: pytest.CaptureFixture[str]) -
         ["ensure", "--timeout", "nan"],
         ["ensure", "--timeout", "301"],
         ["ensure", "--timeout", "soon"],
+        ["ensure", "--needs", "gpu"],
+        ["ensure", "--needs", "cdp,gpu", "--url", "http://127.0.0.1:9"],
         ["status", "--url", "foo"],
         ["status", "--url", "http://[::1"],
         ["stop", "--url", "ftp://host:1"],

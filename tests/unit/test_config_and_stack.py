@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import xmlrpc.client
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from browser_stack.errors import (
     ConfigError,
     ProgramFailed,
     SupervisorError,
+    SupervisorLate,
     SupervisorUnavailable,
     UnknownProgram,
 )
@@ -288,6 +290,39 @@ async def test_xmlrpc_unreachable_is_supervisor_unavailable(tmp_path: Path) -> N
     with pytest.raises(SupervisorUnavailable) as caught:
         await XmlRpcSupervisor(f"unix://{tmp_path}/none.sock").process_info()
     assert caught.value.fields["supervisor_url"] == f"unix://{tmp_path}/none.sock"
+    assert not isinstance(caught.value, SupervisorLate)
+
+
+async def test_a_socket_nobody_listens_on_is_unavailable_not_late(tmp_path: Path) -> None:
+    # supervisord gone, its socket file left behind: refused, a 503 at once.
+    path = tmp_path / "left.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as left:
+        left.bind(str(path))
+        with pytest.raises(SupervisorUnavailable) as caught:
+            await XmlRpcSupervisor(f"unix://{path}", call_timeout_s=5).process_info()
+    assert not isinstance(caught.value, SupervisorLate)
+    assert "ConnectionRefusedError" in caught.value.message
+
+
+async def test_a_supervisord_that_takes_the_call_and_does_not_answer_is_late(
+    tmp_path: Path,
+) -> None:
+    # Connected, the request read, no answer (busy, or SIGSTOPped): late.
+    path = tmp_path / "slow.sock"
+    held: list[asyncio.StreamWriter] = []
+
+    async def take(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.readuntil(b"\r\n\r\n")
+
+    server = await asyncio.start_unix_server(take, str(path))
+    async with server:
+        with pytest.raises(SupervisorLate) as caught:
+            await XmlRpcSupervisor(f"unix://{path}", call_timeout_s=0.2).process_info()
+        for writer in held:
+            writer.close()
+    assert "did not answer supervisor.getAllProcessInfo within 0.2 s" in caught.value.message
+    assert held  # the call did connect
 
 
 def test_high_public_ports_need_no_internal_ports_without_the_proxy() -> None:

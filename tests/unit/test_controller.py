@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from browser_stack.backoff import FIRST_DELAY_S, MAX_DELAY_S, delay_s
 from browser_stack.errors import (
     ProgramFailed,
     ReadinessTimeout,
@@ -14,7 +15,7 @@ from browser_stack.errors import (
 )
 from browser_stack.readiness import Readiness
 from browser_stack.stack import GATES, PROGRAMS, Gate, Program
-from browser_stack.states import ProcessState
+from browser_stack.states import Fault, ProcessState
 
 from ..helpers import until
 from .fakes import FAST, FakeSupervisor, Recorder, make_controller
@@ -608,3 +609,130 @@ async def test_a_failed_prewarm_is_logged_and_kept_for_status(
     assert last["error"]["program"] == "browser"
     assert last["error"]["stderr_tail"] == "Missing X server or $DISPLAY"
     await until(lambda: any("background start failed" in r.getMessage() for r in caplog.records))
+
+
+# -- a supervisord that answers late (SIGSTOP, or a crowded machine) ----------------------
+
+
+async def test_supervisord_answering_late_in_the_middle_of_a_start_only_delays_it() -> None:
+    controller, sup = make_controller()
+    ensure = asyncio.ensure_future(controller.ensure(ALL, 30))
+    await until(lambda: bool(sup.starts()))
+    sup.pause()  # longer than a call waits for its answer
+    await asyncio.sleep(sup.call_timeout_s + 2)
+    sup.carry_on()
+    result = await ensure
+    assert sup.late_answers > 0
+    assert all(status.ready for status in result.programs.values())
+    assert sorted(sup.starts()) == sorted(PROGRAMS)  # each spawned once
+    await until(lambda: controller.last_start() is not None)
+    assert controller.last_start()["ok"] is True  # type: ignore[index]
+
+
+async def test_a_deadline_that_passes_while_supervisord_is_late_is_a_504_not_a_503() -> None:
+    controller, sup = make_controller()
+    sup.pause()
+    with pytest.raises(ReadinessTimeout) as caught:
+        await controller.ensure(ALL, 12)
+    assert sup.late_answers >= 2  # asked again while the deadline lasted
+    assert "did not answer" in caught.value.message
+    sup.carry_on()
+    result = await controller.ensure(ALL, 5)
+    assert all(status.ready for status in result.programs.values())
+
+
+async def test_the_rest_started_after_the_answer_survives_a_late_supervisord() -> None:
+    # BROWSER_STACK_START=all: the rest comes up after the cdp answer, while
+    # supervisord stops answering for longer than a call waits.
+    sup = FakeSupervisor()
+    sup.programs[Program.MCP_SERVER_BROWSER].ready_after_s = 0.3
+    controller, _ = make_controller(sup)
+    await controller.ensure(frozenset({Gate.CDP}), 5)
+    sup.pause()
+    await asyncio.sleep(sup.call_timeout_s * 2)
+    sup.carry_on()
+    await until(lambda: controller.last_start() is not None, 60)
+    assert sup.late_answers > 0
+    assert controller.last_start()["ok"] is True  # type: ignore[index]
+    await controller.liveness.check()  # the passes of before the pause have grown old
+    assert controller.model.ready(PROGRAMS)
+    assert sorted(sup.starts()) == sorted(PROGRAMS)
+
+
+async def test_a_late_answer_after_a_restart_does_not_replace_the_new_process() -> None:
+    # The retry replaces the hung process; supervisord then answers late: the
+    # read after it names the new process, which is probed, not replaced again.
+    controller, sup = make_controller()
+    await controller.ensure(ALL, 5)
+    sup.programs[Program.BROWSER].hung = True
+    sup.programs[Program.BROWSER].restart_cures_hang = True
+    await controller.liveness.check()
+    ensure = asyncio.ensure_future(controller.ensure(frozenset({Gate.CDP}), 30))
+    await until(lambda: len(sup.starts(Program.BROWSER)) == 2)
+    sup.pause()
+    await asyncio.sleep(sup.call_timeout_s + 2)
+    sup.carry_on()
+    result = await ensure
+    assert sup.late_answers > 0
+    assert result.programs[Program.BROWSER].ready
+    assert len(sup.starts(Program.BROWSER)) == 2
+
+
+# -- a program that keeps failing, in the background (BROWSER_STACK_START=all) -------------
+
+CDP = frozenset({Gate.CDP})
+# No staleness: these warm ensures answer from the model however long apart.
+NO_LIVENESS = replace(FAST, liveness_interval_s=0)
+
+
+def test_the_background_wait_doubles_after_each_failure_up_to_a_cap() -> None:
+    waits = [delay_s(n) for n in range(1, 8)]
+    assert waits == [10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0]
+    assert (FIRST_DELAY_S, MAX_DELAY_S) == (10.0, 300.0)
+
+
+async def test_a_program_that_keeps_failing_is_not_tried_on_every_warm_ensure() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.WEBSOCAT].start_fault = Fault.NO_FILE  # its command is gone
+    controller, _ = make_controller(sup, settings=NO_LIVENESS)
+    await controller.ensure(CDP, 5)
+    await until(lambda: controller.last_start() is not None)  # the rest failed on websocat
+    for _ in range(20):  # 4 s of warm ensures, within the first wait
+        assert (await controller.ensure(CDP, 5)).cold is False
+        await asyncio.sleep(0.2)
+    assert sup.starts(Program.WEBSOCAT) == ["websocat"]
+    failing = controller.backoff()["websocat"]
+    assert failing["failures"] == 1
+    assert 0 < failing["retry_in_s"] <= FIRST_DELAY_S
+    assert failing["error"]["error"] == "program_failed"
+    # Once the wait has passed, a warm ensure tries it once more, and the next wait doubles.
+    await asyncio.sleep(FIRST_DELAY_S)
+    await controller.ensure(CDP, 5)
+    await until(lambda: len(sup.starts(Program.WEBSOCAT)) == 2 and not controller.starting)
+    assert controller.backoff()["websocat"]["failures"] == 2
+    assert controller.backoff()["websocat"]["retry_in_s"] > FIRST_DELAY_S
+
+
+async def test_an_ensure_that_needs_a_failing_program_tries_it_at_once_and_counts_afresh() -> None:
+    sup = FakeSupervisor()
+    sup.programs[Program.WEBSOCAT].start_fault = Fault.NO_FILE
+    controller, _ = make_controller(sup, settings=NO_LIVENESS)
+    await controller.ensure(CDP, 5)
+    for _ in range(2):
+        await until(lambda: not controller.starting)
+        await asyncio.sleep(delay_s(controller.backoff()["websocat"]["failures"]))
+        await controller.ensure(CDP, 5)
+    await until(lambda: not controller.starting)
+    assert controller.backoff()["websocat"]["failures"] == 3
+    with pytest.raises(ProgramFailed):
+        await controller.ensure(frozenset({Gate.VNC}), 5)
+    assert len(sup.starts(Program.WEBSOCAT)) == 4
+    await until(lambda: not controller.starting)
+    assert controller.backoff()["websocat"]["failures"] == 1
+    # Mended: the next background try brings it up, and nothing waits any more.
+    sup.programs[Program.WEBSOCAT].start_fault = None
+    await asyncio.sleep(FIRST_DELAY_S)
+    await controller.ensure(CDP, 5)
+    await until(lambda: controller.model.ready(PROGRAMS))
+    await until(lambda: not controller.starting)
+    assert controller.backoff() == {}

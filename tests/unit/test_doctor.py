@@ -16,7 +16,9 @@ from browser_stack import doctor
 from browser_stack.config import Settings
 from browser_stack.doctor import Facts, Report, command, run_checks
 from browser_stack.doctor_checks import (
+    MAIN_RPCINTERFACE,
     Check,
+    Context,
     Executable,
     PathFacts,
     Source,
@@ -36,6 +38,7 @@ from browser_stack.doctor_checks import (
     check_settings,
     check_sidecar_program,
     check_stack_ports,
+    check_supervisor_rpc,
     check_supervisord,
     check_tigervnc_command,
     check_wait_ports,
@@ -48,9 +51,16 @@ from browser_stack.doctor_checks import (
     runs_chromium_itself,
     websocket_ports,
 )
+from browser_stack.edits import AppendArgs, RemoveSection, RenameSection, SetEnv, SetOption
 from browser_stack.http_api import create_app
 from browser_stack.ports import PortHolder
-from browser_stack.supervisord_conf import ProgramConfig, UnreadableConfig, read_config
+from browser_stack.supervisord_conf import (
+    ProgramConfig,
+    Server,
+    SupervisordConfig,
+    UnreadableConfig,
+    read_config,
+)
 
 from .fakes import FAST, FakeSupervisor, make_controller
 
@@ -155,7 +165,16 @@ def test_programs_one_renamed() -> None:
 def test_programs_in_a_group() -> None:
     check = check_programs(changed("openbox", group="desktop"))
     assert check.verdict == Verdict.FAIL
-    assert "take [program:openbox] out of [group:desktop]" in check.fix
+    assert check.fix.startswith("remove [group:desktop]")
+    assert check.edits == (RemoveSection("group:desktop"),)
+    shared = changed("openbox", group="desktop")
+    shared["browser"] = dataclasses.replace(GOOD["browser"], group="desktop")
+    check = check_programs(shared)
+    # Each leaves the group in turn: the last edit is the one that holds.
+    assert check.edits[-1] in (
+        SetOption("group:desktop", "programs", "openbox"),
+        SetOption("group:desktop", "programs", "browser"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -235,7 +254,13 @@ def test_the_stop_rule(
     verdict = {True: Verdict.OK, False: Verdict.FAIL, None: Verdict.WARN}[no_child]
     assert check.verdict == verdict, check
     if verdict != Verdict.OK:
-        assert "killasgroup=true, and stopasgroup=true or stopsignal=INT" in check.fix
+        assert check.fix.startswith("set killasgroup=true in [program:browser]")
+        # The edits, applied, make the rule hold.
+        fixed = dict(stopasgroup=stopasgroup, killasgroup=killasgroup)
+        for edit in check.edits:
+            assert isinstance(edit, SetOption) and edit.section == "program:browser"
+            fixed[edit.option] = edit.value == "true"
+        assert leaves_no_child(stopsignal, fixed["stopasgroup"], fixed["killasgroup"], direct)
 
 
 @pytest.mark.parametrize(
@@ -299,10 +324,17 @@ def test_browser_profile() -> None:
     assert check_browser_profile(argv("browser"), tmpfs).verdict == Verdict.WARN
     missing = check_browser_profile([["chromium", "--remote-debugging-port=9222"]], None)
     assert missing.verdict == Verdict.WARN
+    # Chromium takes a relative path from its working directory: it starts, but
+    # where its profile goes depends on where supervisord runs.
     for value in ("profile", "$HOME/profile", "~/profile"):
         check = check_browser_profile([["chromium", f"--user-data-dir={value}"]], None)
-        assert check.verdict == Verdict.FAIL, value
+        assert check.verdict == Verdict.WARN, value
         assert "not a fixed absolute path" in check.saw
+    # As Chromium reads it: the last one counts, `--name value` is no value.
+    last = [["chromium", "--user-data-dir=/a", "-user-data-dir=/var/lib/p"]]
+    assert "--user-data-dir=/var/lib/p," in check_browser_profile(last, writable).saw
+    spaced = [["chromium", "--user-data-dir", "/var/lib/p"]]
+    assert check_browser_profile(spaced, writable).verdict == Verdict.WARN
 
 
 def test_tigervnc_command() -> None:
@@ -311,15 +343,18 @@ def test_tigervnc_command() -> None:
     other = check_tigervnc_command([["Xvnc", ":98", "-rfbport", "5900"]], SETTINGS)
     assert other.verdict == Verdict.FAIL
     assert "display :98, but the sidecar expects :99" in other.saw
-    assert "set DISPLAY=:98 for the sidecar" in other.fix
+    assert other.fix.startswith("set DISPLAY=:98 in the container's environment")
+    assert other.edits == (SetEnv("DISPLAY", ":98"),)
     port = check_tigervnc_command([["Xvnc", ":99", "-rfbport=5901"]], SETTINGS)
     assert "-rfbport 5901, but the sidecar probes 5900" in port.saw
-    assert "set VNC_SERVER_PORT=5901 for the sidecar" in port.fix
+    assert port.fix.startswith("set VNC_SERVER_PORT=5901 in the container's environment")
     # Xvnc's default port is 5900 plus the display number.
     assert check_tigervnc_command([["Xvnc", ":99"]], SETTINGS).verdict == Verdict.FAIL
     assert check_tigervnc_command([["Xvnc", ":0"]], Settings(display=":0")).verdict == Verdict.OK
-    proxied = check_tigervnc_command(argv("tigervnc"), PROXY)
-    assert "set BROWSER_STACK_INTERNAL_VNC_PORT=5900" in proxied.fix
+    # Behind the proxy the sidecar cannot take the public port as its internal one.
+    proxy_env = Context(env={"BROWSER_STACK_ACTIVATION": "proxy"})
+    proxied = check_tigervnc_command(argv("tigervnc"), PROXY, proxy_env)
+    assert proxied.edits == (AppendArgs("program:tigervnc", ("-rfbport", "15900")),)
     assert check_tigervnc_command([["/opt/start-vnc.sh"]], SETTINGS).verdict == Verdict.WARN
 
 
@@ -328,7 +363,10 @@ def test_browser_command() -> None:
     other = check_browser_command([["chromium", "--remote-debugging-port=9333"]], SETTINGS)
     assert other.verdict == Verdict.FAIL
     assert "--remote-debugging-port 9333, but the sidecar probes 9222" in other.saw
-    assert "set BROWSER_REMOTE_DEBUGGING_PORT=9333 for the sidecar" in other.fix
+    assert other.fix.startswith(
+        "set BROWSER_REMOTE_DEBUGGING_PORT=9333 in the container's environment (or instead: "
+        "append `--remote-debugging-port=9222` to command= in [program:browser]"
+    )
     none = check_browser_command([["chromium", "about:blank"]], SETTINGS)
     assert none.verdict == Verdict.FAIL
     assert "no --remote-debugging-port" in none.saw
@@ -347,7 +385,12 @@ def test_mcp_command() -> None:
     )
     assert off.verdict == Verdict.FAIL
     assert "on port 9333, but the sidecar probes 9222" in off.saw
-    assert "BROWSER_REMOTE_DEBUGGING_PORT=9333" in off.fix
+    # Chromium listens on the sidecar's port: mcp-server-browser moves, not the sidecar.
+    assert off.edits == (
+        AppendArgs(
+            "program:mcp-server-browser", ("--cdp-endpoint", "http://127.0.0.1:9222/json/version")
+        ),
+    )
     own = check_mcp_command([["mcp-server-browser", "--port", "8100"]], SETTINGS)
     assert own.verdict == Verdict.WARN
     assert "launches a browser of its own" in own.saw
@@ -409,8 +452,26 @@ def test_executables() -> None:
     assert check.verdict == Verdict.FAIL
     assert check.saw == (
         "chromium (browser), websocat (websocat) not found on PATH=/usr/bin:/bin; "
-        "/opt/ob (openbox) is not executable"
+        "[program:openbox] is not executable: supervisord cannot spawn it (spawn error, then FATAL)"
     )
+
+
+def test_executables_name_what_supervisord_cannot_spawn() -> None:
+    empty = Executable("browser", "", None, "has an empty command=", section="program:browser")
+    check = check_executables({"browser": empty})
+    assert check.saw.startswith("[program:browser] has an empty command=")
+    assert "not found on PATH" not in check.saw
+    missing = Executable(
+        "browser",
+        "chromium",
+        None,
+        "directory=/nope does not exist, so supervisord cannot change to it",
+        section="program:browser",
+        edits=(SetOption("program:browser", "directory", None),),
+    )
+    check = check_executables({"browser": missing})
+    assert check.edits == (SetOption("program:browser", "directory", None),)
+    assert check.fix == "remove directory= from [program:browser]"
 
 
 def test_wait_ports() -> None:
@@ -482,6 +543,12 @@ def test_cgroup() -> None:
 # --- put together --------------------------------------------------------------------
 
 
+SUPERVISORD = SupervisordConfig(
+    servers=(Server("unix_http_server", "unix", file="/var/run/supervisor.sock"),),
+    rpcinterfaces=(("supervisor", MAIN_RPCINTERFACE),),
+)
+
+
 def facts(**changes: object) -> Facts:
     base = Facts(
         source=Source("static", "/etc/supervisord.conf", detail="read"),
@@ -497,6 +564,7 @@ def facts(**changes: object) -> Facts:
         },
         profile=PathFacts("/var/lib/browser-stack/profile", True, True, "ext4"),
         cgroup={"available": True, "path": "/sys/fs/cgroup"},
+        supervisord_config=SUPERVISORD,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -583,11 +651,15 @@ def test_report_table_json_and_exit_status() -> None:
     [row] = [i for i, line in enumerate(lines) if line.startswith("browser-stop-signal ")]
     assert lines[row].split()[1] == "fail"
     assert lines[row + 1].strip().startswith("fix: set stopsignal=INT")
-    assert lines[-1].endswith("ok, 0 warn, 1 fail")
+    assert lines[-1].endswith("ok, 0 warn, 1 fail"), lines[-1]
     data = report.to_dict()
     assert data["ok"] is False
     assert data["counts"]["fail"] == 1
-    assert {"check", "verdict", "saw", "fix"} == set(data["checks"][0])
+    assert {"check", "verdict", "saw", "fix", "edits"} == set(data["checks"][0])
+    [stop_signal] = [c for c in data["checks"] if c["check"] == "browser-stop-signal"]
+    assert stop_signal["edits"] == [
+        {"edit": "set-option", "section": "program:browser", "option": "stopsignal", "value": "INT"}
+    ]
     assert not doctor.report(facts()).failed
 
 
@@ -677,3 +749,236 @@ async def test_the_route_is_behind_the_token_and_starts_nothing() -> None:
     assert checks["supervisord"]["verdict"] == "fail"
     assert "nonexistent.sock" in checks["supervisord"]["saw"]
     assert sup.calls == []
+
+
+# --- reading as supervisord does, and fixes as edits -----------------------------------------
+
+MAIN_CONF = """[unix_http_server]
+file={root}/supervisor.sock
+{auth}
+[supervisord]
+logfile={root}/supervisord.log
+environment=SHARED="from-supervisord",BROWSER_STACK_IDLE_TIMEOUT="60"
+{extra}
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+[include]
+files = conf.d/*.conf
+"""
+SIDECAR_CONF = """[program:browser-stack]
+command=browser-stack serve
+autorestart=unexpected
+environment=BROWSER_STACK_IDLE_TIMEOUT="300",OWN="yes"
+[program:browser]
+command=chromium --remote-debugging-port=9222
+numprocs=2
+process_name=%(program_name)s_%(process_num)s
+"""
+
+
+def layout(tmp_path: Path, *, auth: str = "", extra: str = "", sidecar: str = SIDECAR_CONF) -> str:
+    (tmp_path / "conf.d").mkdir(exist_ok=True)
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(MAIN_CONF.format(root=tmp_path, auth=auth, extra=extra))
+    (tmp_path / "conf.d" / "a.conf").write_text(sidecar)
+    return str(conf)
+
+
+def test_read_config_keeps_sections_own_environments_and_servers(tmp_path: Path) -> None:
+    read = read_config(layout(tmp_path), {})
+    sidecar = read.programs["browser-stack"]
+    assert sidecar.section == "program:browser-stack"
+    assert sidecar.own_environment == {"BROWSER_STACK_IDLE_TIMEOUT": "300", "OWN": "yes"}
+    assert sidecar.environment == {
+        "SHARED": "from-supervisord",
+        "BROWSER_STACK_IDLE_TIMEOUT": "300",
+        "OWN": "yes",
+    }
+    assert (sidecar.autorestart, sidecar.serverurl) == ("unexpected", None)
+    assert {n: c.section for n, c in read.programs.items() if c.group == "browser"} == {
+        "browser_0": "program:browser",
+        "browser_1": "program:browser",
+    }
+    assert read.supervisord.serverurl == f"unix://{tmp_path}/supervisor.sock"
+    assert read.supervisord.rpcinterfaces == (("supervisor", MAIN_RPCINTERFACE),)
+    assert "process_name=%(program_name)s_%(process_num)s" in read.text
+
+
+def test_read_config_refuses_what_supervisord_refuses_as_it_starts(tmp_path: Path) -> None:
+    with pytest.raises(UnreadableConfig) as caught:
+        read_config(layout(tmp_path, extra="user=nosuchuser-h20"), {})
+    assert "Invalid user name nosuchuser-h20" in caught.value.message
+    assert caught.value.option == ("supervisord", "user")
+    other = tmp_path / "socket"
+    other.mkdir()
+    (other / "supervisord.conf").write_text(
+        MAIN_CONF.format(root=tmp_path / "nowhere", auth="", extra="").replace(
+            "logfile=" + str(tmp_path / "nowhere"), f"logfile={tmp_path}"
+        )
+    )
+    with pytest.raises(UnreadableConfig, match="cannot open its socket"):
+        read_config(str(other / "supervisord.conf"), {})
+
+
+def test_read_config_counts_the_directories_the_entrypoint_makes(tmp_path: Path) -> None:
+    later = tmp_path / "later" / "log"
+    conf = layout(tmp_path, extra=f"childlogdir={later}\nlogfile={later}/supervisord.log")
+    with pytest.raises(UnreadableConfig):
+        read_config(conf, {})
+    read_config(conf, {}, created=[str(later)])
+    assert not later.exists()  # read, not made
+
+
+def test_read_config_says_a_parse_error_in_one_line(tmp_path: Path) -> None:
+    conf = layout(tmp_path, sidecar=SIDECAR_CONF + "not an option\n")
+    with pytest.raises(UnreadableConfig) as caught:
+        read_config(conf, {})
+    assert "\n" not in caught.value.message and "\t" not in caught.value.message
+    assert "not an option" in caught.value.message
+
+
+def test_the_sidecars_environment_in_supervisords_layers(tmp_path: Path) -> None:
+    read = read_config(layout(tmp_path), {})
+    boot_env = {"BROWSER_STACK_IDLE_TIMEOUT": "5", "SUPERVISOR_SERVER_URL": "unix:///x.sock"}
+    values, origins, section = doctor.sidecar_environment(boot_env, read)
+    assert section == "program:browser-stack"
+    assert values["BROWSER_STACK_IDLE_TIMEOUT"] == "300"
+    assert origins["BROWSER_STACK_IDLE_TIMEOUT"] == "program:browser-stack"
+    assert (values["SHARED"], origins["SHARED"]) == ("from-supervisord", "supervisord")
+    # supervisord sets its own URL over the one it was started with.
+    assert values["SUPERVISOR_SERVER_URL"] == f"unix://{tmp_path}/supervisor.sock"
+    ctx = Context(values, origins)
+    assert ctx.origin_text("SUPERVISOR_SERVER_URL") == "supervisord's own server"
+    assert ctx.where("SUPERVISOR_SERVER_URL") == "program:browser-stack"
+    assert ctx.where("SHARED") == "supervisord"
+    assert ctx.where("DISPLAY") == "environment"
+
+
+def test_context_offers_only_what_the_sidecar_accepts() -> None:
+    proxy = Context(env={"BROWSER_STACK_ACTIVATION": "proxy"})
+    assert proxy.give("BROWSER_STACK_INTERNAL_CDP_PORT", "9222") is None  # the public port
+    assert proxy.give("BROWSER_STACK_INTERNAL_CDP_PORT", "19333") == SetEnv(
+        "BROWSER_STACK_INTERNAL_CDP_PORT", "19333"
+    )
+    assert Context().give("BROWSER_REMOTE_DEBUGGING_PORT", "$CDP_PORT") is None
+    written = Context(text="command=chromium --remote-debugging-port=9333 --x=%%40")
+    assert written.literal(["--remote-debugging-port=9333"])
+    assert written.literal(["--x=%40"])
+    assert not written.literal(["--remote-debugging-port=933"])
+
+
+def _rpc(tmp_path: Path, ctx_env: Mapping[str, str] | None = None, **kw: str) -> Check:
+    read = read_config(layout(tmp_path, **kw), {})
+    values, origins, section = doctor.sidecar_environment({}, read)
+    values.update(ctx_env or {})
+    origins.update(dict.fromkeys(ctx_env or {}, section))
+    ctx = Context(values, origins, read.text, section)
+    return check_supervisor_rpc(read.supervisord, Settings.from_env(values), ctx)
+
+
+def test_supervisor_rpc(tmp_path: Path) -> None:
+    assert _rpc(tmp_path).verdict == Verdict.OK
+    wrong = _rpc(tmp_path, {"SUPERVISOR_SERVER_URL": "unix:///elsewhere.sock"})
+    assert wrong.verdict == Verdict.FAIL
+    assert "(program:browser-stack" not in wrong.saw and "unix:///elsewhere.sock" in wrong.saw
+    assert wrong.edits == (SetEnv("SUPERVISOR_SERVER_URL", None, "program:browser-stack"),)
+    auth = "username=admin\npassword={SHA}" + "2c01d3a2d0c5d9bed6a2d4f9d4f93fa2ac4fd59a"
+    locked = _rpc(tmp_path, auth=auth)
+    assert locked.verdict == Verdict.FAIL
+    assert "is not set" in locked.saw and not locked.edits
+    import hashlib
+
+    sha = hashlib.sha1(b"s3cret").hexdigest()
+    given = {"SUPERVISOR_USERNAME": "admin", "SUPERVISOR_PASSWORD": "s3cret"}
+    opened = _rpc(tmp_path, given, auth=f"username=admin\npassword={{SHA}}{sha}")
+    assert opened.verdict == Verdict.OK, opened
+    bad = dict(given, SUPERVISOR_PASSWORD="other")
+    assert _rpc(tmp_path, bad, auth="username=admin\npassword=s3cret").verdict == Verdict.FAIL
+
+
+def test_supervisor_rpc_without_the_interface_or_a_server() -> None:
+    settings = Settings()
+    bare = SupervisordConfig(servers=SUPERVISORD.servers)
+    check = check_supervisor_rpc(bare, settings, Context())
+    assert check.verdict == Verdict.FAIL
+    assert check.edits == (
+        SetOption("rpcinterface:supervisor", "supervisor.rpcinterface_factory", MAIN_RPCINTERFACE),
+    )
+    none = SupervisordConfig(rpcinterfaces=SUPERVISORD.rpcinterfaces)
+    check = check_supervisor_rpc(none, settings, Context())
+    assert check.edits == (SetOption("unix_http_server", "file", "/var/run/supervisor.sock"),)
+    inet = SupervisordConfig(
+        servers=(Server("inet_http_server", "inet", host="", port=9001),),
+        rpcinterfaces=SUPERVISORD.rpcinterfaces,
+    )
+    reaches = Settings(supervisor_url="http://127.0.0.1:9001")
+    assert check_supervisor_rpc(inet, reaches, Context()).verdict == Verdict.OK
+
+
+def test_programs_say_numprocs_and_rename_as_edits() -> None:
+    twice = without("browser")
+    for n in (0, 1):
+        twice[f"browser_{n}"] = dataclasses.replace(
+            GOOD["browser"], name=f"browser_{n}", group="browser", section="program:browser"
+        )
+    check = check_programs(twice)
+    assert "[program:browser] runs as browser_0, browser_1" in check.saw
+    assert "rename" not in check.fix
+    assert check.edits == (
+        SetOption("program:browser", "numprocs", None),
+        SetOption("program:browser", "process_name", None),
+    )
+    renamed = without("browser")
+    renamed["chrome"] = dataclasses.replace(
+        GOOD["browser"], name="chrome", group="chrome", section="program:chrome"
+    )
+    assert check_programs(renamed).edits == (RenameSection("program:chrome", "program:browser"),)
+    assert check_programs(without("websocat")).edits == ()  # what to add is not an edit
+
+
+def test_sidecar_program_comes_back_if_it_dies() -> None:
+    for restart in ("true", "unexpected"):
+        programs = changed("browser-stack", autorestart=restart)
+        assert check_sidecar_program(programs).verdict == Verdict.OK
+    off = check_sidecar_program(changed("browser-stack", autorestart="false"))
+    assert off.verdict == Verdict.FAIL
+    assert off.edits == (SetOption("program:browser-stack", "autorestart", "true"),)
+
+
+def test_settings_fix_unsets_the_variable_where_it_is_set() -> None:
+    ctx = Context(origins={"BROWSER_STACK_IDLE_TIMEOUT": "supervisord"})
+    check = check_settings(
+        None, "BROWSER_STACK_IDLE_TIMEOUT='soon' ...", "BROWSER_STACK_IDLE_TIMEOUT", ctx
+    )
+    assert check.edits == (SetEnv("BROWSER_STACK_IDLE_TIMEOUT", None, "supervisord"),)
+    assert check.fix.startswith("remove BROWSER_STACK_IDLE_TIMEOUT from [supervisord] environment=")
+
+
+def test_browser_command_reads_the_wrapper_and_the_script() -> None:
+    wrapped = [["bash", "-c", "exec chromium --remote-debugging-port=9222 about:blank"]]
+    assert check_browser_command(wrapped, SETTINGS).verdict == Verdict.OK
+    after_url = [
+        ["chromium", "--remote-debugging-port=9222", "about:blank", "--remote-debugging-port=9333"]
+    ]
+    assert check_browser_command(after_url, SETTINGS).verdict == Verdict.FAIL
+    debian = Context(debian_chromium=True)
+    assert check_browser_command(after_url, SETTINGS, debian).verdict == Verdict.OK
+    spaced = check_browser_command([["chromium", "--remote-debugging-port", "9222"]], SETTINGS)
+    assert spaced.verdict == Verdict.FAIL
+    assert "which is no port" in spaced.saw
+    assert "--remote-debugging-port= " not in spaced.fix  # no stray space in what it says
+    shell = check_browser_command([["chromium", "--remote-debugging-port=$CDP_PORT"]], SETTINGS)
+    assert "$CDP_PORT" not in shell.fix
+
+
+def test_resolve_executable_from_supervisords_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    exe = tmp_path / "bin" / "x"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    assert doctor.resolve_executable("bin/x", [], str(tmp_path)) == (str(exe), "")
+    found, problem = doctor.resolve_executable("bin/x", [], str(tmp_path / "bin"))
+    assert found is None and "can't find command bin/x" in problem
+    _found, problem = doctor.resolve_executable("bin/x", [], str(tmp_path), str(tmp_path / "bin"))
+    assert "not found from directory=" in problem
+    assert doctor.resolve_executable("x", ["bin"], str(tmp_path)) == (str(exe), "")

@@ -355,3 +355,18 @@ async def test_wait_false_is_202_at_once_and_the_start_goes_on(
     bad = await client.post(ENSURE, json={"wait": "no"})
     assert bad.status == 400
     assert "wait must be true or false" in (await bad.json())["message"]
+
+
+async def test_status_shows_a_program_whose_background_start_waits(
+    client: TestClient[object, object], sup: FakeSupervisor
+) -> None:
+    sup.programs[Program.WEBSOCAT].start_fault = 20  # NO_FILE: its command is gone
+    await client.post(ENSURE, json={"needs": ["cdp"]})
+    status = await start_ended(client)
+    assert status["last_start"]["ok"] is False
+    failing = status["backoff"]["websocat"]
+    assert failing["failures"] == 1
+    assert failing["retry_in_s"] > 0
+    assert failing["error"]["program"] == "websocat"
+    text = await (await client.get("/v1/browser-stack/status?format=text")).text()
+    assert "websocat: failed 1 time(s) in a row; next background start in" in text

@@ -148,8 +148,13 @@ class FakeController:
         self.stopped: list[frozenset[Program]] = []
         self.last_use = dict.fromkeys(Gate, 0.0)
         self.starting = False
+        # False: another sidecar controls the stack (claim.py).
+        self.controls = True
         self.fail_with: Exception | None = None
         self.reader = self  # what the monitor reads supervisord's state through
+
+    def in_control(self) -> bool:
+        return self.controls
 
     async def refresh(self) -> dict[Program, ProcessInfo]:
         if self.fail_with is not None:
@@ -192,6 +197,23 @@ async def test_monitor_stops_through_the_controller_with_the_idle_reason() -> No
     assert controller.stops == ["idle"]
     assert controller.stopped == [frozenset(PROGRAMS)]
     assert monitor.describe()["idle_stops"] == 1
+
+
+async def test_a_sidecar_that_does_not_control_the_stack_stops_nothing() -> None:
+    # Another sidecar on the same supervisord controls it: its callers' use is
+    # invisible here, so an idle stop from here would stop what they use.
+    now = [0.0]
+    controller = FakeController(now)
+    controller.controls = False
+    monitor = IdleMonitor(
+        controller, IdlePolicy(10, 0), NONE, clock=lambda: now[0], connections=no_connections
+    )
+    now[0] = 60
+    assert (await monitor.check())["stack"].stop  # idle, as far as this one can tell
+    assert controller.stops == []
+    controller.controls = True  # the other one is gone: this one took the claim
+    await monitor.check()
+    assert controller.stops == ["idle"]
 
 
 async def test_per_gate_an_idle_gate_stops_its_own_programs_while_cdp_is_used() -> None:
