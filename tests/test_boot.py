@@ -24,6 +24,11 @@ SWITCHES = [
     {"AUTOSTART_BROWSER_STACK": "0"},
     {"AUTOSTART_BROWSER_STACK": "yes", "DISABLE_BROWSER_STACK": "1"},
     {"DISABLE_BROWSER_STACK": "maybe"},
+    {"BROWSER_STACK_DEFAULT": "lazy"},
+    {"BROWSER_STACK_DEFAULT": "Eager"},
+    {"BROWSER_STACK_DEFAULT": "lazy", "DISABLE_BROWSER_STACK": "false"},
+    {"BROWSER_STACK_DEFAULT": "lazy", "AUTOSTART_BROWSER_STACK": "true"},
+    {"BROWSER_STACK_DEFAULT": "sometimes", "DISABLE_BROWSER_STACK": "true"},
 ]
 WAITS = [
     {},
@@ -46,6 +51,7 @@ OTHERS = [
 ]
 STANDALONE_KEYS = (
     "AUTOSTART_BROWSER_STACK",
+    "DISABLE_BROWSER_STACK",
     "DISPLAY",
     "BROWSER_STACK_X_DISPLAY",
     "VNC_SERVER_PORT",
@@ -59,7 +65,13 @@ STANDALONE_KEYS = (
     "BROWSER_STACK_PROFILE_DIR",
     "BROWSER_STACK_LOG_DIR",
 )
-AIO_KEYS = ("DISABLE_BROWSER", "DISABLE_MCP_BROWSER", "DISABLE_VNC", "WAIT_PORTS")
+AIO_KEYS = (
+    "DISABLE_BROWSER_STACK",
+    "DISABLE_BROWSER",
+    "DISABLE_MCP_BROWSER",
+    "DISABLE_VNC",
+    "WAIT_PORTS",
+)
 
 
 def entrypoint(tmp_path: Path, env: dict[str, str], *mode: str) -> dict[str, str] | None:
@@ -103,7 +115,9 @@ def test_boot_environment_is_what_the_entrypoint_exports(
         assert standalone is None
         return
     assert standalone is not None
-    assert {k: ours[k] for k in STANDALONE_KEYS} == {k: standalone[k] for k in STANDALONE_KEYS}
+    assert {k: ours.get(k) for k in STANDALONE_KEYS} == {
+        k: standalone.get(k) for k in STANDALONE_KEYS
+    }
     assert aio is not None
     assert {k: ours.get(k) for k in AIO_KEYS} == {k: aio.get(k) for k in AIO_KEYS}
     assert boot.is_lazy(env) == (standalone["AUTOSTART_BROWSER_STACK"] == "false")
@@ -128,3 +142,11 @@ def test_run_sh_autostart_already_set_is_kept() -> None:
 def test_describe_switch() -> None:
     assert boot.describe_switch({"DISABLE_BROWSER_STACK": "true"}) == "DISABLE_BROWSER_STACK=true"
     assert "neither" in boot.describe_switch({})
+
+
+def test_run_sh_autostart_of_the_images_other_services() -> None:
+    """The image's other switches reach their program files the same way, so the
+    doctor can read a Jupyter or code-server program file at build time."""
+    out = boot.boot_environment({"DISABLE_JUPYTER": "true"})
+    assert out["AUTOSTART_JUPYTER"] == "false"
+    assert out["AUTOSTART_CODE_SERVER"] == "true"

@@ -18,6 +18,8 @@ SHELL_SCRIPTS = [
     ENTRYPOINT,
     REPO / ".ci" / "run",
     *sorted((REPO / "scripts").glob("*.sh")),
+    *sorted((REPO / "tests" / "container").glob("*/*.sh")),
+    *sorted((REPO / "bench").glob("*.sh")),
 ]
 
 UNSET = None
@@ -101,6 +103,40 @@ def test_switches(tmp_path: Path, disable: str | None, autostart: str | None) ->
     assert env["AUTOSTART_BROWSER_STACK"] == want
     if disable is not None:
         assert env["DISABLE_BROWSER_STACK"] == disable  # passed through untouched
+
+
+@pytest.mark.parametrize(
+    ("given", "autostart", "disable"),
+    [
+        ({"BROWSER_STACK_DEFAULT": "lazy"}, "false", "true"),
+        ({"BROWSER_STACK_DEFAULT": "Lazy", "DISABLE_BROWSER_STACK": ""}, "false", "true"),
+        ({"BROWSER_STACK_DEFAULT": "lazy", "DISABLE_BROWSER_STACK": "false"}, "true", "false"),
+        ({"BROWSER_STACK_DEFAULT": "lazy", "AUTOSTART_BROWSER_STACK": "1"}, "true", None),
+        ({"BROWSER_STACK_DEFAULT": "eager"}, "true", None),
+        ({"BROWSER_STACK_DEFAULT": ""}, "true", None),
+    ],
+)
+def test_an_images_default_applies_only_with_neither_switch_set(
+    tmp_path: Path, given: dict[str, str], autostart: str, disable: str | None
+) -> None:
+    for mode in ([], ["--aio"]):
+        env = exported(run(tmp_path, [*mode, "env", "-0"], **given))
+        assert env.get("DISABLE_BROWSER_STACK") == disable
+        if mode:
+            assert env.get("DISABLE_BROWSER") == ("true" if autostart == "false" else None)
+        else:
+            assert env["AUTOSTART_BROWSER_STACK"] == autostart
+
+
+def test_an_unknown_default_exits_2(tmp_path: Path) -> None:
+    for mode in ([], ["--aio"]):
+        result = run(tmp_path, [*mode, "env"], BROWSER_STACK_DEFAULT="sometimes")
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert result.stderr == (
+            "browser-stack-entrypoint: invalid BROWSER_STACK_DEFAULT='sometimes' "
+            "(expected lazy or eager)\n"
+        )
 
 
 def test_defaults(tmp_path: Path) -> None:

@@ -20,11 +20,15 @@ DEFAULT_AIO_WAIT_PORTS = "8079,8091"
 # The AIO image's own switches, which the entrypoint's --aio mode turns on.
 IMAGE_SWITCHES = ("DISABLE_BROWSER", "DISABLE_MCP_BROWSER", "DISABLE_VNC")
 # run.sh turns each image switch into the AUTOSTART_* its program files read
-# (docs/aio-image.md: known from a derived image, not from the image's files).
+# (docs/aio-image.md: known from a derived image, not from the image's files): the
+# browser stack's, and those of the image's other idle services, whose program files
+# the doctor reads too (without them their files are unreadable at build time).
 RUN_SH_AUTOSTART = {
     "AUTOSTART_BROWSER": "DISABLE_BROWSER",
     "AUTOSTART_MCP_BROWSER": "DISABLE_MCP_BROWSER",
     "AUTOSTART_VNC": "DISABLE_VNC",
+    "AUTOSTART_JUPYTER": "DISABLE_JUPYTER",
+    "AUTOSTART_CODE_SERVER": "DISABLE_CODE_SERVER",
 }
 # The public port variables, their defaults and the internal port behind the
 # activation proxy, in the entrypoint's order.
@@ -57,12 +61,26 @@ def switch(name: str, env: Mapping[str, str]) -> bool | None:
     raise ConfigError(f"invalid {name}={value!r} (expected true/1/yes or false/0/no)")
 
 
+def lazy_by_default(env: Mapping[str, str]) -> bool:
+    """Whether the image's BROWSER_STACK_DEFAULT=lazy applies: neither switch set."""
+    default = env.get("BROWSER_STACK_DEFAULT", "").lower()
+    if default not in ("", "eager", "lazy"):
+        raise ConfigError(
+            f"invalid BROWSER_STACK_DEFAULT={env['BROWSER_STACK_DEFAULT']!r} "
+            "(expected lazy or eager)"
+        )
+    unset = (None, None)
+    switches = (switch("DISABLE_BROWSER_STACK", env), switch("AUTOSTART_BROWSER_STACK", env))
+    return default == "lazy" and switches == unset
+
+
 def is_lazy(env: Mapping[str, str]) -> bool:
     """Whether the five stay stopped at boot: DISABLE_BROWSER_STACK=true or
-    AUTOSTART_BROWSER_STACK=false."""
+    AUTOSTART_BROWSER_STACK=false, or neither set in an image whose
+    BROWSER_STACK_DEFAULT is lazy."""
     disable = switch("DISABLE_BROWSER_STACK", env)
     autostart = switch("AUTOSTART_BROWSER_STACK", env)
-    return disable is True or autostart is False
+    return disable is True or autostart is False or lazy_by_default(env)
 
 
 def describe_switch(env: Mapping[str, str]) -> str:
@@ -102,6 +120,8 @@ def boot_environment(env: Mapping[str, str]) -> dict[str, str]:
     """
     out = dict(env)
     lazy = is_lazy(env)
+    if lazy_by_default(env):
+        out["DISABLE_BROWSER_STACK"] = "true"
 
     def text(name: str, default: str) -> str:
         return env.get(name, "") or default

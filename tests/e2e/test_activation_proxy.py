@@ -24,9 +24,10 @@ from typing import Any
 
 import pytest
 
+from ..clients import RFB_BANNER
 from ..helpers import free_port, wait_for
 from .conftest import Stack, local_stack
-from .test_real_stack import RFB_BANNER, stop_stack
+from .test_real_stack import stop_stack
 
 pytestmark = pytest.mark.e2e
 

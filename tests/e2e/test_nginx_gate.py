@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 
+from ..clients import RFB_BANNER, mcp_tool_names, page_text, rfb_banner_over_websocket
 from ..image.gateway import Gateway, Upstreams, nginx_binary, running_gateway
 from .conftest import Stack
-from .test_real_stack import PROGRAMS, RFB_BANNER, assert_all_stopped, stop_stack
+from .test_real_stack import PROGRAMS, assert_all_stopped, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -117,59 +118,19 @@ def test_warm_gate_cost(gateway: Gateway) -> None:
 
 
 def test_playwright_over_the_gated_websocket(gateway: Gateway) -> None:
-    from playwright.async_api import async_playwright
-
     with urllib.request.urlopen(gateway.url + "/cdp/json/version", timeout=30) as r:
         ws_url = json.loads(r.read())["webSocketDebuggerUrl"]
-
-    async def run() -> Any:
-        async with async_playwright() as p:
-            browser = await p.chromium.connect_over_cdp(ws_url)
-            try:
-                context = browser.contexts[0] if browser.contexts else await browser.new_context()
-                page = await context.new_page()
-                await page.goto("data:text/html,<p id=x>through nginx</p>")
-                text = await page.text_content("#x")
-                await page.close()
-                return text
-            finally:
-                await browser.close()
-
-    assert asyncio.run(run()) == "through nginx"
+    text = asyncio.run(page_text(ws_url, "data:text/html,<p id=x>through nginx</p>", "#x"))
+    assert text == "through nginx"
 
 
 def test_vnc_websocket_through_nginx_starts_vnc_from_cold(stack: Stack, gateway: Gateway) -> None:
-    import aiohttp
-
     stop_stack(stack)
-
-    async def run() -> bytes:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.ws_connect(gateway.url.replace("http", "ws") + "/websockify") as ws,
-        ):
-            data = b""
-            while len(data) < len(RFB_BANNER):
-                msg = await asyncio.wait_for(ws.receive(), timeout=30)
-                assert msg.type == aiohttp.WSMsgType.BINARY, msg
-                data += msg.data
-            return data
-
-    assert asyncio.run(run()) == RFB_BANNER
+    url = gateway.url.replace("http", "ws") + "/websockify"
+    assert asyncio.run(rfb_banner_over_websocket(url)) == RFB_BANNER
     assert states(gateway)["ready"]["vnc"] is True
 
 
 def test_mcp_sse_through_nginx(gateway: Gateway) -> None:
-    from mcp import ClientSession
-    from mcp.client.sse import sse_client
-
-    async def run() -> list[str]:
-        async with (
-            sse_client(gateway.url + "/sse") as (read, write),
-            ClientSession(read, write) as session,
-        ):
-            await session.initialize()
-            return [tool.name for tool in (await session.list_tools()).tools]
-
-    names = asyncio.run(run())
+    names = asyncio.run(mcp_tool_names(gateway.url + "/sse"))
     assert [n for n in names if n.startswith("browser_")], names

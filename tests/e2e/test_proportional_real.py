@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
+from ..clients import RFB_BANNER
 from ..helpers import Sidecar, page_server, wait_for
 from .conftest import Stack, sidecar_in_place
 from .test_fault_matrix import main_pid, spawn_count
-from .test_real_stack import RFB_BANNER, stop_stack
+from .test_real_stack import stop_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
+from ..clients import RFB_BANNER, page_text, rfb_banner_over_websocket
 from ..helpers import Response, request
 from .conftest import Stack
 
 pytestmark = pytest.mark.e2e
 
 PROGRAMS = ("tigervnc", "openbox", "browser", "mcp-server-browser", "websocat")
-RFB_BANNER = b"RFB 003.008\n"
 
 
 def call(
@@ -115,24 +115,8 @@ def test_cold_ensure_starts_all_five(stack: Stack) -> None:
 
 
 def test_playwright_over_cdp(stack: Stack) -> None:
-    from playwright.async_api import async_playwright
-
     cdp = ensure(stack, {"needs": ["cdp"]})["endpoints"]["cdp"]
-
-    async def run() -> str | None:
-        async with async_playwright() as p:
-            browser = await p.chromium.connect_over_cdp(cdp)
-            try:
-                context = browser.contexts[0] if browser.contexts else await browser.new_context()
-                page = await context.new_page()
-                await page.goto("data:text/html,<h1 id=x>hello</h1>")
-                text = await page.text_content("#x")
-                await page.close()
-                return text
-            finally:
-                await browser.close()
-
-    assert asyncio.run(run()) == "hello"
+    assert asyncio.run(page_text(cdp, "data:text/html,<h1 id=x>hello</h1>", "#x")) == "hello"
 
 
 def test_mcp_sse_lists_browser_tools_and_drives_the_browser(stack: Stack) -> None:
@@ -167,20 +151,8 @@ def test_vnc_banner(stack: Stack) -> None:
 
 
 def test_vnc_over_websocket(stack: Stack) -> None:
-    import aiohttp
-
     url = ensure(stack, {"needs": ["vnc"]})["endpoints"]["vnc_ws"]
-
-    async def run() -> bytes:
-        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
-            data = b""
-            while len(data) < len(RFB_BANNER):
-                msg = await asyncio.wait_for(ws.receive(), timeout=5)
-                assert msg.type == aiohttp.WSMsgType.BINARY, msg
-                data += msg.data
-            return data
-
-    assert asyncio.run(run()) == RFB_BANNER
+    assert asyncio.run(rfb_banner_over_websocket(url, read_timeout_s=5)) == RFB_BANNER
 
 
 def test_warm_ensure_is_not_cold(stack: Stack) -> None:

@@ -173,6 +173,7 @@ def run_steps(image: Image, **build_args: str) -> list[subprocess.CompletedProce
         if step.stage != image.dockerfile.last_stage:
             continue
         name, _, value = step.args.partition("=")
+        value = re.sub(r"\$\{(\w+)\}", lambda m: env.get(m[1], ""), value)
         if step.keyword == "ARG":
             env[name] = build_args.get(name, value)
         elif step.keyword == "ENV":
@@ -250,8 +251,7 @@ def boot(image: Image, **switches: str) -> Iterator[Booted]:
         "BROWSER_STACK_LISTEN": listen,
         MARK: str(image.root),
     }
-    for instruction in image.dockerfile.of("ENV", -1):
-        name, _, value = instruction.args.partition("=")
+    for name, value in image.dockerfile.image_env().items():
         env[name] = str(image.path(value)) if value.startswith("/") else value
     env.update(switches)
     proc = subprocess.Popen(

@@ -101,6 +101,20 @@ class Dockerfile:
                 out.append((rest[:-1], rest[-1]))
         return out
 
+    def image_env(self, **build_args: str) -> dict[str, str]:
+        """The final stage's ENV as a container gets it: ${NAME} expanded from the ARG
+        values in effect (their defaults unless given)."""
+        values: dict[str, str] = {}
+        env: dict[str, str] = {}
+        for i in sorted(self.of("ARG", -1) + self.of("ENV", -1), key=lambda i: i.line):
+            name, _, value = i.args.partition("=")
+            value = re.sub(r"\$\{(\w+)\}", lambda m: values.get(m[1], ""), value)
+            if i.keyword == "ARG":
+                values[name] = build_args.get(name, value)
+            else:
+                values[name] = env[name] = value
+        return env
+
     def exec_form(self, keyword: str) -> list[str]:
         [instruction] = self.of(keyword, -1)
         args = instruction.args
@@ -201,15 +215,33 @@ def test_base_image_is_the_one_deerflow_uses(dockerfile: Dockerfile) -> None:
 
 
 def test_own_virtual_environment_not_the_images_python(dockerfile: Dockerfile) -> None:
-    run = " ".join(i.args for i in dockerfile.of("RUN"))
-    assert f'uv venv --python "${{PYTHON_VERSION}}" {VENV}' in run
+    [build] = [i.stage for i in dockerfile.of("FROM") if i.args.endswith(" AS build")]
+    run = " ".join(i.args for i in dockerfile.of("RUN", build))
+    # uv's standalone CPython by default (never the image's interpreter then) ...
+    assert 'ARG BROWSER_STACK_PYTHON=managed' in [f"ARG {i.args}" for i in dockerfile.of("ARG")]
+    assert (
+        'UV_PYTHON_PREFERENCE=only-managed uv venv --python "${PYTHON_VERSION}" ' + VENV in run
+    )
+    # ... or the interpreter the build arg names, in a venv of our own either way
+    assert (
+        'UV_PYTHON_PREFERENCE=only-system uv venv --python "${BROWSER_STACK_PYTHON}" ' + VENV
+        in run
+    )
     assert f"uv pip install --python {VENV}/bin/python ." in run
     assert "pip install" not in run.replace("uv pip install", "")
-    env = " ".join(i.args for i in dockerfile.of("ENV"))
-    assert "UV_PYTHON_PREFERENCE=only-managed" in env  # never the image's interpreter
     assert ("/opt/browser-stack", "/opt/browser-stack") in [
         (s[0], d) for s, d in dockerfile.copies(-1, from_stage=True)
     ]
+
+
+def test_the_build_ca_is_a_secret_of_the_install_step_only(dockerfile: Dockerfile) -> None:
+    """A CA bundle for HTTPS inside the build reaches the step that downloads and no
+    layer: a secret mount, never a COPY or an ENV."""
+    [install] = [i for i in dockerfile.of("RUN") if "uv pip install" in i.args]
+    assert install.args.startswith("--mount=type=secret,id=build-ca ")
+    assert "export SSL_CERT_FILE=/run/secrets/build-ca" in install.args
+    others = [i.args for i in dockerfile.instructions if i is not install]
+    assert not [a for a in others if "build-ca" in a or "SSL_CERT_FILE" in a]
 
 
 def test_bytecode_compiled_at_build_not_in_every_sandbox(dockerfile: Dockerfile) -> None:

@@ -88,7 +88,7 @@ def test_liveness_asks_healthz_and_readiness_readyz_through_the_gateway(
         assert set(probe) - {"periodSeconds", "timeoutSeconds", "failureThreshold"} == {
             "httpGet"
         }, kind
-        assert probe["httpGet"] == {"path": path, "port": "http"}, kind
+        assert probe["httpGet"] == {"path": path, "port": ports["http"]}, kind
     # ... which the shipped gateway snippet sends to the sidecar's /healthz and
     # /readyz (the prefix is stripped), which never wake the stack
     assert re.search(

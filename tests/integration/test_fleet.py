@@ -270,8 +270,16 @@ def test_ctrl_c_removes_every_sandbox(workdir: Path, standins: Path) -> None:
     (hidden / "__init__.py").write_text("raise ImportError('hidden', name='matplotlib')\n")
     env = {**os.environ, "PYTHONPATH": str(hidden.parent)}
     # The with closes the pipe whatever fails inside.
+    # Ctrl-C reaches a terminal's foreground job, whose SIGINT is not ignored; a test
+    # run started in the background (`cmd &` in a shell without job control) inherits
+    # SIG_IGN, so the bench gets the default disposition back here.
     with subprocess.Popen(
-        command, stdout=pipe, stderr=subprocess.STDOUT, text=True, env=env
+        command,
+        stdout=pipe,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as proc:
         try:
             assert proc.stdout is not None
