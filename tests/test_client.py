@@ -91,6 +91,8 @@ ERRORS = [
     (400, "bad_request", client.BadRequest),
     (401, "unauthorized", client.Unauthorized),
     (409, "stopped", client.StackStopped),
+    (409, "not_in_control", client.NotInControl),
+    (409, "disabled_by_deployment", client.DisabledByDeployment),
     (502, "program_failed", client.ProgramFailed),
     (502, "port_in_use", client.ProgramFailed),
     (502, "supervisor_error", client.ProgramFailed),
@@ -111,6 +113,38 @@ def test_each_error_code_is_its_exception(
         assert isinstance(exc, client.ClientError)
         assert (exc.status, exc.code, exc.message) == (status, code, "why it failed")
         assert str(exc) == f"browser-stack answered {status} {code}: why it failed"
+
+
+def test_every_error_the_sidecar_answers_has_its_exception() -> None:
+    """The sidecar's error codes (errors.py) against the client's classes: a code
+    added there without one here would reach callers as the bare ClientError."""
+    from browser_stack import errors
+
+    def codes(cls: type[errors.BrowserStackError]) -> set[tuple[int, str]]:
+        # 500: no answer carries one (a bad setting stops `serve` before it listens).
+        found = {(cls.status, cls.code)} if cls.status != 500 else set()
+        for sub in cls.__subclasses__():
+            found |= codes(sub)
+        return found
+
+    generic = {"not_found", "unknown_program"}  # a 404 means a wrong URL to a tool
+    for status, code in codes(errors.BrowserStackError):
+        exc = client.error_for(status, json.dumps({"error": code}).encode())
+        assert (type(exc) is not client.ClientError) or code in generic, code
+
+
+def test_disabled_by_deployment_names_the_variables(fake: FakeSidecar) -> None:
+    fake.answer(
+        409,
+        {
+            "error": "disabled_by_deployment",
+            "message": "the deployment turned off mcp-server-browser",
+            "variables": ["DISABLE_MCP_BROWSER"],
+        },
+    )
+    for exc in ensure_both(fake, needs=["mcp"]):
+        assert isinstance(exc, client.DisabledByDeployment)
+        assert exc.variables == ["DISABLE_MCP_BROWSER"]
 
 
 def test_program_failed_names_program_and_last_stderr_line(fake: FakeSidecar) -> None:

@@ -185,7 +185,10 @@ def run_checks(facts: Facts) -> list[Check]:
         if facts.lazy is None:
             out.append(not_checked("autostart", facts.switch_error))
         else:
-            out.append(check_autostart(programs, facts.lazy, switches.describe(facts.env)))
+            disabled = {str(p): v for p, v in settings.disabled.items()} if settings else {}
+            out.append(
+                check_autostart(programs, facts.lazy, switches.describe(facts.env), disabled)
+            )
 
     running = facts.running_argvs.get(Program.BROWSER, ())
     main_argv = running[0] if running else None
