@@ -53,8 +53,6 @@ def test_the_example_tool_reads_a_title_from_a_stopped_stack(stack: Stack, page:
 
 
 def test_the_example_tool_says_when_the_browser_cannot_be_had(stack: Stack, page: str) -> None:
-    done = run_example(
-        "--browser-stack", "http://127.0.0.1:9", "--cdp", "http://127.0.0.1:9", page
-    )
+    done = run_example("--browser-stack", "http://127.0.0.1:9", "--cdp", "http://127.0.0.1:9", page)
     assert done.returncode == 1
     assert done.stderr.startswith("the browser is not available: ")
