@@ -197,6 +197,20 @@ def test_request_body_and_answer(fake: FakeSidecar) -> None:
         assert "Authorization" not in headers
 
 
+def test_a_url_with_a_path_is_the_sidecar_behind_a_gateway_prefix(fake: FakeSidecar) -> None:
+    """`http://sandbox:8080/browser-stack` (the image's gateway route): every call,
+    sync and async, goes to that prefix once."""
+    import asyncio
+
+    base = fake.url + "/browser-stack/"
+    client.ensure_browser_stack(base, needs=["cdp"])
+    asyncio.run(client.aensure_browser_stack(base, needs=["cdp"]))
+    client.prewarm_browser_stack(base)
+    asyncio.run(client.aprewarm_browser_stack(base))
+    paths = [path for _method, path, _headers, _body in fake.requests]
+    assert paths == ["/browser-stack/v1/browser-stack/ensure"] * 4
+
+
 def test_default_needs_and_timeout_are_left_to_the_sidecar(fake: FakeSidecar) -> None:
     # The client sent 30 s whatever BROWSER_STACK_ENSURE_TIMEOUT said.
     ensure_both(fake)

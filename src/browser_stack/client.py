@@ -473,7 +473,7 @@ async def acall(
     try:
         async with client.request(
             method,
-            where.aiohttp_url(where.prefix + path),
+            where.aiohttp_url(path),
             data=data,
             headers=_headers(data, token),
             timeout=aiohttp.ClientTimeout(total=timeout_s),
