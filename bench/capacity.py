@@ -8,10 +8,12 @@ in a container. The whole-pod figures of an AIO pod are agent-infra/sandbox issu
 with it stopped too (Jupyter and code-server off in both).
 
     .venv/bin/python bench/capacity.py            # print the tables
-    .venv/bin/python bench/capacity.py --write    # and put them into bench/README.md
+    .venv/bin/python bench/capacity.py --write    # and put them into the docs
 
-The tables go between the README's `<!-- capacity.py -->` markers; a test checks
-the README holds what this script computes from the README's own figures.
+The full tables go between bench/README.md's `<!-- capacity.py -->` markers, the
+headline (the saving and the AIO pod's table) between the `<!-- capacity.py
+headline -->` markers of README.md and docs/aio-image.md; tests/unit/test_capacity.py
+checks each holds what this script computes from bench/README.md's figures.
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-README = Path(__file__).resolve().parent / "README.md"
-BEGIN, END = "<!-- capacity.py -->", "<!-- /capacity.py -->"
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "bench" / "README.md"
+FULL = ("<!-- capacity.py -->", "<!-- /capacity.py -->")
+HEADLINE = ("<!-- capacity.py headline -->", "<!-- /capacity.py headline -->")
+# Where each block goes, relative to the repository.
+BLOCKS = {"bench/README.md": FULL, "README.md": HEADLINE, "docs/aio-image.md": HEADLINE}
 NODES_GIB = (16, 32, 64, 128)
 AWAKE = (0.0, 0.25, 1.0)
 AT_N = (10, 40, 100)
@@ -97,6 +103,51 @@ def per_node(node_gib: int, mib: float) -> int:
     return math.floor(node_gib * 1024 / mib)
 
 
+def table(pod: Pod) -> list[str]:
+    out = [
+        "| node | eager | " + " | ".join(f"lazy, {p:.0%} awake" for p in AWAKE) + " |",
+        "|---|--:" + "|--:" * len(AWAKE) + "|",
+    ]
+    for gib in NODES_GIB:
+        cells = [per_node(gib, pod.eager_mib)] + [per_node(gib, pod.lazy_mib(p)) for p in AWAKE]
+        out.append(f"| {gib} GiB | " + " | ".join(str(c) for c in cells) + " |")
+    return out
+
+
+def aio_range(measured: Inputs) -> str:
+    low, high = AIO_WITHOUT_STACK_MIB
+    return (
+        f"{(low + measured.sidecar_mib) / AIO_WITH_STACK_MIB:.2f}-"
+        f"{(high + measured.sidecar_mib) / AIO_WITH_STACK_MIB:.2f} of its eager "
+        f"{AIO_WITH_STACK_MIB:g} MiB, a saving of "
+        f"{AIO_WITH_STACK_MIB - high - measured.sidecar_mib:.0f}-"
+        f"{AIO_WITH_STACK_MIB - low - measured.sidecar_mib:.0f} MiB per pod"
+    )
+
+
+def headline(readme: str) -> str:
+    """The saving and the AIO pod's capacity, for README.md and docs/aio-image.md."""
+    measured = inputs(readme)
+    aio = pods(measured)[1]
+    n = AT_N[1]
+    return "\n".join(
+        [
+            f"A lazy sandbox whose browser sleeps holds **{measured.stack_mib:.0f} MiB less** "
+            f"than the same image eager (cgroup working set, idle; {measured.lazy_mib:g} "
+            f"against {measured.eager_mib:g} MiB), whatever else the image runs: "
+            f"**{n * measured.stack_mib / 1024:.1f} GiB per node** at {n} sandboxes. On the "
+            f"whole-pod baseline of agent-infra/sandbox issue 198 ({AIO_WITH_STACK_MIB:g} MiB "
+            f"idle with the stack, {AIO_WITHOUT_STACK_MIB[0]:g}-{AIO_WITHOUT_STACK_MIB[1]:g} "
+            f"without), a lazy AIO pod with the sidecar is {aio_range(measured)}. "
+            "Sandboxes per node by idle memory, AIO pods, with a share of them holding a "
+            "browser awake (n = floor(node MiB / per-pod MiB); inputs, formula and the "
+            "stack's own share: [bench/README.md](bench/README.md#capacity-per-node-issue-21)):",
+            "",
+            *table(aio),
+        ]
+    )
+
+
 def render(readme: str) -> str:
     measured = inputs(readme)
     out = [
@@ -125,42 +176,48 @@ def render(readme: str) -> str:
             f"{pod.asleep_mib:g} MiB, awake {pod.awake_mib:g} MiB (asleep / eager "
             f"{ratio:.2f}, only on this baseline):",
             "",
-            "| node | eager | " + " | ".join(f"lazy, {p:.0%} awake" for p in AWAKE) + " |",
-            "|---|--:" + "|--:" * len(AWAKE) + "|",
+            *table(pod),
         ]
-        for gib in NODES_GIB:
-            cells = [per_node(gib, pod.eager_mib)] + [per_node(gib, pod.lazy_mib(p)) for p in AWAKE]
-            out.append(f"| {gib} GiB | " + " | ".join(str(c) for c in cells) + " |")
     low, high = AIO_WITHOUT_STACK_MIB
     out += [
         "",
         f"On issue 198's own range ({low:g}-{high:g} MiB without the stack), an AIO pod "
-        f"asleep with the sidecar is {(low + measured.sidecar_mib) / AIO_WITH_STACK_MIB:.2f}-"
-        f"{(high + measured.sidecar_mib) / AIO_WITH_STACK_MIB:.2f} of its eager "
-        f"{AIO_WITH_STACK_MIB:g} MiB, a saving of "
-        f"{AIO_WITH_STACK_MIB - high - measured.sidecar_mib:.0f}-"
-        f"{AIO_WITH_STACK_MIB - low - measured.sidecar_mib:.0f} MiB per pod.",
+        f"asleep with the sidecar is {aio_range(measured)}.",
     ]
     return "\n".join(out)
 
 
-def with_tables(readme: str) -> str:
-    before, begin, rest = readme.partition(BEGIN)
-    _old, end, after = rest.partition(END)
-    if not begin or not end:
-        raise SystemExit(f"capacity.py: the README has no {BEGIN} ... {END} block")
-    return f"{before}{BEGIN}\n{render(readme)}\n{END}{after}"
+def with_block(text: str, markers: tuple[str, str], block: str, where: str) -> str:
+    """`text` with `block` between its markers."""
+    begin, end = markers
+    before, found_begin, rest = text.partition(begin)
+    _old, found_end, after = rest.partition(end)
+    if not found_begin or not found_end:
+        raise SystemExit(f"capacity.py: {where} has no {begin} ... {end} block")
+    return f"{before}{begin}\n{block}\n{end}{after}"
+
+
+def updated(repo: Path = REPO) -> dict[str, str]:
+    """Each file of BLOCKS as it should read."""
+    readme = (repo / "bench" / "README.md").read_text(encoding="utf-8")
+    out = {}
+    for name, markers in BLOCKS.items():
+        block = render(readme) if markers == FULL else headline(readme)
+        # links are written from the repository's top; docs/ is one below
+        block = block.replace("](bench/", "](" + "../" * name.count("/") + "bench/")
+        text = (repo / name).read_text(encoding="utf-8")
+        out[name] = with_block(text, markers, block, name)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--readme", type=Path, default=README)
-    parser.add_argument("--write", action="store_true", help="put the tables into the README")
+    parser.add_argument("--write", action="store_true", help="put the tables into the docs")
     args = parser.parse_args(argv)
-    text = args.readme.read_text(encoding="utf-8")
-    print(render(text))
+    print(render(README.read_text(encoding="utf-8")))
     if args.write:
-        args.readme.write_text(with_tables(text), encoding="utf-8")
+        for name, text in updated().items():
+            (REPO / name).write_text(text, encoding="utf-8")
     return 0
 
 
