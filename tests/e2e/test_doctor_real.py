@@ -17,6 +17,7 @@ import pytest
 
 from browser_stack import memory
 
+from ..helpers import wait_for
 from .conftest import Stack, local_stack
 from .test_real_stack import call, ensure, stop_stack
 
@@ -89,6 +90,8 @@ def test_running_stack_holds_its_own_ports_and_display(stack: Stack) -> None:
         assert "held by browser (pid" in checks["stack-ports"]["saw"]
         assert "held by tigervnc (pid" in checks["stack-ports"]["saw"]
         assert "tigervnc's own Xvnc" in checks["x-lock"]["saw"]
-        assert set(states(stack).values()) == {"RUNNING"}
+        # The doctor only read: every program goes on to RUNNING (supervisord says
+        # so startsecs after the spawn, which may be after the probes passed).
+        wait_for(lambda: set(states(stack).values()) == {"RUNNING"}, what="all five RUNNING")
     finally:
         stop_stack(stack)
