@@ -10,9 +10,10 @@
 # scripts/build-image.sh does the same with podman or docker, on a machine that
 # reaches nothing but the package registries.
 #
-# Unchanged behaviour unless the container is started with DISABLE_BROWSER_STACK=true
-# (or AUTOSTART_BROWSER_STACK=false): then the five browser programs stay stopped at
-# boot and the sidecar starts them on first use. See docs/aio-image.md.
+# Unchanged behaviour unless the container is started with LAZY_START_BROWSER_STACK=true
+# (or DISABLE_BROWSER_STACK=true, AUTOSTART_BROWSER_STACK=false): then the five browser
+# programs stay stopped at boot and the sidecar starts them on first use. See
+# docs/aio-image.md.
 
 ARG BASE_IMAGE=enterprise-public-cn-beijing.cr.volces.com/vefaas-public/all-in-one-sandbox:latest
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.8
@@ -74,11 +75,11 @@ RUN ln -s /opt/browser-stack/venv/bin/browser-stack /usr/local/bin/browser-stack
     && chmod 0755 /usr/local/bin/browser-stack-entrypoint \
     && mkdir -p /var/log/browser-stack
 
-# What a container started with neither switch set does. eager: the stack starts at
-# boot, as the image always did. lazy: as if DISABLE_BROWSER_STACK=true, for
+# What a container started with no switch set does. eager: the stack starts at
+# boot, as the image always did. lazy: as if LAZY_START_BROWSER_STACK=true, for
 # orchestrators that pass no environment (DeerFlow's provisioner); a container's own
-# DISABLE_BROWSER_STACK=false or AUTOSTART_BROWSER_STACK=true still wins. The
-# entrypoint reads it.
+# LAZY_START_BROWSER_STACK=false (or DISABLE_BROWSER_STACK=false,
+# AUTOSTART_BROWSER_STACK=true) still wins. The entrypoint reads it.
 ARG BROWSER_STACK_DEFAULT=eager
 ENV BROWSER_STACK_DEFAULT=${BROWSER_STACK_DEFAULT}
 ENV BROWSER_STACK_LOG_DIR=/var/log/browser-stack
@@ -87,13 +88,17 @@ ENV BROWSER_STACK_LOG_DIR=/var/log/browser-stack
 # image's supervisord files as supervisord will at boot with the switch on, and fails
 # the build when the five do not match what the sidecar expects: their names,
 # autostart following the switch, ports and display in their command lines, the
-# browser's stop, their executables, the sidecar's own program.
+# browser's stop, their executables, the sidecar's own program. Whether the browser's
+# stop keeps its cookies matters with idle stop on, which a container decides
+# (BROWSER_STACK_IDLE_TIMEOUT; lazy mode's default is on): off here, it is a warning
+# in the build log, and the running container's doctor judges it.
 RUN case "${BROWSER_STACK_DEFAULT}" in \
         eager | lazy) ;; \
         *) echo "BROWSER_STACK_DEFAULT=${BROWSER_STACK_DEFAULT}: expected eager or lazy" >&2; exit 2 ;; \
     esac \
     && if [ "${BROWSER_STACK_DOCTOR}" != "off" ]; then \
-        DISABLE_BROWSER_STACK=true browser-stack doctor --static --config /opt/gem/supervisord.conf; \
+        LAZY_START_BROWSER_STACK=true BROWSER_STACK_IDLE_TIMEOUT=0 \
+            browser-stack doctor --static --config /opt/gem/supervisord.conf; \
     fi
 
 # The sidecar's /readyz: it serves, supervisord answers it and has the five programs

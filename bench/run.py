@@ -177,7 +177,7 @@ async def running_stack(listen: str) -> Any:
     root = Path(tempfile.mkdtemp(prefix="bs-bench-"))
     # The timeline reads the sidecar's structured log lines.
     os.environ.setdefault("BROWSER_STACK_LOG_FORMAT", "json")
-    process = local_stack.start(root, listen=listen)
+    process = local_stack.start(root, listen=listen, env=local_stack.kept_up())
     base = f"http://{listen}"
     supervisor = XmlRpcSupervisor(f"unix://{root / 'supervisor.sock'}")
     try:

@@ -407,7 +407,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         check=True,
     )
     root = Path(tempfile.mkdtemp(prefix="bs-sidecar-mem-"))
-    process = local_stack.start(root, listen=args.listen)
+    process = local_stack.start(root, listen=args.listen, env=local_stack.kept_up())
     stack = Stack(root, f"http://{args.listen}")
     try:
         local_stack.wait_healthy(stack.base, root, process.pid)

@@ -134,7 +134,7 @@ files = {ini(PROGRAMS_CONF)}
     return conf
 
 
-def stack_env(root: Path, *, path: str) -> dict[str, str]:
+def stack_env(root: Path, *, path: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     root = root.resolve()
     env = dict(os.environ)
     for name in ("BROWSER_STACK_TOKEN", "AUTOSTART_BROWSER_STACK", "SUPERVISOR_SERVER_URL"):
@@ -148,8 +148,15 @@ def stack_env(root: Path, *, path: str) -> dict[str, str]:
         BROWSER_STACK_LOG_DIR=str(root / "log"),
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra or {})
     env[MARKER] = str(root)
     return env
+
+
+def kept_up() -> dict[str, str]:
+    """`start`'s env for a stack its caller stops itself (a bench, the e2e suite):
+    lazy mode's idle stop off, unless the caller's environment sets its timeout."""
+    return {"BROWSER_STACK_IDLE_TIMEOUT": os.environ.get("BROWSER_STACK_IDLE_TIMEOUT", "0")}
 
 
 def _port_in_use(port: int) -> bool:
@@ -178,9 +185,15 @@ def check_free(listen: str) -> None:
 
 
 def start(
-    root: Path, *, listen: str, node_bin: Path | None = None, python: str = sys.executable
+    root: Path,
+    *,
+    listen: str,
+    node_bin: Path | None = None,
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start supervisord (nodaemon, own session) through the entrypoint; don't wait."""
+    """Start supervisord (nodaemon, own session) through the entrypoint; don't wait.
+    `env`: variables for supervisord and so the sidecar, over the ones set here."""
     root = root.resolve()
     path = search_path(node_bin)
     missing = missing_executables(path)
@@ -191,7 +204,7 @@ def start(
     with open(root / "supervisord.stdout", "ab") as out:
         return subprocess.Popen(
             [str(ENTRYPOINT), python, "-m", "supervisor.supervisord", "-n", "-c", str(conf)],
-            env=stack_env(root, path=path),
+            env=stack_env(root, path=path, extra=env),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

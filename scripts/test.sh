@@ -8,6 +8,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --dev
-.venv/bin/ruff check src tests scripts bench
+.venv/bin/ruff check src tests scripts bench examples
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_stack import boot
+from browser_stack import boot, switches
 from browser_stack.errors import ConfigError
 
 from .test_entrypoint import exported, run
@@ -29,6 +29,11 @@ SWITCHES = [
     {"BROWSER_STACK_DEFAULT": "lazy", "DISABLE_BROWSER_STACK": "false"},
     {"BROWSER_STACK_DEFAULT": "lazy", "AUTOSTART_BROWSER_STACK": "true"},
     {"BROWSER_STACK_DEFAULT": "sometimes", "DISABLE_BROWSER_STACK": "true"},
+    {"LAZY_START_BROWSER_STACK": "TRUE"},
+    {"LAZY_START_BROWSER_STACK": "0", "BROWSER_STACK_DEFAULT": "lazy"},
+    {"LAZY_START_BROWSER_STACK": "soon"},
+    {"LAZY_START_BROWSER_STACK": "yes", "DISABLE_MCP_BROWSER": "true", "DISABLE_VNC": "no"},
+    {"DISABLE_BROWSER": "Yes", "DISABLE_VNC": "1"},
 ]
 WAITS = [
     {},
@@ -66,6 +71,7 @@ STANDALONE_KEYS = (
     "BROWSER_STACK_LOG_DIR",
 )
 AIO_KEYS = (
+    "BROWSER_STACK_DEPLOYMENT_DISABLED",
     "DISABLE_BROWSER_STACK",
     "DISABLE_BROWSER",
     "DISABLE_MCP_BROWSER",
@@ -120,7 +126,7 @@ def test_boot_environment_is_what_the_entrypoint_exports(
     }
     assert aio is not None
     assert {k: ours.get(k) for k in AIO_KEYS} == {k: aio.get(k) for k in AIO_KEYS}
-    assert boot.is_lazy(env) == (standalone["AUTOSTART_BROWSER_STACK"] == "false")
+    assert switches.is_lazy(env) == (standalone["AUTOSTART_BROWSER_STACK"] == "false")
 
 
 @pytest.mark.parametrize(
@@ -140,8 +146,10 @@ def test_run_sh_autostart_already_set_is_kept() -> None:
 
 
 def test_describe_switch() -> None:
-    assert boot.describe_switch({"DISABLE_BROWSER_STACK": "true"}) == "DISABLE_BROWSER_STACK=true"
-    assert "neither" in boot.describe_switch({})
+    assert switches.describe({"DISABLE_BROWSER_STACK": "true"}) == "DISABLE_BROWSER_STACK=true"
+    assert switches.describe({"LAZY_START_BROWSER_STACK": "1"}) == "LAZY_START_BROWSER_STACK=1"
+    assert switches.describe({"BROWSER_STACK_DEFAULT": "lazy"}) == "BROWSER_STACK_DEFAULT=lazy"
+    assert switches.describe({}) == "no switch set"
 
 
 def test_run_sh_autostart_of_the_images_other_services() -> None:

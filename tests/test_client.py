@@ -91,6 +91,8 @@ ERRORS = [
     (400, "bad_request", client.BadRequest),
     (401, "unauthorized", client.Unauthorized),
     (409, "stopped", client.StackStopped),
+    (409, "not_in_control", client.NotInControl),
+    (409, "disabled_by_deployment", client.DisabledByDeployment),
     (502, "program_failed", client.ProgramFailed),
     (502, "port_in_use", client.ProgramFailed),
     (502, "supervisor_error", client.ProgramFailed),
@@ -111,6 +113,42 @@ def test_each_error_code_is_its_exception(
         assert isinstance(exc, client.ClientError)
         assert (exc.status, exc.code, exc.message) == (status, code, "why it failed")
         assert str(exc) == f"browser-stack answered {status} {code}: why it failed"
+
+
+def test_every_error_the_sidecar_answers_has_its_exception() -> None:
+    """The sidecar's error codes (errors.py) against the client's classes: a code
+    added there without one here would reach callers as the bare ClientError."""
+    from browser_stack import errors
+
+    # The API's errors, as errors.py declares them (a module's own errors, such as
+    # the activation proxy's, are not answers of the API); 500: no answer carries
+    # one (a bad setting stops `serve` before it listens).
+    answered = {
+        (cls.status, cls.code)
+        for cls in vars(errors).values()
+        if isinstance(cls, type)
+        and issubclass(cls, errors.BrowserStackError)
+        and cls.status != 500
+    }
+    generic = {"not_found", "unknown_program"}  # a 404 means a wrong URL to a tool
+    assert ("disabled_by_deployment" in {code for _, code in answered})
+    for status, code in answered:
+        exc = client.error_for(status, json.dumps({"error": code}).encode())
+        assert (type(exc) is not client.ClientError) or code in generic, code
+
+
+def test_disabled_by_deployment_names_the_variables(fake: FakeSidecar) -> None:
+    fake.answer(
+        409,
+        {
+            "error": "disabled_by_deployment",
+            "message": "the deployment turned off mcp-server-browser",
+            "variables": ["DISABLE_MCP_BROWSER"],
+        },
+    )
+    for exc in ensure_both(fake, needs=["mcp"]):
+        assert isinstance(exc, client.DisabledByDeployment)
+        assert exc.variables == ["DISABLE_MCP_BROWSER"]
 
 
 def test_program_failed_names_program_and_last_stderr_line(fake: FakeSidecar) -> None:
@@ -157,6 +195,20 @@ def test_request_body_and_answer(fake: FakeSidecar) -> None:
         assert json.loads(body) == {"needs": ["cdp", "mcp"], "timeout_s": 12}
         assert headers["Content-Type"] == "application/json"
         assert "Authorization" not in headers
+
+
+def test_a_url_with_a_path_is_the_sidecar_behind_a_gateway_prefix(fake: FakeSidecar) -> None:
+    """`http://sandbox:8080/browser-stack` (the image's gateway route): every call,
+    sync and async, goes to that prefix once."""
+    import asyncio
+
+    base = fake.url + "/browser-stack/"
+    client.ensure_browser_stack(base, needs=["cdp"])
+    asyncio.run(client.aensure_browser_stack(base, needs=["cdp"]))
+    client.prewarm_browser_stack(base)
+    asyncio.run(client.aprewarm_browser_stack(base))
+    paths = [path for _method, path, _headers, _body in fake.requests]
+    assert paths == ["/browser-stack/v1/browser-stack/ensure"] * 4
 
 
 def test_default_needs_and_timeout_are_left_to_the_sidecar(fake: FakeSidecar) -> None:

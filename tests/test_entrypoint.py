@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from browser_stack import switches
+from browser_stack.errors import ConfigError
+
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,34 +78,72 @@ def exported(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
     return {k: v for k, v in pairs}
 
 
-def expected_autostart(disable: str, autostart: str) -> str | None:
-    if "invalid" in (disable, autostart):
-        return None
-    return "false" if disable == "true" or autostart == "false" else "true"
+SWITCH_NAMES = tuple(switches.SWITCHES)
+# One value of each meaning, for every combination of the switch's three names.
+REPRESENTATIVE = (UNSET, "", "Yes", "0", "on")
+
+
+def combination_id(values: tuple[str | None, ...]) -> str:
+    return ",".join("unset" if v is None else repr(v) for v in values)
+
+
+def verdict(env: dict[str, str]) -> tuple[bool | None, str]:
+    """The Python definition's verdict: lazy or not, or None and its message."""
+    try:
+        return switches.is_lazy(env), ""
+    except ConfigError as exc:
+        return None, exc.message
+
+
+@pytest.mark.parametrize("value", SWITCH_VALUES, ids=lambda v: "unset" if v is None else repr(v))
+@pytest.mark.parametrize("name", SWITCH_NAMES)
+def test_the_words_are_the_python_definitions(name: str, value: str | None) -> None:
+    meaning = SWITCH_VALUES[value]
+    env = {} if value is None else {name: value}
+    if meaning == "invalid":
+        with pytest.raises(ConfigError):
+            switches.switch(name, env)
+        return
+    assert switches.switch(name, env) == {"unset": None, "true": True, "false": False}[meaning]
+
+
+@pytest.mark.parametrize("value", SWITCH_VALUES, ids=lambda v: "unset" if v is None else repr(v))
+@pytest.mark.parametrize("name", SWITCH_NAMES)
+def test_each_name_and_word_as_python_reads_it(
+    tmp_path: Path, name: str, value: str | None
+) -> None:
+    lazy, message = verdict({} if value is None else {name: value})
+    for mode in ([], ["--aio"]):
+        result = run(tmp_path, [*mode, "env", "-0"], **{name: value})
+        if lazy is None:
+            assert result.returncode == 2
+            assert result.stderr == f"browser-stack-entrypoint: {message}\n"
+            continue
+        env = exported(result)
+        if mode:
+            assert env.get("DISABLE_BROWSER") == ("true" if lazy else None)
+        else:
+            assert env["AUTOSTART_BROWSER_STACK"] == ("false" if lazy else "true")
 
 
 @pytest.mark.parametrize(
-    ("disable", "autostart"),
-    list(itertools.product(SWITCH_VALUES, SWITCH_VALUES)),
-    ids=lambda v: "unset" if v is None else repr(v),
+    "values", list(itertools.product(REPRESENTATIVE, repeat=3)), ids=combination_id
 )
-def test_switches(tmp_path: Path, disable: str | None, autostart: str | None) -> None:
-    result = run(tmp_path, DISABLE_BROWSER_STACK=disable, AUTOSTART_BROWSER_STACK=autostart)
-    want = expected_autostart(SWITCH_VALUES[disable], SWITCH_VALUES[autostart])
-    if want is None:
+def test_switches(tmp_path: Path, values: tuple[str | None, ...]) -> None:
+    given = dict(zip(SWITCH_NAMES, values, strict=True))
+    lazy, message = verdict({k: v for k, v in given.items() if v is not None})
+    result = run(tmp_path, **given)
+    if lazy is None:
         assert result.returncode == 2
         assert result.stdout == ""  # the command was not run
-        lines = result.stderr.splitlines()
-        assert len(lines) == 1, lines
-        bad = "DISABLE_BROWSER_STACK" if SWITCH_VALUES[disable] == "invalid" else "AUTOSTART_"
-        assert lines[0].startswith("browser-stack-entrypoint: invalid ")
-        assert bad in lines[0]
+        assert result.stderr == f"browser-stack-entrypoint: {message}\n"
         return
     assert result.stderr == ""
     env = exported(result)
-    assert env["AUTOSTART_BROWSER_STACK"] == want
-    if disable is not None:
-        assert env["DISABLE_BROWSER_STACK"] == disable  # passed through untouched
+    assert env["AUTOSTART_BROWSER_STACK"] == ("false" if lazy else "true")
+    for name, value in given.items():
+        if value is not None and name != switches.AUTOSTART:  # that one it sets
+            assert env[name] == value  # passed through untouched
 
 
 @pytest.mark.parametrize(
@@ -112,6 +153,8 @@ def test_switches(tmp_path: Path, disable: str | None, autostart: str | None) ->
         ({"BROWSER_STACK_DEFAULT": "Lazy", "DISABLE_BROWSER_STACK": ""}, "false", "true"),
         ({"BROWSER_STACK_DEFAULT": "lazy", "DISABLE_BROWSER_STACK": "false"}, "true", "false"),
         ({"BROWSER_STACK_DEFAULT": "lazy", "AUTOSTART_BROWSER_STACK": "1"}, "true", None),
+        ({"BROWSER_STACK_DEFAULT": "lazy", "LAZY_START_BROWSER_STACK": "no"}, "true", None),
+        ({"BROWSER_STACK_DEFAULT": "eager", "LAZY_START_BROWSER_STACK": "1"}, "false", None),
         ({"BROWSER_STACK_DEFAULT": "eager"}, "true", None),
         ({"BROWSER_STACK_DEFAULT": ""}, "true", None),
     ],
@@ -307,15 +350,12 @@ def ran(root: Path) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("disable", "autostart"),
-    list(itertools.product(SWITCH_VALUES, SWITCH_VALUES)),
-    ids=lambda v: "unset" if v is None else repr(v),
+    "values", list(itertools.product(REPRESENTATIVE, repeat=3)), ids=combination_id
 )
-def test_aio_switches(tmp_path: Path, disable: str | None, autostart: str | None) -> None:
+def test_aio_switches(tmp_path: Path, values: tuple[str | None, ...]) -> None:
     root = image_root(tmp_path)
     given: dict[str, str | None] = {
-        "DISABLE_BROWSER_STACK": disable,
-        "AUTOSTART_BROWSER_STACK": autostart,
+        **dict(zip(SWITCH_NAMES, values, strict=True)),
         # what a deployment may already pass to the image
         "DISABLE_BROWSER": "false",
         "DISABLE_JUPYTER": "true",
@@ -323,11 +363,11 @@ def test_aio_switches(tmp_path: Path, disable: str | None, autostart: str | None
         "DISPLAY": ":99",
     }
     result, _pid = run_aio(root, **given)
-    lazy = expected_autostart(SWITCH_VALUES[disable], SWITCH_VALUES[autostart])
+    lazy, message = verdict({k: v for k, v in given.items() if v is not None})
     if lazy is None:
         assert result.returncode == 2
         assert not ran(root)
-        assert result.stderr.startswith("browser-stack-entrypoint: invalid ")
+        assert result.stderr == f"browser-stack-entrypoint: {message}\n"
         return
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -335,16 +375,44 @@ def test_aio_switches(tmp_path: Path, disable: str | None, autostart: str | None
     want = {k: v for k, v in given.items() if v is not None}
     want["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
     want["BROWSER_STACK_LOG_DIR"] = str(root / "var" / "log" / "browser-stack")
-    if lazy == "false":  # the switch is on: the image must not autostart the five
+    want[switches.DEPLOYMENT_DISABLED] = ""  # the deployment turned none of the three on
+    if lazy:  # the switch is on: the image must not autostart the five
         want.update(
             DISABLE_BROWSER="true",
             DISABLE_MCP_BROWSER="true",
             DISABLE_VNC="true",
             WAIT_PORTS="8079,8091",
         )
-    # Unset (or explicitly autostarting): exactly the environment it was given.
+    # Otherwise exactly the environment it was given, and the list.
     assert env == want
     assert (root / "var" / "log" / "browser-stack").is_dir()
+
+
+OWN_VALUES = ("1", "YES", "", "maybe")
+
+
+@pytest.mark.parametrize("lazy", [True, False], ids=["lazy", "eager"])
+@pytest.mark.parametrize(
+    "values", list(itertools.product(OWN_VALUES, repeat=3)), ids=combination_id
+)
+def test_aio_passes_on_the_deployments_own_off_switches(
+    tmp_path: Path, lazy: bool, values: tuple[str, ...]
+) -> None:
+    """A deployment's DISABLE_BROWSER/DISABLE_MCP_BROWSER/DISABLE_VNC as it set them
+    go on to the sidecar in BROWSER_STACK_DEPLOYMENT_DISABLED, whatever the switch
+    then sets for run.sh; a value run.sh would not take as on is not passed on."""
+    root = image_root(tmp_path)
+    own = dict(zip(switches.IMAGE_SWITCHES, values, strict=True))
+    result, _ = run_aio(root, LAZY_START_BROWSER_STACK="true" if lazy else None, **own)
+    assert result.returncode == 0, result.stderr
+    env = recorded_env(root)
+    turned_on = [n for n, v in own.items() if v.lower() in ("true", "yes", "1")]
+    assert env[switches.DEPLOYMENT_DISABLED] == ",".join(turned_on)
+    assert switches.own_disabled(own) == tuple(turned_on)
+    # And the sidecar reads back what was passed on.
+    assert switches.deployment_disabled(env) == tuple(turned_on)
+    for name, value in own.items():
+        assert env.get(name, "") == ("true" if lazy else value)
 
 
 @pytest.mark.parametrize(

@@ -12,13 +12,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from browser_stack.config import FALSE_WORDS, TRUE_WORDS
 from browser_stack.errors import ConfigError
+from browser_stack.switches import (
+    DEPLOYMENT_DISABLED,
+    DISABLE,
+    IMAGE_SWITCHES,
+    image_switch_on,
+    is_lazy,
+    lazy_by_default,
+    own_disabled,
+)
 
 # What run.sh waits for when the entrypoint leaves nothing else in WAIT_PORTS.
 DEFAULT_AIO_WAIT_PORTS = "8079,8091"
-# The AIO image's own switches, which the entrypoint's --aio mode turns on.
-IMAGE_SWITCHES = ("DISABLE_BROWSER", "DISABLE_MCP_BROWSER", "DISABLE_VNC")
 # run.sh turns each image switch into the AUTOSTART_* its program files read
 # (docs/aio-image.md: known from a derived image, not from the image's files): the
 # browser stack's, and those of the image's other idle services, whose program files
@@ -46,51 +52,6 @@ DEFAULTS = {
     "BROWSER_STACK_PROFILE_DIR": "/var/lib/browser-stack/profile",
     "BROWSER_STACK_LOG_DIR": "/var/log/browser-stack",
 }
-
-
-def switch(name: str, env: Mapping[str, str]) -> bool | None:
-    """One switch as the entrypoint reads it: True, False or None (unset/empty)."""
-    value = env.get(name, "")
-    lower = value.lower()
-    if not lower:
-        return None
-    if lower in TRUE_WORDS:
-        return True
-    if lower in FALSE_WORDS:
-        return False
-    raise ConfigError(f"invalid {name}={value!r} (expected true/1/yes or false/0/no)")
-
-
-def lazy_by_default(env: Mapping[str, str]) -> bool:
-    """Whether the image's BROWSER_STACK_DEFAULT=lazy applies: neither switch set."""
-    default = env.get("BROWSER_STACK_DEFAULT", "").lower()
-    if default not in ("", "eager", "lazy"):
-        raise ConfigError(
-            f"invalid BROWSER_STACK_DEFAULT={env['BROWSER_STACK_DEFAULT']!r} "
-            "(expected lazy or eager)"
-        )
-    unset = (None, None)
-    switches = (switch("DISABLE_BROWSER_STACK", env), switch("AUTOSTART_BROWSER_STACK", env))
-    return default == "lazy" and switches == unset
-
-
-def is_lazy(env: Mapping[str, str]) -> bool:
-    """Whether the five stay stopped at boot: DISABLE_BROWSER_STACK=true or
-    AUTOSTART_BROWSER_STACK=false, or neither set in an image whose
-    BROWSER_STACK_DEFAULT is lazy."""
-    disable = switch("DISABLE_BROWSER_STACK", env)
-    autostart = switch("AUTOSTART_BROWSER_STACK", env)
-    return disable is True or autostart is False or lazy_by_default(env)
-
-
-def describe_switch(env: Mapping[str, str]) -> str:
-    """The switch as an operator set it, for messages."""
-    set_ = [
-        f"{name}={env[name]}"
-        for name in ("DISABLE_BROWSER_STACK", "AUTOSTART_BROWSER_STACK")
-        if env.get(name)
-    ]
-    return ", ".join(set_) or "neither DISABLE_BROWSER_STACK nor AUTOSTART_BROWSER_STACK set"
 
 
 def check_port(name: str, value: str) -> None:
@@ -121,7 +82,7 @@ def boot_environment(env: Mapping[str, str]) -> dict[str, str]:
     out = dict(env)
     lazy = is_lazy(env)
     if lazy_by_default(env):
-        out["DISABLE_BROWSER_STACK"] = "true"
+        out[DISABLE] = "true"
 
     def text(name: str, default: str) -> str:
         return env.get(name, "") or default
@@ -131,7 +92,9 @@ def boot_environment(env: Mapping[str, str]) -> dict[str, str]:
         value = text(name, default)
         check_port(name, value)
         public[name] = value
-    # --aio: the image's switches and WAIT_PORTS.
+    # --aio: what the deployment itself turned off, then the image's switches and
+    # WAIT_PORTS.
+    out[DEPLOYMENT_DISABLED] = ",".join(own_disabled(env))
     if lazy:
         out.update(dict.fromkeys(IMAGE_SWITCHES, "true"))
         kept = without_ports(env.get("WAIT_PORTS", ""), public.values())
@@ -162,7 +125,7 @@ def boot_environment(env: Mapping[str, str]) -> dict[str, str]:
     # run.sh: each image switch to the AUTOSTART_* its program files read.
     for autostart, disable in RUN_SH_AUTOSTART.items():
         if not out.get(autostart):
-            out[autostart] = "false" if out.get(disable, "").lower() in TRUE_WORDS else "true"
+            out[autostart] = "false" if image_switch_on(out.get(disable, "")) else "true"
     return out
 
 

@@ -128,6 +128,18 @@ class NotInControl(ClientError):
         return str(self.payload.get("holder_listen", ""))
 
 
+class DisabledByDeployment(ClientError):
+    """409: the gates asked for need a program the deployment turned off with the
+    image's own switch; `variables` names it (DISABLE_MCP_BROWSER, ...). Calling
+    again does not help."""
+
+    codes = ("disabled_by_deployment",)
+
+    @property
+    def variables(self) -> list[str]:
+        return [str(v) for v in self.payload.get("variables", [])]
+
+
 class ProgramFailed(ClientError):
     """502: a program could not start; `program`, `state` and `stderr_tail` say why."""
 
@@ -175,6 +187,7 @@ _BY_CODE: dict[str, type[ClientError]] = {
         Unauthorized,
         StackStopped,
         NotInControl,
+        DisabledByDeployment,
         ProgramFailed,
         SupervisorUnavailable,
         ReadinessTimeout,
@@ -460,7 +473,7 @@ async def acall(
     try:
         async with client.request(
             method,
-            where.aiohttp_url(where.prefix + path),
+            where.aiohttp_url(path),
             data=data,
             headers=_headers(data, token),
             timeout=aiohttp.ClientTimeout(total=timeout_s),

@@ -14,7 +14,10 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from browser_stack import switches
 from browser_stack.errors import ConfigError
+from browser_stack.stack import DISABLED_BY, Program
+from browser_stack.switches import FALSE_WORDS, TRUE_WORDS
 
 DEFAULT_SUPERVISOR_URL = "unix:///var/run/supervisor.sock"
 DEFAULT_LISTEN = "127.0.0.1:8110"
@@ -37,9 +40,17 @@ INTERNAL_PORT_VARS = {
     "vnc": "BROWSER_STACK_INTERNAL_VNC_PORT",
     "vnc_ws": "BROWSER_STACK_INTERNAL_WS_PORT",
 }
-# How a true/false variable may be written (the entrypoint reads them the same way).
-TRUE_WORDS = ("true", "1", "yes")
-FALSE_WORDS = ("false", "0", "no")
+# Idle stop in lazy mode unless BROWSER_STACK_IDLE_TIMEOUT says otherwise (0: off).
+# Half of DeerFlow's warm-pool reuse window (its sandbox idle_timeout, 600 s): a
+# released sandbox that used the browser gives its memory back halfway through the
+# time it waits for reuse, not only when it is destroyed; five minutes is long
+# against the gaps between one task's browser calls, and the start it may cost
+# again is short (README, "Idle stop", and bench/README.md for the figures).
+LAZY_IDLE_TIMEOUT_S = 300.0
+# Where the idle timeout came from, for status and the doctor.
+IDLE_SET = "BROWSER_STACK_IDLE_TIMEOUT"
+IDLE_LAZY_DEFAULT = "lazy mode's default"
+IDLE_EAGER_DEFAULT = "eager mode's default"
 MAX_IDLE_S = 7 * 24 * 3600.0
 _DISPLAY_RE = re.compile(r"^(?P<host>[^:]*):(?P<number>\d+)(?:\.(?P<screen>\d+))?$")
 
@@ -107,7 +118,14 @@ class Settings:
     internal_vnc_port: int = 15900
     internal_websocket_port: int = 16080
     idle_timeout_s: float = 0.0
+    idle_timeout_source: str = IDLE_EAGER_DEFAULT
     idle_min_uptime_s: float = 60.0
+    # Whether the five stay stopped at boot (the switch), and how it was set.
+    lazy: bool = False
+    switch: str = "no switch set"
+    # The deployment's own image switches that are on (BROWSER_STACK_DEPLOYMENT_DISABLED):
+    # what they cover is never started.
+    disabled_by: tuple[str, ...] = ()
     log_format: str = "text"
     log_level: str = "INFO"
 
@@ -135,6 +153,11 @@ class Settings:
         }
 
     @property
+    def disabled(self) -> dict[Program, str]:
+        """Each program the deployment turned off, and the variable that did."""
+        return {p: name for name in self.disabled_by for p in DISABLED_BY[name]}
+
+    @property
     def display_number(self) -> int:
         return parse_display(self.display)
 
@@ -154,6 +177,13 @@ class Settings:
 
         activation = text("BROWSER_STACK_ACTIVATION", "off").lower()
         proxy = activation == "proxy"
+        lazy = switches.is_lazy(env)
+        idle_text = env.get(IDLE_SET, "").strip()
+        if idle_text:
+            idle_source = IDLE_SET
+        else:
+            idle_source = IDLE_LAZY_DEFAULT if lazy else IDLE_EAGER_DEFAULT
+            idle_text = f"{LAZY_IDLE_TIMEOUT_S:g}" if lazy else "0"
         settings = cls(
             supervisor_url=parse_supervisor_url(
                 text("SUPERVISOR_SERVER_URL", DEFAULT_SUPERVISOR_URL)
@@ -201,9 +231,8 @@ class Settings:
             internal_mcp_port=internal_port(env, "MCP", "MCP_SERVER_BROWSER_PORT", 8100, proxy),
             internal_vnc_port=internal_port(env, "VNC", "VNC_SERVER_PORT", 5900, proxy),
             internal_websocket_port=internal_port(env, "WS", "WEBSOCKET_PROXY_PORT", 6080, proxy),
-            idle_timeout_s=parse_seconds(
-                "BROWSER_STACK_IDLE_TIMEOUT", text("BROWSER_STACK_IDLE_TIMEOUT", "0"), zero_ok=True
-            ),
+            idle_timeout_s=parse_seconds(IDLE_SET, idle_text, zero_ok=True),
+            idle_timeout_source=idle_source,
             idle_min_uptime_s=parse_seconds(
                 "BROWSER_STACK_IDLE_MIN_UPTIME",
                 text("BROWSER_STACK_IDLE_MIN_UPTIME", "60"),
@@ -211,6 +240,9 @@ class Settings:
             ),
             log_format=text("BROWSER_STACK_LOG_FORMAT", "text").lower(),
             log_level=text("BROWSER_STACK_LOG_LEVEL", "INFO").upper(),
+            lazy=lazy,
+            switch=switches.describe(env),
+            disabled_by=switches.deployment_disabled(env),
         )
         settings.validate()
         return settings

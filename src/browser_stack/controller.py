@@ -37,6 +37,7 @@ from browser_stack.bringup import MAX_ATTEMPTS, BringUp
 from browser_stack.config import Settings
 from browser_stack.errors import (
     BrowserStackError,
+    DisabledByDeployment,
     NotInControl,
     ProgramFailed,
     SupervisorError,
@@ -49,7 +50,16 @@ from browser_stack.observer import NullObserver, Observer
 from browser_stack.probes import ATTEMPT_TIMEOUT_S, Probe
 from browser_stack.reader import Reader, endpoints
 from browser_stack.run import Run, timeout_error
-from browser_stack.stack import PROGRAMS, Gate, Program, programs_for, spawn_closure, stop_layers
+from browser_stack.stack import (
+    GATES,
+    PROGRAMS,
+    Gate,
+    Program,
+    blocked,
+    programs_for,
+    spawn_closure,
+    stop_layers,
+)
 from browser_stack.supervisor import Supervisor
 from browser_stack.watch import ExitLog, Liveness
 
@@ -157,7 +167,12 @@ class Controller:
             fresh_for_s=interval + ATTEMPT_TIMEOUT_S if interval else None,
             on_exit=lambda program, pid, how: self._exit_log(program, pid, how),
             endpoints=lambda cdp_ws: endpoints(settings, cdp_ws),
+            disabled=settings.disabled,
         )
+        # What the deployment turned off: never started, whatever asks.
+        self._disabled = settings.disabled
+        # The gates that can open: what an ensure that names none waits for.
+        self.enabled_gates = frozenset(GATES) - frozenset(blocked(GATES, self._disabled))
         self.reader = Reader(supervisor, probes, self.model, clock=clock, observer=self._observer)
         self._exit_log = ExitLog(supervisor, self.reader.refresh, self._observer)
         self._bring_up = BringUp(
@@ -183,6 +198,15 @@ class Controller:
         self._last_start: StartOutcome | None = None
         # Programs that failed: their next background start waits.
         self._backoff = Backoff()
+
+    def check_gates(self, gates: frozenset[Gate]) -> None:
+        """Raise DisabledByDeployment when `gates` need a program the deployment
+        turned off."""
+        refused = blocked(gates, self._disabled)
+        if refused:
+            programs = frozenset().union(*refused.values())
+            variables = dict.fromkeys(self._disabled[p] for p in sorted(programs))
+            raise DisabledByDeployment(refused, programs, variables)
 
     @property
     def starting(self) -> bool:
@@ -223,6 +247,7 @@ class Controller:
         # Asked for: what the gates need is tried now, however often it failed.
         self._backoff.clear(plan(gates).first)
         try:
+            self.check_gates(gates)
             await self._control.check()
             result = await self._ensure(gates, timeout_s, began)
         except BrowserStackError as error:
@@ -328,15 +353,15 @@ class Controller:
         and whose wait has not passed (backoff.py)."""
         if self._settings.start != "all" or self._run is not None or self._stopping is not None:
             return
-        waiting = self._backoff.waiting(self._clock())
-        if any(p not in waiting for p in self.model.not_ready(PROGRAMS)):
+        skipped = self._backoff.waiting(self._clock()) | set(self._disabled)
+        if any(p not in skipped for p in self.model.not_ready(PROGRAMS)):
             self._run = self._begin(gates)
 
     def _begin(self, gates: frozenset[Gate]) -> Run:
         first = plan(gates).first
         scope = PROGRAMS if self._settings.start == "all" else first
-        waiting = self._backoff.waiting(self._clock()) - first
-        pending = [p for p in self.model.not_ready(scope) if p not in waiting]
+        skipped = (self._backoff.waiting(self._clock()) - first) | set(self._disabled)
+        pending = [p for p in self.model.not_ready(scope) if p not in skipped]
         run = Run(self._bring_up, pending, first, self._clock())
         run.finished.add_done_callback(lambda _: self._finish(run))
         self._observer.start_begun()

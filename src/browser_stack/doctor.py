@@ -30,7 +30,7 @@ from typing import Any
 
 import psutil
 
-from browser_stack import boot, memory, xlock
+from browser_stack import boot, memory, switches, xlock
 from browser_stack.command_lines import DEBIAN_CHROMIUM_MARK, chromium_switch, unwrap
 from browser_stack.config import DEFAULT_SUPERVISOR_URL, Settings
 from browser_stack.doctor_checks import (
@@ -185,7 +185,10 @@ def run_checks(facts: Facts) -> list[Check]:
         if facts.lazy is None:
             out.append(not_checked("autostart", facts.switch_error))
         else:
-            out.append(check_autostart(programs, facts.lazy, boot.describe_switch(facts.env)))
+            disabled = {str(p): v for p, v in settings.disabled.items()} if settings else {}
+            out.append(
+                check_autostart(programs, facts.lazy, switches.describe(facts.env), disabled)
+            )
 
     running = facts.running_argvs.get(Program.BROWSER, ())
     main_argv = running[0] if running else None
@@ -262,7 +265,7 @@ def _settings(
 
 def _switch(env: Mapping[str, str]) -> tuple[bool | None, str]:
     try:
-        return boot.is_lazy(env), ""
+        return switches.is_lazy(env), ""
     except ConfigError as exc:
         return None, f"the switch is invalid: {exc.message}"
 

@@ -31,6 +31,7 @@ from browser_stack.command_lines import (
 from browser_stack.config import (
     DEFAULT_LISTEN,
     INTERNAL_PORT_VARS,
+    LAZY_IDLE_TIMEOUT_S,
     PUBLIC_PORT_VARS,
     Settings,
     parse_listen,
@@ -251,8 +252,15 @@ def check_settings(
     )
     if settings.activation == "proxy":
         text += " (behind the activation proxy)"
+    mode = f"{'lazy' if settings.lazy else 'eager'} ({settings.switch})"
     idle = f"after {settings.idle_timeout_s:g} s" if settings.idle_timeout_s else "off"
-    return ok("sidecar-settings", f"{text}, idle stop {idle}")
+    text += f", {mode}, idle stop {idle} ({settings.idle_timeout_source})"
+    disabled = settings.disabled
+    if disabled:
+        text += ", turned off by the deployment (never started): " + ", ".join(
+            f"{program} ({name})" for program, name in disabled.items()
+        )
+    return ok("sidecar-settings", text)
 
 
 def check_supervisord(source: Source) -> Check:
@@ -467,9 +475,23 @@ def check_sidecar_program(programs: Mapping[str, ProgramConfig]) -> Check:
     )
 
 
-def check_autostart(programs: Mapping[str, ProgramConfig], lazy: bool, switch: str) -> Check:
+def check_autostart(
+    programs: Mapping[str, ProgramConfig],
+    lazy: bool,
+    switch: str,
+    disabled: Mapping[str, str] | None = None,
+) -> Check:
+    """`disabled`: the programs the deployment turned off (and the variable), which
+    start at boot in neither mode."""
+    off_for_good = dict(disabled or {})
     present = [p for p in PROGRAMS if p in programs]
     which = "all five" if len(present) == len(PROGRAMS) else ", ".join(present)
+    also = (
+        "; turned off by the deployment: "
+        + ", ".join(f"{p} ({name})" for p, name in off_for_good.items())
+        if off_for_good
+        else ""
+    )
 
     def follow(names: Sequence[str]) -> list[Edit]:
         return [
@@ -497,8 +519,8 @@ def check_autostart(programs: Mapping[str, ProgramConfig], lazy: bool, switch: s
                 ),
                 edits,
             )
-        return ok("autostart", f"lazy ({switch}): autostart=false for {which}")
-    off = [p for p in present if not programs[p].autostart]
+        return ok("autostart", f"lazy ({switch}): autostart=false for {which}{also}")
+    off = [p for p in present if not programs[p].autostart and p not in off_for_good]
     if off:
         edits = follow(off)
         return warn(
@@ -508,7 +530,9 @@ def check_autostart(programs: Mapping[str, ProgramConfig], lazy: bool, switch: s
             remedy(edits, "or set DISABLE_BROWSER_STACK=true to start the whole stack on demand"),
             edits,
         )
-    return ok("autostart", f"eager ({switch}): autostart=true for {which}")
+    on = [p for p in present if p not in off_for_good]
+    which = which if len(on) == len(PROGRAMS) else ", ".join(on) or "none"
+    return ok("autostart", f"eager ({switch}): autostart=true for {which}{also}")
 
 
 def _flag_text(value: bool | None) -> str:
@@ -674,7 +698,11 @@ def check_browser_stop_signal(
             edits,
         )
     return warn(
-        "browser-stop-signal", f"{seen}; idle stop is off, so only explicit stops", fix, edits
+        "browser-stop-signal",
+        f"{seen}; idle stop is off here, so only explicit stops (in lazy mode it is on "
+        f"unless BROWSER_STACK_IDLE_TIMEOUT=0: after {LAZY_IDLE_TIMEOUT_S:g} s by default)",
+        fix,
+        edits,
     )
 
 

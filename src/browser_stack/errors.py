@@ -75,6 +75,28 @@ class NotInControl(BrowserStackError):
     status = 409
 
 
+class DisabledByDeployment(BrowserStackError):
+    """The gates asked for need a program the deployment turned off with the
+    image's own switch (DISABLE_MCP_BROWSER=true, ...): it is never started."""
+
+    code = "disabled_by_deployment"
+    status = 409
+
+    def __init__(
+        self, gates: Iterable[str], programs: Iterable[str], variables: Iterable[str]
+    ) -> None:
+        gate_list, program_list, variable_list = sorted(gates), sorted(programs), list(variables)
+        super().__init__(
+            f"the deployment turned off {', '.join(program_list)} "
+            f"({', '.join(f'{v}=true' for v in variable_list)}), which the "
+            f"{', '.join(gate_list)} gate{'s' if len(gate_list) > 1 else ''} need"
+            f"{'' if len(gate_list) > 1 else 's'}: it is never started",
+            gates=gate_list,
+            programs=program_list,
+            variables=variable_list,
+        )
+
+
 class ProgramFailed(BrowserStackError):
     """A program could not be started or died while starting."""
 

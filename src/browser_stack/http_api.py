@@ -140,16 +140,20 @@ class EnsureRequest:
     wait: bool = True
 
 
-def parse_ensure_body(body: dict[str, Any], default_timeout_s: float) -> EnsureRequest:
-    if not body:  # all gates, the default timeout
-        return EnsureRequest(ALL_GATES, default_timeout_s)
+def parse_ensure_body(
+    body: dict[str, Any], default_timeout_s: float, default_gates: frozenset[Gate] = ALL_GATES
+) -> EnsureRequest:
+    """`default_gates`: what an ensure that names no gate waits for (every gate
+    the deployment has not turned off)."""
+    if not body:  # the default gates and timeout
+        return EnsureRequest(default_gates, default_timeout_s)
     unknown = sorted(body.keys() - ENSURE_FIELDS)
     if unknown:
         raise BadRequest(
             f"unknown field(s) {', '.join(unknown)}; allowed: needs, timeout_s, wait",
             fields=unknown,
         )
-    needs = body.get("needs", list(GATES))
+    needs = body.get("needs", sorted(default_gates))
     if not isinstance(needs, list) or not needs:
         raise BadRequest(
             f"needs must be a non-empty list of {', '.join(GATES)}", allowed=list(GATES)
@@ -184,9 +188,15 @@ def _needs_json(gates: frozenset[Gate]) -> str:
 
 async def ensure(request: web.Request) -> web.Response:
     controller = request.app[CONTROLLER]
-    asked = parse_ensure_body(await _read_object(request), request.app[SETTINGS].ensure_timeout_s)
+    asked = parse_ensure_body(
+        await _read_object(request),
+        request.app[SETTINGS].ensure_timeout_s,
+        # With every gate turned off, the default names them all, and is refused.
+        controller.enabled_gates or ALL_GATES,
+    )
     if not asked.wait:
-        await controller.check_control()  # before the 202: it would start nothing
+        controller.check_gates(asked.gates)  # before the 202: refused, not started
+        await controller.check_control()  # likewise
         # The answer goes out first: the start's first steps would delay it.
         accepted = web.Response(
             status=202,
@@ -239,11 +249,16 @@ async def status(request: web.Request) -> web.Response:
     supervisor: dict[str, Any] = {"reachable": not report.supervisor_error}
     if report.supervisor_error:
         supervisor["message"] = report.supervisor_error
+    settings = request.app[SETTINGS]
     payload: dict[str, Any] = {
         "supervisor": supervisor,
         "in_control": controller.in_control(),
+        # lazy: the five stay stopped at boot; `switch` is how the deployment said so.
+        "mode": {"lazy": settings.lazy, "switch": settings.switch},
+        # What the deployment turned off with the image's own switches: never started.
+        "disabled": {str(p): name for p, name in settings.disabled.items()},
         "starting": controller.starting,
-        "start_mode": request.app[SETTINGS].start,
+        "start_mode": settings.start,
         "last_start": controller.last_start(),
         "backoff": controller.backoff(),
         "ready": {g: all(programs[p].ready for p in GATE_PROGRAMS[g]) for g in GATES},
@@ -402,11 +417,14 @@ def create_app(
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[middleware])
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
+    app[METRICS].set_mode(settings.lazy, settings.idle_timeout_s)
     if controller is not None:
         app[CONTROLLER] = controller
         app[IDLE] = idle or IdleMonitor(
             controller,
-            IdlePolicy(settings.idle_timeout_s, settings.idle_min_uptime_s),
+            IdlePolicy(
+                settings.idle_timeout_s, settings.idle_min_uptime_s, settings.idle_timeout_source
+            ),
             {},
             per_gate=settings.start == "needed",
         )
@@ -464,7 +482,9 @@ async def _real_parts(app: web.Application) -> AsyncIterator[None]:
         proxy = _activation_proxy(settings, controller) if settings.activation == "proxy" else None
         app[IDLE] = IdleMonitor(
             controller,
-            IdlePolicy(settings.idle_timeout_s, settings.idle_min_uptime_s),
+            IdlePolicy(
+                settings.idle_timeout_s, settings.idle_min_uptime_s, settings.idle_timeout_source
+            ),
             # The programs' own ports: behind the proxy, its stats count the public
             # side, and this catches clients that connect to the programs directly.
             settings.program_ports,

@@ -62,6 +62,8 @@ class Decision:
 class IdlePolicy:
     timeout_s: float
     min_uptime_s: float
+    # Where the timeout came from (config.py): the variable, or a mode's default.
+    source: str = ""
 
     @property
     def enabled(self) -> bool:
@@ -288,6 +290,7 @@ class IdleMonitor:
         out: dict[str, Any] = {
             "enabled": self.policy.enabled,
             "timeout_s": self.policy.timeout_s,
+            "timeout_source": self.policy.source,
             "min_uptime_s": self.policy.min_uptime_s,
             **_describe(whole),
             "idle_stops": len(self.stops),

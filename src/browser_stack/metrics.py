@@ -8,6 +8,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from browser_stack.stack import PROGRAMS
+from browser_stack.states import ALIVE_STATES
 
 START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -104,6 +105,22 @@ class Metrics:
             registry=r,
         )
 
+        # The fleet view: summed over every sandbox's scrape, how many hold a stack.
+        self.awake = Gauge(
+            "browser_stack_awake",
+            "1 when any of the five programs runs, so the browser stack holds memory; "
+            "sum over pods to count the sandboxes with a browser awake",
+            registry=r,
+        )
+        self.lazy = Gauge(
+            "browser_stack_lazy", "1 when the five stay stopped at boot (lazy mode)", registry=r
+        )
+        self.idle_timeout = Gauge(
+            "browser_stack_idle_timeout_seconds",
+            "Seconds without use before the stack is stopped; 0: never",
+            registry=r,
+        )
+
         self.proxy_connections = Gauge(
             "browser_stack_proxy_open_connections",
             "Connections open through the activation proxy, per public port",
@@ -171,9 +188,15 @@ class Metrics:
 
     # -- gauges, refreshed at scrape time ----------------------------------
 
+    def set_mode(self, lazy: bool, idle_timeout_s: float) -> None:
+        self.lazy.set(1 if lazy else 0)
+        self.idle_timeout.set(idle_timeout_s)
+
     def update_programs(
         self, states: Mapping[str, int], ready: Mapping[str, bool], memory: Mapping[str, Any]
     ) -> None:
+        alive = {int(state) for state in ALIVE_STATES}
+        self.awake.set(1 if any(code in alive for code in states.values()) else 0)
         for program in PROGRAMS:
             name = str(program)
             self.program_state.labels(name).set(states.get(name, -1))

@@ -67,6 +67,8 @@ class ProgramStatus:
     readiness: Readiness
     detail: str
     reason: dict[str, str] | None = None
+    # The variable with which the deployment turned it off.
+    disabled_by: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -83,6 +85,8 @@ class ProgramStatus:
         }
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.disabled_by is not None:
+            out["disabled_by"] = self.disabled_by
         return out
 
 
@@ -124,8 +128,11 @@ class ReadinessModel:
         fresh_for_s: float | None,
         on_exit: Callable[[Program, int, str], None] | None = None,
         endpoints: Callable[[str], Mapping[str, str]] = lambda cdp_ws: {"cdp_ws": cdp_ws},
+        disabled: Mapping[Program, str] | None = None,
     ) -> None:
         self._watch = watch
+        # What the deployment turned off, and the variable that did.
+        self._disabled = dict(disabled or {})
         self._clock = clock
         self._fresh_for_s = fresh_for_s
         self._on_exit = on_exit
@@ -143,7 +150,12 @@ class ReadinessModel:
     def facts(self, program: Program) -> Facts:
         entry = self._entries[program]
         state = entry.info.state if entry.info is not None else None
-        return Facts(state=state, exited=entry.exited, passed_at=entry.passed_at)
+        return Facts(
+            state=state,
+            exited=entry.exited,
+            passed_at=entry.passed_at,
+            disabled=program in self._disabled,
+        )
 
     def readiness(self, program: Program) -> Readiness:
         return self.view.programs[program].readiness
@@ -283,7 +295,13 @@ class ReadinessModel:
                 state, pid, uptime = info.state.name, info.pid, info.uptime_s if alive else 0
             decided = readiness(self.facts(program), now, self._fresh_for_s)
             programs[program] = ProgramStatus(
-                program, state, pid, uptime, decided, entry.probe.detail
+                program,
+                state,
+                pid,
+                uptime,
+                decided,
+                entry.probe.detail,
+                disabled_by=self._disabled.get(program),
             )
         ready = frozenset(p for p, s in programs.items() if s.ready)
         browser = self._entries[Program.BROWSER].probe

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from browser_stack.config import MAX_ENSURE_TIMEOUT_S
+from browser_stack.readiness import Readiness
 from browser_stack.stack import GATES, PROGRAMS
 
 PREFIX = "/v1/browser-stack"
@@ -27,9 +28,10 @@ _PROGRAM_STATUS = {
         "probe": {"type": "string"},
         "readiness": {
             "type": "string",
-            "enum": ["ready", "starting", "failed", "stopped", "unknown"],
+            "enum": [str(r) for r in Readiness],
         },
         "reason": {"type": "object", "additionalProperties": {"type": "string"}},
+        "disabled_by": {"type": "string"},
     },
 }
 _PROGRAMS = {
@@ -74,8 +76,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "bad request body or parameter",
         401: "missing or wrong bearer token",
         404: "unknown program or route",
-        409: "a stop took the stack down while this call waited (stopped), or another "
-        "sidecar controls this supervisord's stack (not_in_control)",
+        409: "a stop took the stack down while this call waited (stopped), another "
+        "sidecar controls this supervisord's stack (not_in_control), or the gates need "
+        "a program the deployment turned off (disabled_by_deployment)",
         413: "body too large",
         502: "a program failed to start",
         503: "supervisord unreachable (see Retry-After)",

@@ -24,6 +24,8 @@ class Readiness(StrEnum):
     STOPPED = "stopped"
     # supervisord has not named it: not configured, not asked yet, or UNKNOWN.
     UNKNOWN = "unknown"
+    # Not running, and never started: the deployment turned it off.
+    DISABLED = "disabled"
 
 
 @dataclass(frozen=True)
@@ -31,17 +33,21 @@ class Facts:
     """What is known of one program: supervisord's last word on it (None when
     supervisord has not named it), whether its process was seen to exit, and
     when its probe last passed for that process (None: not since its spawn, or
-    something showed it going away since)."""
+    something showed it going away since); and whether the deployment turned it
+    off."""
 
     state: ProcessState | None
     exited: bool = False
     passed_at: float | None = None
+    disabled: bool = False
 
 
 def readiness(facts: Facts, now: float, fresh_for_s: float | None) -> Readiness:
     """`fresh_for_s`: how old a pass may be (the liveness interval plus a probe's
     timeout); None when liveness checks are off and a pass holds until an event."""
     state = facts.state
+    if facts.disabled and (state is None or state not in ALIVE_STATES):
+        return Readiness.DISABLED
     if state is None or state == ProcessState.UNKNOWN:
         return Readiness.UNKNOWN
     if state in FAILED_STATES:

@@ -65,6 +65,18 @@ PORT_PROGRAMS: dict[str, Program] = {
     "vnc_ws": Program.WEBSOCAT,
 }
 
+# Which of the five each of the AIO image's own off switches keeps stopped
+# (switches.IMAGE_SWITCHES), as docs/aio-image.md has the image's program files read
+# them: DISABLE_VNC is Xvnc's, and openbox and websocat, which live on its display,
+# follow it (the image's files are not public; the AIO stand-in does the same).
+# Chromium draws on Xvnc's display, so with DISABLE_VNC on no gate can open: in
+# eager mode the image's browser has no display either.
+DISABLED_BY: dict[str, frozenset[Program]] = {
+    "DISABLE_BROWSER": frozenset({Program.BROWSER}),
+    "DISABLE_MCP_BROWSER": frozenset({Program.MCP_SERVER_BROWSER}),
+    "DISABLE_VNC": frozenset({Program.TIGERVNC, Program.OPENBOX, Program.WEBSOCAT}),
+}
+
 # What a program is useless without, for stopping in reverse order: its spawn
 # needs plus what its gate needs (the MCP server drives the browser).
 USES: dict[Program, frozenset[Program]] = {
@@ -140,3 +152,15 @@ def gate_alone(gate: Gate) -> frozenset[Program]:
     What CDP needs (Chromium and the X display it draws on) goes only with the
     whole stack."""
     return spawn_closure(GATE_PROGRAMS[gate]) - spawn_closure(GATE_PROGRAMS[Gate.CDP])
+
+
+def blocked(gates: Iterable[Gate], disabled: Iterable[Program]) -> dict[Gate, frozenset[Program]]:
+    """The gates that cannot open because they need a disabled program (or one a
+    disabled program must be up before), each with those programs."""
+    off = frozenset(disabled)
+    out = {}
+    for gate in gates:
+        needed = spawn_closure(GATE_PROGRAMS[gate]) & off
+        if needed:
+            out[gate] = needed
+    return out

@@ -22,6 +22,9 @@ def status_table(payload: dict[str, Any]) -> str:
             f"pid {program['pid']}, uptime {_uptime(program['uptime_s'])}" if program["pid"] else ""
         )
         ready = "ready" if program["ready"] else "not ready"
+        if program.get("disabled_by"):
+            ready = "disabled"
+            where = where or f"by {program['disabled_by']}"
         line = f"{name:<20} {program['state']:<14} {where:<28} {ready:<9}"
         tree = memory.get(name)
         if tree and tree["processes"]:
@@ -38,6 +41,9 @@ def status_table(payload: dict[str, Any]) -> str:
             f"{name}: failed {failing['failures']} time(s) in a row; "
             f"next background start in {failing['retry_in_s']:.0f} s or on an ensure that needs it"
         )
+    mode = payload.get("mode")
+    if mode:
+        lines.append(f"mode: {'lazy' if mode['lazy'] else 'eager'} ({mode['switch']})")
     idle = payload.get("idle")
     if idle:
         lines.append(idle_line(idle))
@@ -45,9 +51,10 @@ def status_table(payload: dict[str, Any]) -> str:
 
 
 def idle_line(idle: dict[str, Any]) -> str:
+    source = f" ({idle['timeout_source']})" if idle.get("timeout_source") else ""
     if not idle.get("enabled"):
-        return "idle stop: off"
-    parts = [f"idle {idle['idle_for_s']:.0f} s"]
+        return f"idle stop: off{source}"
+    parts = [f"after {idle['timeout_s']:g} s{source}", f"idle {idle['idle_for_s']:.0f} s"]
     if idle.get("stops_in_s") is not None:
         parts.append(f"stops in {idle['stops_in_s']:.0f} s")
     if idle.get("held_by"):

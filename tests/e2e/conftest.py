@@ -67,7 +67,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         missing_programs(reason)
     root = tmp_path_factory.mktemp("stack")
     listen = f"127.0.0.1:{free_port()}"
-    proc = local_stack.start(root, listen=listen)
+    # The suite's shared stack stops when a test says so, not after lazy mode's
+    # idle timeout between two tests (a test of idle stop runs a sidecar of its own).
+    proc = local_stack.start(root, listen=listen, env=local_stack.kept_up())
     killed: list[str] = []
     try:
         base_url = f"http://{listen}"

@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -362,6 +363,31 @@ def test_lazy_boot_starts_the_sidecar_and_none_of_the_five(image: Image) -> None
         assert (image.path("/var/log/browser-stack") / "browser-stack.err.log").exists()
 
 
+@pytest.mark.parametrize("switch", ["LAZY_START_BROWSER_STACK", None], ids=["lazy", "eager"])
+def test_a_deployments_own_off_switch_stays_in_force(image: Image, switch: str | None) -> None:
+    """DISABLE_MCP_BROWSER=true set by the deployment: run.sh keeps the program
+    stopped at boot in either mode, and the sidecar (through the entrypoint) knows
+    it for good: disabled in status, the mcp gate refused with 409."""
+    given = {"DISABLE_MCP_BROWSER": "true", **({switch: "true"} if switch else {})}
+    with boot(image, **given) as booted:
+        assert booted.run_env()["BROWSER_STACK_DEPLOYMENT_DISABLED"] == "DISABLE_MCP_BROWSER"
+        status = booted.status()
+        assert status["mode"]["lazy"] is (switch is not None)
+        assert status["disabled"] == {"mcp-server-browser": "DISABLE_MCP_BROWSER"}
+        mcp = status["programs"]["mcp-server-browser"]
+        assert (mcp["state"], mcp["readiness"]) == ("STOPPED", "disabled")
+        request = urllib.request.Request(booted.base_url + "/v1/browser-stack/gate/mcp")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 409
+        error = json.loads(refused.value.read())
+        assert (error["error"], error["variables"]) == (
+            "disabled_by_deployment",
+            ["DISABLE_MCP_BROWSER"],
+        )
+        assert booted.states()["mcp-server-browser"] == "STOPPED"
+
+
 def test_without_the_switch_the_image_starts_the_five_as_before(image: Image) -> None:
     with boot(image, WAIT_PORTS="8079,9222,8091") as booted:
         run_env = booted.run_env()
@@ -385,7 +411,7 @@ def test_the_dockerfiles_doctor_step_passes_on_the_image(image: Image) -> None:
     assert checks["supervisord"][0] == "ok"
     assert checks["autostart"] == (
         "ok",
-        "lazy (DISABLE_BROWSER_STACK=true): autostart=false for all five",
+        "lazy (LAZY_START_BROWSER_STACK=true): autostart=false for all five",
     )
     # `browser-stack` through the link the Dockerfile makes in /usr/local/bin
     assert f"browser-stack {image.path('/usr/local/bin/browser-stack')}" in checks["executables"][1]

@@ -303,10 +303,13 @@ def test_healthcheck_is_the_sidecars_readyz(dockerfile: Dockerfile) -> None:
 def test_the_doctor_checks_the_images_supervisord_files(dockerfile: Dockerfile) -> None:
     final = [i for i in dockerfile.instructions if i.stage == dockerfile.last_stage]
     [doctor] = [i for i in final if i.keyword == "RUN" and "browser-stack doctor" in i.args]
-    assert (
-        "DISABLE_BROWSER_STACK=true browser-stack doctor --static "
-        "--config /opt/gem/supervisord.conf" in doctor.args
-    )
+    # As a lazy container boots, with idle stop off: the cookie rule is the
+    # container's to judge (its BROWSER_STACK_IDLE_TIMEOUT).
+    assert re.search(
+        r"LAZY_START_BROWSER_STACK=true BROWSER_STACK_IDLE_TIMEOUT=0\s+(\\\s+)?"
+        r"browser-stack doctor --static --config /opt/gem/supervisord.conf",
+        doctor.args,
+    ), doctor.args
     # after what it reads and what it runs: the sidecar's program, the link, the log dir
     before = final[: final.index(doctor)]
     assert "supervisord.d/browser-stack.conf" in " ".join(i.args for i in before)

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "deploy" / "kubernetes" / "aio-sandbox-pod.yaml"
+PODMONITOR = REPO / "deploy" / "kubernetes" / "podmonitor.yaml"
 NGINX = REPO / "deploy" / "nginx" / "browser-stack.conf"
 # the oldest still-common minor and the newest the validator ships
 VERSIONS = ("1.29.0", "latest")
@@ -68,7 +69,7 @@ def test_schema_check_really_rejects(pod: dict[str, Any]) -> None:
 def test_opt_in_env(pod: dict[str, Any]) -> None:
     [container] = pod["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["DISABLE_BROWSER_STACK"] == "true"  # a string, as env values must be
+    assert env["LAZY_START_BROWSER_STACK"] == "true"  # a string, as env values must be
 
 
 def test_liveness_asks_healthz_and_readiness_readyz_through_the_gateway(
@@ -104,3 +105,34 @@ def test_memory_sized_for_the_lazy_idle_state(pod: dict[str, Any]) -> None:
     # idle: ~143-178 MiB (image, stack stopped) + the sidecar; awake: + the five (~550 MiB PSS)
     assert 200 <= request <= 320, request
     assert limit >= 178 + 45 + 550 + 256, limit
+
+
+def test_prometheus_finds_the_sidecars_metrics_through_the_gateway(pod: dict[str, Any]) -> None:
+    """The scrape annotations and the PodMonitor name the gateway's port and the
+    route to the sidecar's /metrics (the container tier scrapes that route)."""
+    yaml = required("yaml")
+    [container] = pod["spec"]["containers"]
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}["http"]
+    notes = pod["metadata"]["annotations"]
+    assert notes["prometheus.io/scrape"] == "true"
+    assert (notes["prometheus.io/port"], notes["prometheus.io/path"]) == (
+        str(port),
+        "/browser-stack/metrics",
+    )
+    [monitor] = list(yaml.safe_load_all(PODMONITOR.read_text()))
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": pod["metadata"]["labels"]["app.kubernetes.io/name"]
+    }
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/browser-stack/metrics")
+    assert "sum(browser_stack_awake)" in PODMONITOR.read_text()
+
+
+def test_the_docs_show_the_podmonitor_as_shipped() -> None:
+    yaml = required("yaml")
+    doc = (REPO / "docs" / "aio-image.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)
+    shown = [b for b in blocks if "kind: PodMonitor" in b]
+    assert len(shown) == 1
+    assert yaml.safe_load(shown[0]) == yaml.safe_load(PODMONITOR.read_text())

@@ -194,6 +194,7 @@ def test_each_location_asks_for_its_gate(rig: Rig, path: str, gate: str) -> None
         (502, "port_in_use", 502),
         (503, "supervisor_unavailable", 503),
         (409, "stopped", 409),
+        (409, "disabled_by_deployment", 409),
     ],
 )
 def test_failed_gate_answers_the_sidecars_status_as_json(

@@ -127,7 +127,20 @@ def argv(name: str, programs: Mapping[str, ProgramConfig] = GOOD) -> list[list[s
 
 def test_settings() -> None:
     assert check_settings(SETTINGS, "").verdict == Verdict.OK
-    assert "idle stop off" in check_settings(SETTINGS, "").saw
+    assert "eager (no switch set), idle stop off (eager mode's default)" in (
+        check_settings(SETTINGS, "").saw
+    )
+    lazy = Settings.from_env(
+        {
+            "LAZY_START_BROWSER_STACK": "true",
+            "BROWSER_STACK_DEPLOYMENT_DISABLED": "DISABLE_MCP_BROWSER",
+        }
+    )
+    saw = check_settings(lazy, "").saw
+    assert "lazy (LAZY_START_BROWSER_STACK=true), idle stop after 300 s (lazy mode's default)" in (
+        saw
+    )
+    assert "never started): mcp-server-browser (DISABLE_MCP_BROWSER)" in saw
     bad = check_settings(None, "DISPLAY='x' is not an X display like ':99' or ':99.0'")
     assert bad.verdict == Verdict.FAIL
     assert "DISPLAY='x'" in bad.saw
@@ -207,6 +220,13 @@ def test_autostart_follows_the_switch() -> None:
     check = check_autostart(eager_off, False, "neither")
     assert check.verdict == Verdict.WARN
     assert "autostart=false for websocat" in check.saw
+    # Turned off by the deployment (run.sh gives it autostart=false in either mode):
+    # not started at boot is what it asked for.
+    off = {"websocat": "DISABLE_VNC"}
+    check = check_autostart(eager_off, False, "no switch set", off)
+    assert check.verdict == Verdict.OK
+    assert "turned off by the deployment: websocat (DISABLE_VNC)" in check.saw
+    assert check_autostart(GOOD, True, "LAZY_START_BROWSER_STACK=1", off).verdict == Verdict.OK
 
 
 def test_whether_the_program_runs_chromium_itself() -> None:

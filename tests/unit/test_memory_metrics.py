@@ -184,8 +184,8 @@ async def test_status_text_and_memory_endpoint(
     text = await (await c.get("/v1/browser-stack/status?format=text")).text()
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["tigervnc", "STOPPED", "not"]
-    assert len(lines) == len(PROGRAMS) + 1
-    assert lines[-1] == "idle stop: off"
+    assert len(lines) == len(PROGRAMS) + 2
+    assert lines[-2:] == ["mode: eager (no switch set)", "idle stop: off (eager mode's default)"]
     bad = await c.get("/v1/browser-stack/status?format=xml")
     assert bad.status == 400
     sample = await (await c.get("/v1/browser-stack/memory?sample=before")).json()
