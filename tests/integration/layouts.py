@@ -446,18 +446,27 @@ def _answers(base: str, headers: Mapping[str, str]) -> bool:
         return False
 
 
-def _listening(pid: int) -> frozenset[int]:
-    ports: set[int] = set()
-    try:
-        tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return frozenset()
-    for process in tree:
-        with contextlib.suppress(psutil.Error):
-            for conn in process.net_connections("inet"):
-                if conn.status == psutil.CONN_LISTEN:
-                    ports.add(conn.laddr.port)
-    return frozenset(ports)
+LISTEN_SETTLE_S = 10.0
+
+
+def _listening(pid: int, settle: float = 0.0) -> frozenset[int]:
+    """The ports a program's process tree listens on; with `settle`, wait up to that
+    long for it to listen on any."""
+    deadline = time.monotonic() + settle
+    while True:
+        ports: set[int] = set()
+        try:
+            tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return frozenset()
+        for process in tree:
+            with contextlib.suppress(psutil.Error):
+                for conn in process.net_connections("inet"):
+                    if conn.status == psutil.CONN_LISTEN:
+                        ports.add(conn.laddr.port)
+        if ports or time.monotonic() >= deadline:
+            return frozenset(ports)
+        time.sleep(0.2)
 
 
 def _rfb_through(port: int) -> bool:
@@ -565,7 +574,11 @@ def _observe(
     if code == 200 and isinstance(state, dict):
         for name, program in state.get("programs", {}).items():
             if program.get("pid"):
-                result.listening[name] = _listening(int(program["pid"]))
+                # A start that did not answer 200 may have met Chromium still on its
+                # way up (a loaded machine): give it a while to listen before the
+                # verdict reads that it never did.
+                settle = LISTEN_SETTLE_S if status != 200 and name == "browser" else 0.0
+                result.listening[name] = _listening(int(program["pid"]), settle)
     if status == 200 and not layout.real:
         _end_to_end(layout, body, result)
     if restart:
