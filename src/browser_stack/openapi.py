@@ -8,7 +8,7 @@ from typing import Any
 from browser_stack.contract import EnsureBody, LeaseBody, schema
 from browser_stack.errors import ERROR_CODES
 from browser_stack.readiness import Readiness
-from browser_stack.stack import GATES, PROGRAMS
+from browser_stack.stack import GATES, PORTS, PROGRAMS
 
 PREFIX = "/v1/browser-stack"
 # The error codes the API answers with, from the one table.
@@ -45,10 +45,12 @@ _PROGRAMS = {
     "properties": {p: {"$ref": "#/components/schemas/ProgramStatus"} for p in PROGRAMS},
     "additionalProperties": False,
 }
+# Where clients connect: each port's URL, and the browser's CDP websocket.
+_ENDPOINT_NAMES = sorted([*(p.name for p in PORTS), "cdp_ws"])
 _ENDPOINTS = {
     "type": "object",
-    "required": ["cdp", "cdp_ws", "mcp", "vnc", "vnc_ws"],
-    "properties": {k: {"type": "string"} for k in ("cdp", "cdp_ws", "mcp", "vnc", "vnc_ws")},
+    "required": _ENDPOINT_NAMES,
+    "properties": {k: {"type": "string"} for k in _ENDPOINT_NAMES},
 }
 
 _DOCTOR_REPORT = {
