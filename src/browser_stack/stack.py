@@ -51,6 +51,7 @@ GATE_PROGRAMS: dict[Gate, tuple[Program, ...]] = {
     Gate.VNC: (Program.TIGERVNC, Program.OPENBOX, Program.WEBSOCAT),
 }
 
+
 @dataclass(frozen=True)
 class Port:
     """One of the stack's four ports, and everything that names it."""
