@@ -151,11 +151,6 @@ class Settings:
         return parse_display(self.display)
 
     @property
-    def x_display(self) -> str:
-        """The display Xvnc serves, ":N" (the entrypoint's BROWSER_STACK_X_DISPLAY)."""
-        return f":{self.display_number}"
-
-    @property
     def x11_socket(self) -> str:
         return f"{self.x11_socket_dir}/X{self.display_number}"
 
