@@ -126,12 +126,10 @@ def test_every_error_the_sidecar_answers_has_its_exception() -> None:
     answered = {
         (cls.status, cls.code)
         for cls in vars(errors).values()
-        if isinstance(cls, type)
-        and issubclass(cls, errors.BrowserStackError)
-        and cls.status != 500
+        if isinstance(cls, type) and issubclass(cls, errors.BrowserStackError) and cls.status != 500
     }
     generic = {"not_found", "unknown_program"}  # a 404 means a wrong URL to a tool
-    assert ("disabled_by_deployment" in {code for _, code in answered})
+    assert "disabled_by_deployment" in {code for _, code in answered}
     for status, code in answered:
         exc = client.error_for(status, json.dumps({"error": code}).encode())
         assert (type(exc) is not client.ClientError) or code in generic, code
@@ -228,9 +226,14 @@ def test_token_from_argument_or_environment(
 
 
 @pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), 301, True])
-def test_bad_timeout_is_a_value_error_before_any_request(fake: FakeSidecar, timeout: float) -> None:
-    with pytest.raises(ValueError, match="timeout must be a positive number"):
+def test_bad_timeout_is_a_client_error_before_any_request(
+    fake: FakeSidecar, timeout: float
+) -> None:
+    # A BrowserStackClientError, as the README promises, and still a ValueError.
+    with pytest.raises(client.InvalidArgument, match="timeout must be") as caught:
         client.ensure_browser_stack(fake.url, timeout=timeout)
+    assert isinstance(caught.value, client.BrowserStackClientError)
+    assert isinstance(caught.value, ValueError)
     assert fake.requests == []
 
 
@@ -238,9 +241,9 @@ def test_bad_timeout_is_a_value_error_before_any_request(fake: FakeSidecar, time
 def test_an_unknown_need_is_a_value_error_before_any_request(
     fake: FakeSidecar, needs: str | list[str]
 ) -> None:
-    with pytest.raises(ValueError, match="unknown need"):
+    with pytest.raises(client.InvalidArgument, match="unknown need"):
         client.ensure_browser_stack(fake.url, needs=needs)
-    with pytest.raises(ValueError, match="unknown need"):
+    with pytest.raises(client.InvalidArgument, match="unknown need"):
         client.prewarm_browser_stack(fake.url, needs=needs)
     assert fake.requests == []
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from browser_stack import switches
+from browser_stack.config import INTERNAL_OFFSET
 from browser_stack.errors import ConfigError
+from browser_stack.stack import DEFAULT_DISPLAY, PORTS
 
 pytestmark = pytest.mark.unit
 
@@ -497,6 +499,21 @@ def test_program_ports_move_behind_the_activation_proxy(tmp_path: Path) -> None:
     assert env["BROWSER_STACK_PROGRAM_VNC_PORT"] == "15900"
     assert env["BROWSER_STACK_PROGRAM_WS_PORT"] == "16080"
     assert env["BROWSER_REMOTE_DEBUGGING_PORT"] == "9222"  # clients still use the public one
+
+
+def test_the_entrypoint_s_defaults_are_the_port_table_s(tmp_path: Path) -> None:
+    # The script is shell and cannot read stack.PORTS: its defaults are checked here.
+    unset: dict[str, str | None] = {p.variable: None for p in PORTS}
+    eager = exported(run(tmp_path, DISPLAY=None, BROWSER_STACK_X_DISPLAY=None, **unset))
+    proxy = exported(run(tmp_path, BROWSER_STACK_ACTIVATION="proxy", **unset))
+    assert eager["DISPLAY"] == DEFAULT_DISPLAY
+    assert eager["BROWSER_STACK_X_DISPLAY"] == DEFAULT_DISPLAY
+    for port in PORTS:
+        assert eager[port.variable] == str(port.default), port.name
+        assert eager[port.program_variable] == str(port.default), port.name
+        behind = port.default + INTERNAL_OFFSET
+        assert proxy[port.program_variable] == str(behind), port.name
+        assert proxy[port.variable] == str(port.default), port.name
 
 
 def test_unknown_activation_mode_exits_2(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from browser_stack.config import INTERNAL_OFFSET
 from browser_stack.errors import ConfigError
+from browser_stack.stack import DEFAULT_DISPLAY, PORTS, split_display
 from browser_stack.switches import (
     DEPLOYMENT_DISABLED,
     DISABLE,
@@ -36,19 +38,10 @@ RUN_SH_AUTOSTART = {
     "AUTOSTART_JUPYTER": "DISABLE_JUPYTER",
     "AUTOSTART_CODE_SERVER": "DISABLE_CODE_SERVER",
 }
-# The public port variables, their defaults and the internal port behind the
-# activation proxy, in the entrypoint's order.
-PORTS = (
-    ("VNC_SERVER_PORT", "5900", "VNC"),
-    ("BROWSER_REMOTE_DEBUGGING_PORT", "9222", "CDP"),
-    ("MCP_SERVER_BROWSER_PORT", "8100", "MCP"),
-    ("WEBSOCKET_PROXY_PORT", "6080", "WS"),
-)
-_DISPLAY_RE = re.compile(r"^.*:(?P<number>[0-9]+)(?:\..*)?$")
 # What browser-stack-entrypoint creates (mkdir -p) before supervisord starts.
 CREATED_DIRS = ("BROWSER_STACK_PROFILE_DIR", "BROWSER_STACK_LOG_DIR")
 DEFAULTS = {
-    "DISPLAY": ":99",
+    "DISPLAY": DEFAULT_DISPLAY,
     "BROWSER_STACK_PROFILE_DIR": "/var/lib/browser-stack/profile",
     "BROWSER_STACK_LOG_DIR": "/var/log/browser-stack",
 }
@@ -88,10 +81,10 @@ def boot_environment(env: Mapping[str, str]) -> dict[str, str]:
         return env.get(name, "") or default
 
     public = {}
-    for name, default, _kind in PORTS:
-        value = text(name, default)
-        check_port(name, value)
-        public[name] = value
+    for port in PORTS:
+        value = text(port.variable, str(port.default))
+        check_port(port.variable, value)
+        public[port.variable] = value
     # --aio: what the deployment itself turned off, then the image's switches and
     # WAIT_PORTS.
     out[DEPLOYMENT_DISABLED] = ",".join(own_disabled(env))
@@ -106,22 +99,23 @@ def boot_environment(env: Mapping[str, str]) -> dict[str, str]:
     out.update(public)
     if not env.get("BROWSER_STACK_X_DISPLAY"):
         # "[host]:N[.screen]" -> ":N"
-        match = _DISPLAY_RE.match(out["DISPLAY"])
-        if match is None:
+        split = split_display(out["DISPLAY"])
+        if split is None:
             raise ConfigError(f"invalid DISPLAY={out['DISPLAY']!r} (expected :N or :N.S)")
-        out["BROWSER_STACK_X_DISPLAY"] = f":{match['number']}"
+        out["BROWSER_STACK_X_DISPLAY"] = f":{split[1]}"
     activation = text("BROWSER_STACK_ACTIVATION", "off").lower()
     if activation not in ("off", "proxy"):
         raise ConfigError(
             f"invalid BROWSER_STACK_ACTIVATION={env.get('BROWSER_STACK_ACTIVATION')!r} "
             "(expected off or proxy)"
         )
-    for name, _default, kind in PORTS:
-        program = public[name]
+    for port in PORTS:
+        program = public[port.variable]
         if activation == "proxy":
-            program = text(f"BROWSER_STACK_INTERNAL_{kind}_PORT", str(int(public[name]) + 10000))
-        check_port(f"BROWSER_STACK_PROGRAM_{kind}_PORT", program)
-        out[f"BROWSER_STACK_PROGRAM_{kind}_PORT"] = program
+            derived = int(public[port.variable]) + INTERNAL_OFFSET
+            program = text(port.internal_variable, str(derived))
+        check_port(port.program_variable, program)
+        out[port.program_variable] = program
     # run.sh: each image switch to the AUTOSTART_* its program files read.
     for autostart, disable in RUN_SH_AUTOSTART.items():
         if not out.get(autostart):

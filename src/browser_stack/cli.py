@@ -48,7 +48,7 @@ def _timeout(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     try:
         client.check_timeout(seconds)  # the client's limits, one definition
-    except ValueError:
+    except client.InvalidArgument:
         raise argparse.ArgumentTypeError(
             f"{text!r} must be more than 0 and at most {MAX_ENSURE_TIMEOUT_S:g} seconds"
         ) from None
@@ -58,7 +58,7 @@ def _timeout(text: str) -> float:
 def _needs(text: str) -> list[str]:
     try:
         return client.check_needs(text)  # the client's gate names, one definition
-    except ValueError as exc:
+    except client.InvalidArgument as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 

@@ -18,14 +18,16 @@ sidecar listening on a unix socket; without one, BROWSER_STACK_URL, then
 http://127.0.0.1:8110.
 
 Everything a caller can hit is an exception under `BrowserStackClientError`:
-- `InvalidURL` (also a ValueError): the URL cannot be used, before any request
-  (a bad timeout or a need that is not a gate is a plain ValueError, also before);
+- `InvalidURL` (also a ValueError): the URL cannot be used, before any request;
+- `InvalidArgument` (also a ValueError): a bad timeout or a need that is not a
+  gate, before any request;
 - `Unreachable`: nothing answered at the URL (refused, reset, no answer in time),
   and its subclass `NotTheSidecar`: something answered, but not as browser-stack
   does (not HTTP, or not its JSON: another service on that port, a gateway's page);
-- `ClientError`: the sidecar answered with an error, as one subclass per error code
-  (`ProgramFailed`, `ReadinessTimeout`, `SupervisorUnavailable`, ...), each carrying
-  the sidecar's JSON in `payload`.
+- `ClientError`: the sidecar answered with an error, as the subclass its error code
+  names in the sidecar's table (browser_stack.errors.ERROR_CODES: `ProgramFailed`,
+  `ReadinessTimeout`, `SupervisorUnavailable`, ...), each carrying the sidecar's
+  JSON in `payload`.
 
 The sync part is stdlib only. The async part uses aiohttp (a dependency of the
 sidecar), imported when first used. `python -m browser_stack.client readyz` is the
@@ -38,7 +40,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import math
 import os
 import socket
 import sys
@@ -48,6 +49,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from browser_stack.config import MAX_ENSURE_TIMEOUT_S
+from browser_stack.contract import ENSURE_TIMEOUT
+from browser_stack.errors import ERROR_CODES
 from browser_stack.stack import GATES
 
 if TYPE_CHECKING:
@@ -79,6 +82,11 @@ class NotTheSidecar(Unreachable):
     wrong port), or a success that is not its JSON (a gateway's HTML page)."""
 
 
+class InvalidArgument(BrowserStackClientError, ValueError):
+    """An argument the sidecar would refuse (a bad timeout, a need that is not a
+    gate), raised before any request is sent."""
+
+
 class ClientError(BrowserStackClientError):
     """The sidecar answered with an error.
 
@@ -86,6 +94,7 @@ class ClientError(BrowserStackClientError):
     body ({"error": code, "message": ..., ...fields}).
     """
 
+    # The error codes raised as this class (the sidecar's table says which).
     codes: tuple[str, ...] = ()
 
     def __init__(self, status: int, payload: dict[str, Any]) -> None:
@@ -102,26 +111,18 @@ class ClientError(BrowserStackClientError):
 class BadRequest(ClientError):
     """400: the request was invalid (an unknown gate, a bad timeout)."""
 
-    codes = ("bad_request",)
-
 
 class Unauthorized(ClientError):
     """401: the sidecar has BROWSER_STACK_TOKEN set and the token was missing or wrong."""
-
-    codes = ("unauthorized",)
 
 
 class StackStopped(ClientError):
     """409: a stop took the stack down while this ensure waited; calling again starts it."""
 
-    codes = ("stopped",)
-
 
 class NotInControl(ClientError):
     """409: another sidecar controls this supervisord's stack; `holder_listen`
     says where it listens (ask that one)."""
-
-    codes = ("not_in_control",)
 
     @property
     def holder_listen(self) -> str:
@@ -133,8 +134,6 @@ class DisabledByDeployment(ClientError):
     image's own switch; `variables` names it (DISABLE_MCP_BROWSER, ...). Calling
     again does not help."""
 
-    codes = ("disabled_by_deployment",)
-
     @property
     def variables(self) -> list[str]:
         return [str(v) for v in self.payload.get("variables", [])]
@@ -142,8 +141,6 @@ class DisabledByDeployment(ClientError):
 
 class ProgramFailed(ClientError):
     """502: a program could not start; `program`, `state` and `stderr_tail` say why."""
-
-    codes = ("program_failed", "port_in_use", "supervisor_error")
 
     @property
     def program(self) -> str:
@@ -166,23 +163,21 @@ class ProgramFailed(ClientError):
 class SupervisorUnavailable(ClientError):
     """503: supervisord does not answer the sidecar; retry after `retry_after_s`."""
 
-    codes = ("supervisor_unavailable",)
     retry_after_s = 2.0
 
 
 class ReadinessTimeout(ClientError):
     """504: the gates were not ready in time; the start goes on in the background."""
 
-    codes = ("readiness_timeout",)
-
     @property
     def pending_gates(self) -> list[str]:
         return [str(g) for g in self.payload.get("pending_gates", [])]
 
 
-_BY_CODE: dict[str, type[ClientError]] = {
-    code: cls
+_CLASSES: dict[str, type[ClientError]] = {
+    cls.__name__: cls
     for cls in (
+        ClientError,
         BadRequest,
         Unauthorized,
         StackStopped,
@@ -192,8 +187,11 @@ _BY_CODE: dict[str, type[ClientError]] = {
         SupervisorUnavailable,
         ReadinessTimeout,
     )
-    for code in cls.codes
 }
+# Each code of the sidecar's error table, to the exception it raises here.
+_BY_CODE: dict[str, type[ClientError]] = {e.code: _CLASSES[e.client] for e in ERROR_CODES}
+for _cls in _CLASSES.values():
+    _cls.codes = tuple(code for code, cls in _BY_CODE.items() if cls is _cls)
 
 
 def error_for(status: int, raw: bytes) -> ClientError:
@@ -312,28 +310,21 @@ def check_timeout(timeout: float | None) -> float | None:
     """None (the sidecar's default), or seconds in (0, MAX_ENSURE_TIMEOUT_S]."""
     if timeout is None:
         return None
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or not 0 < timeout <= MAX_ENSURE_TIMEOUT_S
-    ):
-        raise ValueError(
-            "timeout must be a positive number of seconds, at most "
-            f"{MAX_ENSURE_TIMEOUT_S:g}, not {timeout!r}"
-        )
+    problem = ENSURE_TIMEOUT.problem("timeout", timeout)
+    if problem is not None:
+        raise InvalidArgument(f"{problem}, not {timeout!r}")
     return timeout
 
 
 def check_needs(needs: Iterable[str] | str) -> list[str]:
-    """The gate names of `needs` ("cdp,mcp" or a list); ValueError for a name that
-    is not a gate, so a request the sidecar would refuse is never sent."""
+    """The gate names of `needs` ("cdp,mcp" or a list); InvalidArgument for a name
+    that is not a gate, so a request the sidecar would refuse is never sent."""
     if isinstance(needs, str):  # "cdp" or "cdp,mcp", not ["c", "d", "p"]
         needs = [n.strip() for n in needs.split(",") if n.strip()]
     names = list(needs)
     unknown = [n for n in names if n not in GATES]
     if unknown:
-        raise ValueError(f"unknown need {unknown[0]!r}; allowed: {', '.join(GATES)}")
+        raise InvalidArgument(f"unknown need {unknown[0]!r}; allowed: {', '.join(GATES)}")
     return names
 
 

@@ -9,14 +9,22 @@ SUPERVISOR_PASSWORD); the sidecar's own start with BROWSER_STACK_.
 from __future__ import annotations
 
 import ipaddress
-import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from browser_stack import switches
 from browser_stack.errors import ConfigError
-from browser_stack.stack import DISABLED_BY, Program
+from browser_stack.stack import (
+    DEFAULT_DISPLAY,
+    DISABLED_BY,
+    PORT_BY_NAME,
+    PORTS,
+    X11_SOCKET_DIR,
+    Port,
+    Program,
+    split_display,
+)
 from browser_stack.switches import FALSE_WORDS, TRUE_WORDS
 
 DEFAULT_SUPERVISOR_URL = "unix:///var/run/supervisor.sock"
@@ -26,20 +34,8 @@ DEFAULT_LISTEN = "127.0.0.1:8110"
 # (deploy/nginx/browser-stack.conf, 310 s).
 MAX_ENSURE_TIMEOUT_S = 300.0
 MAX_TIMEOUT_S = 600.0
-# The variable that sets each port, by the route names of public_ports and
-# program_ports (in the order validate names them).
-PUBLIC_PORT_VARS = {
-    "vnc": "VNC_SERVER_PORT",
-    "cdp": "BROWSER_REMOTE_DEBUGGING_PORT",
-    "mcp": "MCP_SERVER_BROWSER_PORT",
-    "vnc_ws": "WEBSOCKET_PROXY_PORT",
-}
-INTERNAL_PORT_VARS = {
-    "cdp": "BROWSER_STACK_INTERNAL_CDP_PORT",
-    "mcp": "BROWSER_STACK_INTERNAL_MCP_PORT",
-    "vnc": "BROWSER_STACK_INTERNAL_VNC_PORT",
-    "vnc_ws": "BROWSER_STACK_INTERNAL_WS_PORT",
-}
+# Behind the activation proxy, a program's port by default: the public one + this.
+INTERNAL_OFFSET = 10000
 # Idle stop in lazy mode unless BROWSER_STACK_IDLE_TIMEOUT says otherwise (0: off).
 # Half of DeerFlow's warm-pool reuse window (its sandbox idle_timeout, 600 s): a
 # released sandbox that used the browser gives its memory back halfway through the
@@ -52,7 +48,6 @@ IDLE_SET = "BROWSER_STACK_IDLE_TIMEOUT"
 IDLE_LAZY_DEFAULT = "lazy mode's default"
 IDLE_EAGER_DEFAULT = "eager mode's default"
 MAX_IDLE_S = 7 * 24 * 3600.0
-_DISPLAY_RE = re.compile(r"^(?P<host>[^:]*):(?P<number>\d+)(?:\.(?P<screen>\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -91,12 +86,13 @@ class Settings:
     supervisor_password: str | None = field(default=None, repr=False)
     listen: ListenAddress = field(default_factory=lambda: parse_listen(DEFAULT_LISTEN))
     token: str | None = field(default=None, repr=False)
-    display: str = ":99"
-    x11_socket_dir: str = "/tmp/.X11-unix"
-    vnc_port: int = 5900
-    cdp_port: int = 9222
-    mcp_port: int = 8100
-    websocket_port: int = 6080
+    display: str = DEFAULT_DISPLAY
+    x11_socket_dir: str = X11_SOCKET_DIR
+    # The four ports' fields are stack.PORTS' `setting` and `internal_setting`.
+    vnc_port: int = PORT_BY_NAME["vnc"].default
+    cdp_port: int = PORT_BY_NAME["cdp"].default
+    mcp_port: int = PORT_BY_NAME["mcp"].default
+    websocket_port: int = PORT_BY_NAME["vnc_ws"].default
     public_host: str = "127.0.0.1"
     ensure_timeout_s: float = 30.0
     stop_timeout_s: float = 30.0
@@ -113,10 +109,10 @@ class Settings:
     # the internal ones (BROWSER_STACK_ACTIVATION, BROWSER_STACK_INTERNAL_*_PORT).
     activation: str = "off"
     proxy_host: str = "127.0.0.1"
-    internal_cdp_port: int = 19222
-    internal_mcp_port: int = 18100
-    internal_vnc_port: int = 15900
-    internal_websocket_port: int = 16080
+    internal_cdp_port: int = PORT_BY_NAME["cdp"].default + INTERNAL_OFFSET
+    internal_mcp_port: int = PORT_BY_NAME["mcp"].default + INTERNAL_OFFSET
+    internal_vnc_port: int = PORT_BY_NAME["vnc"].default + INTERNAL_OFFSET
+    internal_websocket_port: int = PORT_BY_NAME["vnc_ws"].default + INTERNAL_OFFSET
     idle_timeout_s: float = 0.0
     idle_timeout_source: str = IDLE_EAGER_DEFAULT
     idle_min_uptime_s: float = 60.0
@@ -131,26 +127,19 @@ class Settings:
 
     @property
     def public_ports(self) -> dict[str, int]:
-        """Where clients connect (the AIO variables), by route name."""
-        return {
-            "cdp": self.cdp_port,
-            "mcp": self.mcp_port,
-            "vnc": self.vnc_port,
-            "vnc_ws": self.websocket_port,
-        }
+        """Where clients connect (the AIO variables), by port name."""
+        return {p.name: getattr(self, p.setting) for p in PORTS}
+
+    @property
+    def internal_ports(self) -> dict[str, int]:
+        """Where the programs listen behind the activation proxy, by port name."""
+        return {p.name: getattr(self, p.internal_setting) for p in PORTS}
 
     @property
     def program_ports(self) -> dict[str, int]:
         """Where the programs listen: the public ports, or with the activation
         proxy in front of them, the internal ones."""
-        if self.activation != "proxy":
-            return self.public_ports
-        return {
-            "cdp": self.internal_cdp_port,
-            "mcp": self.internal_mcp_port,
-            "vnc": self.internal_vnc_port,
-            "vnc_ws": self.internal_websocket_port,
-        }
+        return self.internal_ports if self.activation == "proxy" else self.public_ports
 
     @property
     def disabled(self) -> dict[Program, str]:
@@ -184,6 +173,10 @@ class Settings:
         else:
             idle_source = IDLE_LAZY_DEFAULT if lazy else IDLE_EAGER_DEFAULT
             idle_text = f"{LAZY_IDLE_TIMEOUT_S:g}" if lazy else "0"
+        ports: dict[str, int] = {}
+        for port in PORTS:
+            ports[port.setting] = parse_port(port.variable, text(port.variable, str(port.default)))
+            ports[port.internal_setting] = internal_port(env, port, proxy)
         settings = cls(
             supervisor_url=parse_supervisor_url(
                 text("SUPERVISOR_SERVER_URL", DEFAULT_SUPERVISOR_URL)
@@ -192,14 +185,8 @@ class Settings:
             supervisor_password=optional("SUPERVISOR_PASSWORD"),
             listen=parse_listen(text("BROWSER_STACK_LISTEN", DEFAULT_LISTEN)),
             token=optional("BROWSER_STACK_TOKEN"),
-            display=text("DISPLAY", ":99"),
-            x11_socket_dir=text("BROWSER_STACK_X11_DIR", "/tmp/.X11-unix"),
-            vnc_port=parse_port("VNC_SERVER_PORT", text("VNC_SERVER_PORT", "5900")),
-            cdp_port=parse_port(
-                "BROWSER_REMOTE_DEBUGGING_PORT", text("BROWSER_REMOTE_DEBUGGING_PORT", "9222")
-            ),
-            mcp_port=parse_port("MCP_SERVER_BROWSER_PORT", text("MCP_SERVER_BROWSER_PORT", "8100")),
-            websocket_port=parse_port("WEBSOCKET_PROXY_PORT", text("WEBSOCKET_PROXY_PORT", "6080")),
+            display=text("DISPLAY", DEFAULT_DISPLAY),
+            x11_socket_dir=text("BROWSER_STACK_X11_DIR", X11_SOCKET_DIR),
             public_host=text("BROWSER_STACK_PUBLIC_HOST", "127.0.0.1"),
             ensure_timeout_s=parse_seconds(
                 "BROWSER_STACK_ENSURE_TIMEOUT",
@@ -225,12 +212,6 @@ class Settings:
             xprop=parse_xprop(text("BROWSER_STACK_XPROP", "")),
             activation=activation,
             proxy_host=text("BROWSER_STACK_PROXY_HOST", "127.0.0.1"),
-            internal_cdp_port=internal_port(
-                env, "CDP", "BROWSER_REMOTE_DEBUGGING_PORT", 9222, proxy
-            ),
-            internal_mcp_port=internal_port(env, "MCP", "MCP_SERVER_BROWSER_PORT", 8100, proxy),
-            internal_vnc_port=internal_port(env, "VNC", "VNC_SERVER_PORT", 5900, proxy),
-            internal_websocket_port=internal_port(env, "WS", "WEBSOCKET_PROXY_PORT", 6080, proxy),
             idle_timeout_s=parse_seconds(IDLE_SET, idle_text, zero_ok=True),
             idle_timeout_source=idle_source,
             idle_min_uptime_s=parse_seconds(
@@ -243,6 +224,7 @@ class Settings:
             lazy=lazy,
             switch=switches.describe(env),
             disabled_by=switches.deployment_disabled(env),
+            **ports,
         )
         settings.validate()
         return settings
@@ -282,10 +264,10 @@ class Settings:
                 f"BROWSER_STACK_ACTIVATION={self.activation!r} must be off or proxy",
                 variable="BROWSER_STACK_ACTIVATION",
             )
-        public, internal = self.public_ports, self.program_ports
-        ports = {var: public[kind] for kind, var in PUBLIC_PORT_VARS.items()}
+        public, internal = self.public_ports, self.internal_ports
+        ports = {p.variable: public[p.name] for p in PORTS}
         if self.activation == "proxy":
-            ports.update({var: internal[kind] for kind, var in INTERNAL_PORT_VARS.items()})
+            ports.update({p.internal_variable: internal[p.name] for p in PORTS})
         seen: dict[int, str] = {}
         for name, port in ports.items():
             if port in seen:
@@ -299,21 +281,19 @@ class Settings:
             )
 
 
-def internal_port(
-    env: Mapping[str, str], kind: str, public_var: str, default: int, proxy: bool
-) -> int:
+def internal_port(env: Mapping[str, str], port: Port, proxy: bool) -> int:
     """BROWSER_STACK_INTERNAL_<kind>_PORT, by default the public port + 10000
     (the entrypoint computes the same for the programs' files).
 
     Only the activation proxy uses these ports. Without it a set value is still
     checked (bad input is an error wherever it is), but the default is not
     derived: a public port above 55535 has no +10000 and needs none."""
-    name = f"BROWSER_STACK_INTERNAL_{kind}_PORT"
+    name, public_var = port.internal_variable, port.variable
     value = env.get(name, "").strip()
     if value:
         return parse_port(name, value)
-    public = parse_port(public_var, env.get(public_var, "").strip() or str(default))
-    derived = public + 10000
+    public = parse_port(public_var, env.get(public_var, "").strip() or str(port.default))
+    derived = public + INTERNAL_OFFSET
     if derived <= 65535:
         return derived
     if proxy:
@@ -326,16 +306,18 @@ def internal_port(
 
 
 def parse_display(value: str) -> int:
-    match = _DISPLAY_RE.match(value)
-    if match is None:
+    """The display number of a local DISPLAY (":N[.S]" or "unix:N[.S]")."""
+    split = split_display(value)
+    if split is None:
         raise ConfigError(
             f"DISPLAY={value!r} is not an X display like ':99' or ':99.0'", variable="DISPLAY"
         )
-    if match["host"] not in ("", "unix"):
+    host, number = split
+    if host not in ("", "unix"):
         raise ConfigError(
             f"DISPLAY={value!r}: only a local display is supported", variable="DISPLAY"
         )
-    return int(match["number"])
+    return number
 
 
 def parse_port(name: str, value: str) -> int:

@@ -30,9 +30,7 @@ from browser_stack.command_lines import (
 )
 from browser_stack.config import (
     DEFAULT_LISTEN,
-    INTERNAL_PORT_VARS,
     LAZY_IDLE_TIMEOUT_S,
-    PUBLIC_PORT_VARS,
     Settings,
     parse_listen,
 )
@@ -49,13 +47,20 @@ from browser_stack.edits import (
 )
 from browser_stack.errors import ConfigError
 from browser_stack.ports import PortHolder
-from browser_stack.stack import PORT_PROGRAMS, PROGRAMS, Program
+from browser_stack.stack import (
+    PORT_BY_NAME,
+    PORT_PROGRAMS,
+    PROGRAMS,
+    XVNC_NAMES,
+    Program,
+    split_display,
+)
 from browser_stack.supervisord_conf import ProgramConfig, SupervisordConfig
 
 SIDECAR_PROGRAM = "browser-stack"
 # What each program runs, to recognise one configured under another name.
 RUNS = {
-    Program.TIGERVNC: ("Xvnc", "Xtigervnc", "vncserver", "tigervncserver"),
+    Program.TIGERVNC: (*XVNC_NAMES, "vncserver", "tigervncserver"),
     Program.OPENBOX: ("openbox", "openbox-session"),
     Program.BROWSER: (
         "chromium",
@@ -781,7 +786,8 @@ def check_browser_profile(
 
 
 def port_var(kind: str, settings: Settings) -> str:
-    return (INTERNAL_PORT_VARS if settings.activation == "proxy" else PUBLIC_PORT_VARS)[kind]
+    port = PORT_BY_NAME[kind]
+    return port.internal_variable if settings.activation == "proxy" else port.variable
 
 
 @dataclass(frozen=True)
@@ -1113,8 +1119,8 @@ def check_websocat_command(
 
 def display_number(value: str) -> int | None:
     """The display number of "[host]:N[.S]", or None."""
-    match = re.match(r"^.*:(\d+)(?:\.\d+)?$", value)
-    return int(match[1]) if match else None
+    split = split_display(value)
+    return None if split is None else split[1]
 
 
 def check_x_clients_display(

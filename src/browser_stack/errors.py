@@ -4,12 +4,106 @@ and structured fields; the HTTP layer and the CLI render them, nothing else."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """One error the sidecar can answer or raise.
+
+    `where`: api, an answer of the HTTP API (the OpenAPI document lists these);
+    proxy, the activation proxy's answer on a public port; cli, never an answer
+    (`serve` prints it and exits). `client`: the exception browser_stack.client
+    raises for it."""
+
+    code: str
+    status: int
+    meaning: str
+    where: Literal["api", "proxy", "cli"] = "api"
+    client: str = "ClientError"
+
+
+# The one table of error codes: the exception classes below take their status
+# from it, the HTTP layer its codes for aiohttp's own errors, the client its
+# exceptions and openapi.py the error schema and each status's description.
+ERROR_CODES: tuple[ErrorCode, ...] = (
+    ErrorCode("bad_request", 400, "a bad request body or parameter", client="BadRequest"),
+    ErrorCode("unauthorized", 401, "a missing or wrong bearer token", client="Unauthorized"),
+    ErrorCode("not_found", 404, "no such route"),
+    ErrorCode("unknown_program", 404, "a program name outside the allowlist"),
+    ErrorCode("method_not_allowed", 405, "the route does not take this method (see Allow)"),
+    ErrorCode(
+        "stopped",
+        409,
+        "a stop took the stack down while this call waited",
+        client="StackStopped",
+    ),
+    ErrorCode(
+        "not_in_control",
+        409,
+        "another sidecar controls this supervisord's stack",
+        client="NotInControl",
+    ),
+    ErrorCode(
+        "disabled_by_deployment",
+        409,
+        "the gates need a program the deployment turned off",
+        client="DisabledByDeployment",
+    ),
+    ErrorCode("body_too_large", 413, "the body is too large"),
+    # Any other error aiohttp raises answers with its own status; 400 is the one
+    # seen (a request aiohttp cannot read). The client also names a non-JSON
+    # error answer (a gateway's page) so.
+    ErrorCode("http_error", 400, "another HTTP error, with aiohttp's own status"),
+    ErrorCode("program_failed", 502, "a program failed to start", client="ProgramFailed"),
+    ErrorCode(
+        "port_in_use",
+        502,
+        "something else holds a program's port or display",
+        client="ProgramFailed",
+    ),
+    ErrorCode(
+        "supervisor_error",
+        502,
+        "supervisord answered with a fault the sidecar does not expect",
+        client="ProgramFailed",
+    ),
+    ErrorCode(
+        "supervisor_unavailable",
+        503,
+        "supervisord does not answer (see Retry-After)",
+        client="SupervisorUnavailable",
+    ),
+    ErrorCode(
+        "readiness_timeout",
+        504,
+        "the gates were not ready before the deadline (the activation proxy's own deadline too)",
+        client="ReadinessTimeout",
+    ),
+    ErrorCode(
+        "upstream_unreachable",
+        502,
+        "the stack said ready but the program's port did not accept",
+        where="proxy",
+    ),
+    ErrorCode("error", 500, "an unexpected error", where="cli"),
+    ErrorCode("bad_config", 500, "a setting is invalid: serve exits 2", where="cli"),
+    ErrorCode("startup_failed", 500, "serve could not start: it exits 4", where="cli"),
+)
+ERRORS: dict[str, ErrorCode] = {e.code: e for e in ERROR_CODES}
 
 
 class BrowserStackError(Exception):
+    """Each subclass names its code; its status comes from ERROR_CODES (a code
+    missing there fails at import)."""
+
     code = "error"
     status = 500
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.status = ERRORS[cls.code].status
 
     def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)
@@ -35,17 +129,14 @@ class StartupError(BrowserStackError):
 
 class BadRequest(BrowserStackError):
     code = "bad_request"
-    status = 400
 
 
 class Unauthorized(BrowserStackError):
     code = "unauthorized"
-    status = 401
 
 
 class NotFound(BrowserStackError):
     code = "not_found"
-    status = 404
 
 
 class UnknownProgram(NotFound):
@@ -64,7 +155,6 @@ class StackStopped(BrowserStackError):
     """An ensure was waiting when a stop took the stack down."""
 
     code = "stopped"
-    status = 409
 
 
 class NotInControl(BrowserStackError):
@@ -72,7 +162,6 @@ class NotInControl(BrowserStackError):
     only reads. Fields name the holder."""
 
     code = "not_in_control"
-    status = 409
 
 
 class DisabledByDeployment(BrowserStackError):
@@ -80,7 +169,6 @@ class DisabledByDeployment(BrowserStackError):
     image's own switch (DISABLE_MCP_BROWSER=true, ...): it is never started."""
 
     code = "disabled_by_deployment"
-    status = 409
 
     def __init__(
         self, gates: Iterable[str], programs: Iterable[str], variables: Iterable[str]
@@ -101,7 +189,6 @@ class ProgramFailed(BrowserStackError):
     """A program could not be started or died while starting."""
 
     code = "program_failed"
-    status = 502
 
     def __init__(
         self,
@@ -142,7 +229,6 @@ class SupervisorUnavailable(BrowserStackError):
     """supervisord does not answer (not running, restarting, wrong socket)."""
 
     code = "supervisor_unavailable"
-    status = 503
     retry_after_s = 2
 
 
@@ -157,12 +243,10 @@ class SupervisorError(BrowserStackError):
     """supervisord answered with a fault we do not expect."""
 
     code = "supervisor_error"
-    status = 502
 
 
 class ReadinessTimeout(BrowserStackError):
     code = "readiness_timeout"
-    status = 504
 
     def __init__(
         self,

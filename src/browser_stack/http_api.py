@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from browser_stack import xlock
+from browser_stack import contract, xlock
 from browser_stack.claim import Claim
-from browser_stack.config import MAX_ENSURE_TIMEOUT_S, Settings
+from browser_stack.config import Settings
+from browser_stack.contract import EnsureBody, LeaseBody, StopBody
 from browser_stack.controller import Controller, EnsureResult
 from browser_stack.errors import (
+    ERRORS,
     BadRequest,
     BrowserStackError,
     SupervisorError,
@@ -30,7 +32,7 @@ from browser_stack.errors import (
 )
 from browser_stack.idle import IdleMonitor, IdlePolicy
 from browser_stack.metrics import CONTENT_TYPE, Metrics
-from browser_stack.openapi import MAX_LEASE_S, PREFIX, spec
+from browser_stack.openapi import PREFIX, spec
 from browser_stack.ports import holder_of
 from browser_stack.probes import build_probes
 from browser_stack.schedstat import run_queue_wait_s
@@ -58,7 +60,12 @@ MAX_BODY_BYTES = 4096
 ALL_GATES = frozenset(GATES)
 # The container's and Kubernetes' probes: open whatever the token.
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-ENSURE_FIELDS = frozenset({"needs", "timeout_s", "wait"})
+# aiohttp's own errors (a route or method it does not have, a body over the
+# limit), by status, as the error table names them.
+AIOHTTP_CODES = {
+    ERRORS[code].status: code for code in ("not_found", "method_not_allowed", "body_too_large")
+}
+OTHER_HTTP_ERROR = ERRORS["http_error"].code
 
 CONTROLLER = web.AppKey("controller", Controller)
 METRICS = web.AppKey("metrics", Metrics)
@@ -99,11 +106,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {
-            404: "not_found",
-            405: "method_not_allowed",
-            413: "body_too_large",
-        }.get(exc.status, "http_error")
+        code = AIOHTTP_CODES.get(exc.status, OTHER_HTTP_ERROR)
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return _json({"error": code, "message": exc.reason}, status=exc.status, headers=headers)
 
@@ -145,29 +148,12 @@ def parse_ensure_body(
 ) -> EnsureRequest:
     """`default_gates`: what an ensure that names no gate waits for (every gate
     the deployment has not turned off)."""
-    if not body:  # the default gates and timeout
-        return EnsureRequest(default_gates, default_timeout_s)
-    unknown = sorted(body.keys() - ENSURE_FIELDS)
-    if unknown:
-        raise BadRequest(
-            f"unknown field(s) {', '.join(unknown)}; allowed: needs, timeout_s, wait",
-            fields=unknown,
-        )
-    needs = body.get("needs", sorted(default_gates))
-    if not isinstance(needs, list) or not needs:
-        raise BadRequest(
-            f"needs must be a non-empty list of {', '.join(GATES)}", allowed=list(GATES)
-        )
-    gates = parse_gates(needs)
-    timeout = body.get("timeout_s", default_timeout_s)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise BadRequest("timeout_s must be a number of seconds")
-    if not 0 < timeout <= MAX_ENSURE_TIMEOUT_S:
-        raise BadRequest(f"timeout_s must be more than 0 and at most {MAX_ENSURE_TIMEOUT_S:g}")
-    wait = body.get("wait", True)
-    if not isinstance(wait, bool):
-        raise BadRequest("wait must be true or false")
-    return EnsureRequest(gates, float(timeout), wait)
+    asked = contract.parse(EnsureBody, body)
+    return EnsureRequest(
+        asked.needs or default_gates,
+        default_timeout_s if asked.timeout_s is None else asked.timeout_s,
+        asked.wait,
+    )
 
 
 def ensure_body(result: EnsureResult) -> str:
@@ -339,9 +325,7 @@ async def program_status(request: web.Request) -> web.Response:
 
 
 async def stop(request: web.Request) -> web.Response:
-    body = await _read_object(request)
-    if body:
-        raise BadRequest("stop takes no body fields", fields=sorted(body))
+    contract.parse(StopBody, await _read_object(request))
     result = await request.app[CONTROLLER].stop()
     return _json(
         {
@@ -354,18 +338,10 @@ async def stop(request: web.Request) -> web.Response:
 
 async def lease(request: web.Request) -> web.Response:
     """Hold the stack up for ttl_s without a connection (no start: ensure starts)."""
-    body = await _read_object(request)
-    unknown = sorted(set(body) - {"ttl_s"})
-    if unknown:
-        raise BadRequest(f"unknown field(s) {', '.join(unknown)}; allowed: ttl_s", fields=unknown)
-    ttl = body.get("ttl_s")
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-        raise BadRequest("ttl_s must be a number of seconds")
-    if not 0 < ttl <= MAX_LEASE_S:
-        raise BadRequest(f"ttl_s must be more than 0 and at most {MAX_LEASE_S:g}")
+    ttl_s = contract.parse(LeaseBody, await _read_object(request)).ttl_s
     await request.app[CONTROLLER].check_control()  # only the sidecar in control stops
     idle = request.app[IDLE]
-    held = idle.lease(float(ttl))
+    held = idle.lease(ttl_s)
     return _json({"held_s": round(held, 1), "idle_stop": idle.policy.enabled})
 
 

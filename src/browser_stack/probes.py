@@ -16,7 +16,7 @@ import aiohttp
 
 from browser_stack import x11
 from browser_stack.config import Settings
-from browser_stack.stack import Program
+from browser_stack.stack import PORTS, Program
 
 ATTEMPT_TIMEOUT_S = 1.0
 RFB_PREFIX = b"RFB "
@@ -313,18 +313,18 @@ def all_of(*probes: Probe) -> Probe:
 
 def build_probes(settings: Settings, session: aiohttp.ClientSession) -> dict[Program, Probe]:
     host = "127.0.0.1"
-    ports = settings.program_ports
+    ports = {p.program: settings.program_ports[p.name] for p in PORTS}
     return {
         # The X socket first: it is cheap to poll and answers with the RFB port.
         Program.TIGERVNC: all_of(
-            unix_accepts(settings.x11_socket), rfb_banner_once(host, ports["vnc"])
+            unix_accepts(settings.x11_socket), rfb_banner_once(host, ports[Program.TIGERVNC])
         ),
         Program.OPENBOX: (
             wm_claimed_xprop(settings.xprop, settings.display)
             if settings.xprop
             else wm_claimed(settings.x11_socket)
         ),
-        Program.BROWSER: cdp_version(session, host, ports["cdp"]),
-        Program.MCP_SERVER_BROWSER: tcp_accepts(host, ports["mcp"]),
-        Program.WEBSOCAT: tcp_accepts(host, ports["vnc_ws"]),
+        Program.BROWSER: cdp_version(session, host, ports[Program.BROWSER]),
+        Program.MCP_SERVER_BROWSER: tcp_accepts(host, ports[Program.MCP_SERVER_BROWSER]),
+        Program.WEBSOCAT: tcp_accepts(host, ports[Program.WEBSOCAT]),
     }

@@ -63,17 +63,19 @@ Ensure = Callable[[frozenset[Gate]], Awaitable[object]]
 
 
 class ActivationTimeout(BrowserStackError):
-    """The proxy's own deadline on ensure passed (a backstop to ensure's own)."""
+    """The proxy's own deadline on ensure passed (a backstop to ensure's own).
+
+    It shares ensure's code and status, not a code of its own: a client of a
+    public port waited for the same thing, the stack being ready, and the
+    deadline it hit is ensure's (BROWSER_STACK_ENSURE_TIMEOUT) plus a margin."""
 
     code = "readiness_timeout"
-    status = 504
 
 
 class UpstreamUnreachable(BrowserStackError):
     """The stack said ready but the program's internal port did not accept."""
 
     code = "upstream_unreachable"
-    status = 502
 
 
 @dataclass(frozen=True)

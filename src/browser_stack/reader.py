@@ -17,7 +17,7 @@ from browser_stack.model import ProgramStatus, ReadinessModel
 from browser_stack.observer import Observer
 from browser_stack.probes import Probe, ProbeResult
 from browser_stack.readiness import Readiness
-from browser_stack.stack import PROGRAMS, Program
+from browser_stack.stack import PORTS, PROGRAMS, Program
 from browser_stack.supervisor import ProcessInfo, Supervisor
 
 
@@ -128,10 +128,6 @@ def endpoints(settings: Settings, cdp_ws: str) -> dict[str, str]:
         # the probe asked the internal port, and clients must use the public one.
         internal = f"127.0.0.1:{s.internal_cdp_port}/"
         cdp_ws = cdp_ws.replace(internal, f"{host}:{s.cdp_port}/", 1)
-    return {
-        "cdp": f"http://{host}:{s.cdp_port}",
-        "cdp_ws": cdp_ws,
-        "mcp": f"http://{host}:{s.mcp_port}/sse",
-        "vnc": f"{host}:{s.vnc_port}",
-        "vnc_ws": f"ws://{host}:{s.websocket_port}",
-    }
+    public = s.public_ports
+    urls = {p.name: p.url.format(host=host, port=public[p.name]) for p in PORTS}
+    return {**urls, "cdp_ws": cdp_ws}

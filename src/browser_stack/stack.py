@@ -8,7 +8,9 @@ spawned, and what a gate needs ready before a caller may use it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from browser_stack.errors import BadRequest, UnknownProgram
@@ -49,21 +51,81 @@ GATE_PROGRAMS: dict[Gate, tuple[Program, ...]] = {
     Gate.VNC: (Program.TIGERVNC, Program.OPENBOX, Program.WEBSOCAT),
 }
 
-# Which gate each public port serves (the names of Settings.public_ports).
-PORT_GATES: dict[str, Gate] = {
-    "cdp": Gate.CDP,
-    "mcp": Gate.MCP,
-    "vnc": Gate.VNC,
-    "vnc_ws": Gate.VNC,
-}
 
-# Which program listens on each port (the names of Settings.program_ports).
-PORT_PROGRAMS: dict[str, Program] = {
-    "vnc": Program.TIGERVNC,
-    "cdp": Program.BROWSER,
-    "mcp": Program.MCP_SERVER_BROWSER,
-    "vnc_ws": Program.WEBSOCAT,
-}
+@dataclass(frozen=True)
+class Port:
+    """One of the stack's four ports, and everything that names it."""
+
+    # The key of Settings.public_ports and program_ports, of the proxy's routes
+    # and of the endpoints clients are given.
+    name: str
+    # The AIO image's variable for it, and its default there.
+    variable: str
+    default: int
+    # Behind the activation proxy the program listens on
+    # BROWSER_STACK_INTERNAL_<kind>_PORT; the entrypoint passes the port the
+    # program listens on to supervisord's files as BROWSER_STACK_PROGRAM_<kind>_PORT.
+    kind: str
+    # The Settings field with the public port; internal_<setting> the internal one.
+    setting: str
+    program: Program
+    gate: Gate
+    # Where a client connects, as /status and ensure give it ({host}, {port}).
+    url: str
+
+    @property
+    def internal_variable(self) -> str:
+        return f"BROWSER_STACK_INTERNAL_{self.kind}_PORT"
+
+    @property
+    def program_variable(self) -> str:
+        return f"BROWSER_STACK_PROGRAM_{self.kind}_PORT"
+
+    @property
+    def internal_setting(self) -> str:
+        return f"internal_{self.setting}"
+
+
+# The one table of ports, in the entrypoint's order. Settings, the entrypoint's
+# mirror (boot.py), the probes, the proxy, the endpoints and the doctor read it;
+# tests/test_entrypoint.py checks the entrypoint's own defaults against it.
+# fmt: off
+PORTS: tuple[Port, ...] = (
+    Port("vnc", "VNC_SERVER_PORT", 5900, "VNC", "vnc_port",
+         Program.TIGERVNC, Gate.VNC, "{host}:{port}"),
+    Port("cdp", "BROWSER_REMOTE_DEBUGGING_PORT", 9222, "CDP", "cdp_port",
+         Program.BROWSER, Gate.CDP, "http://{host}:{port}"),
+    Port("mcp", "MCP_SERVER_BROWSER_PORT", 8100, "MCP", "mcp_port",
+         Program.MCP_SERVER_BROWSER, Gate.MCP, "http://{host}:{port}/sse"),
+    Port("vnc_ws", "WEBSOCKET_PROXY_PORT", 6080, "WS", "websocket_port",
+         Program.WEBSOCAT, Gate.VNC, "ws://{host}:{port}"),
+)
+# fmt: on
+PORT_BY_NAME: dict[str, Port] = {p.name: p for p in PORTS}
+# Which gate each public port serves, and which program listens on each port.
+PORT_GATES: dict[str, Gate] = {p.name: p.gate for p in PORTS}
+PORT_PROGRAMS: dict[str, Program] = {p.name: p.program for p in PORTS}
+
+# The X display Xvnc serves and the others draw on (DISPLAY), where X keeps its
+# sockets, and the names an X server runs under: Xvnc's own (the doctor
+# recognises tigervnc by them), then the others a lock file may name.
+DEFAULT_DISPLAY = ":99"
+X11_SOCKET_DIR = "/tmp/.X11-unix"
+XVNC_NAMES = ("Xvnc", "Xtigervnc")
+X_SERVER_NAMES = frozenset({*XVNC_NAMES, "Xvfb", "Xorg", "X", "Xwayland"})
+# "[host]:N[.screen]", as the entrypoint reads DISPLAY: the number follows the
+# last colon, the screen the first dot after it.
+_DISPLAY_RE = re.compile(r"^(?P<host>.*):(?P<number>[0-9]+)(?:\.[^:]*)?$")
+
+
+def split_display(value: str) -> tuple[str, int] | None:
+    """DISPLAY's host and display number ("localhost:5.0" -> ("localhost", 5)),
+    or None when it is not "[host]:N[.screen]"."""
+    match = _DISPLAY_RE.match(value)
+    if match is None:
+        return None
+    return match["host"], int(match["number"])
+
 
 # Which of the five each of the AIO image's own off switches keeps stopped
 # (switches.IMAGE_SWITCHES), as docs/aio-image.md has the image's program files read

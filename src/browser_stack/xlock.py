@@ -17,11 +17,9 @@ import os
 from browser_stack.config import Settings
 from browser_stack.errors import PortInUse
 from browser_stack.hooks import Hook
-from browser_stack.stack import Program
+from browser_stack.stack import X_SERVER_NAMES, Program
 
 log = logging.getLogger(__name__)
-
-X_SERVER_NAMES = frozenset({"Xvnc", "Xtigervnc", "Xvfb", "Xorg", "X", "Xwayland"})
 
 
 def lock_path(settings: Settings) -> str:

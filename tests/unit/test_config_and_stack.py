@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_stack.config import MAX_ENSURE_TIMEOUT_S, Settings
+from browser_stack.config import INTERNAL_OFFSET, MAX_ENSURE_TIMEOUT_S, Settings
 from browser_stack.errors import (
     BadRequest,
     ConfigError,
@@ -19,7 +19,9 @@ from browser_stack.errors import (
     UnknownProgram,
 )
 from browser_stack.http_api import parse_ensure_body
+from browser_stack.reader import endpoints
 from browser_stack.stack import (
+    PORTS,
     PROGRAMS,
     Program,
     dependents_of,
@@ -354,3 +356,15 @@ def test_the_gateway_waits_longer_than_any_ensure_may() -> None:
     ]
     assert len(timeouts) == 4  # /browser-stack/ and the three gates
     assert all(t > MAX_ENSURE_TIMEOUT_S for t in timeouts)
+
+
+def test_settings_take_every_port_from_the_port_table() -> None:
+    eager, built = Settings.from_env({}), Settings()
+    proxy = Settings.from_env({"BROWSER_STACK_ACTIVATION": "proxy"})
+    moved = Settings.from_env({p.variable: str(20000 + i) for i, p in enumerate(PORTS)})
+    for i, port in enumerate(PORTS):
+        assert eager.public_ports[port.name] == built.public_ports[port.name] == port.default
+        assert eager.program_ports[port.name] == port.default
+        assert proxy.program_ports[port.name] == port.default + INTERNAL_OFFSET
+        assert moved.public_ports[port.name] == 20000 + i
+        assert str(20000 + i) in endpoints(moved, "")[port.name]
