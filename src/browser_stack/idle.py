@@ -21,12 +21,15 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from browser_stack.errors import SupervisorUnavailable
 from browser_stack.observer import NullObserver, Observer
 from browser_stack.stack import PORT_GATES, PROGRAMS, Gate, Program, gate_alone
 from browser_stack.states import ALIVE_STATES
+
+if TYPE_CHECKING:
+    from browser_stack.supervisor import ProcessInfo
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +178,29 @@ def gate_parts() -> list[Part]:
     return parts
 
 
+class ProcessReads(Protocol):
+    async def refresh(self) -> Mapping[Program, ProcessInfo]:
+        """supervisord's state of the five, read after this call."""
+
+
+class Stoppable(Protocol):
+    """What the idle monitor reads and does to the stack (the controller)."""
+
+    @property
+    def reader(self) -> ProcessReads: ...
+
+    # When an ensure for each gate last came or went.
+    @property
+    def last_use(self) -> Mapping[Gate, float]: ...
+
+    @property
+    def starting(self) -> bool: ...
+
+    def in_control(self) -> bool: ...
+
+    async def stop(self, reason: str, programs: frozenset[Program]) -> object: ...
+
+
 class IdleMonitor:
     """Checks the facts every `interval_s` and stops what is idle: the whole
     stack, and with `per_gate`, the programs of a gate nobody uses while
@@ -182,7 +208,7 @@ class IdleMonitor:
 
     def __init__(
         self,
-        controller: Any,
+        controller: Stoppable,
         policy: IdlePolicy,
         ports: Mapping[str, int],
         *,

@@ -253,7 +253,7 @@ def test_bytecode_compiled_at_build_not_in_every_sandbox(dockerfile: Dockerfile)
     env = " ".join(i.args for i in dockerfile.of("ENV", build))
     assert "UV_COMPILE_BYTECODE=1" in env
     run = " ".join(i.args for i in dockerfile.of("RUN", build))
-    prime = f'env -u PYTHONDONTWRITEBYTECODE {VENV}/bin/python -c "import browser_stack.http_api"'
+    prime = f'env -u PYTHONDONTWRITEBYTECODE {VENV}/bin/python -c "import browser_stack.server"'
     assert prime in run
     assert run.index("uv pip install") < run.index(prime)
 

@@ -27,7 +27,7 @@ LAZY = (
     "pythonjsonlogger",  # BROWSER_STACK_LOG_FORMAT=json
 )
 # Loaded by any serve: proof that the import log is read at all.
-ALWAYS = ("aiohttp", "browser_stack.http_api", "browser_stack.controller")
+ALWAYS = ("aiohttp", "browser_stack.server", "browser_stack.http_api", "browser_stack.controller")
 
 
 def imported(output: str) -> set[str]:

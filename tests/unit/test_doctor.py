@@ -52,8 +52,8 @@ from browser_stack.doctor_checks import (
     websocket_ports,
 )
 from browser_stack.edits import AppendArgs, RemoveSection, RenameSection, SetEnv, SetOption
-from browser_stack.http_api import create_app
 from browser_stack.ports import PortHolder
+from browser_stack.server import create_app
 from browser_stack.supervisord_conf import (
     ProgramConfig,
     Server,

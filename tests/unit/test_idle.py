@@ -11,9 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from browser_stack.errors import SupervisorUnavailable
-from browser_stack.http_api import create_app
 from browser_stack.idle import Decision, Facts, IdleMonitor, IdlePolicy, user_connections
 from browser_stack.metrics import Metrics
+from browser_stack.server import create_app
 from browser_stack.stack import GATES, PROGRAMS, Gate, Program
 from browser_stack.states import ProcessState
 from browser_stack.supervisor import ProcessInfo
