@@ -33,6 +33,7 @@ import psutil
 from browser_stack import boot, memory, switches, xlock
 from browser_stack.command_lines import DEBIAN_CHROMIUM_MARK, chromium_switch, unwrap
 from browser_stack.config import DEFAULT_SUPERVISOR_URL, Settings
+from browser_stack.core_types import PortHolder
 from browser_stack.doctor_checks import (
     RUNS,
     SERVERURL,
@@ -76,7 +77,7 @@ from browser_stack.doctor_checks import (
 )
 from browser_stack.edits import CONTAINER, Edit, SetEnv, SetOption
 from browser_stack.errors import BrowserStackError, ConfigError, SupervisorUnavailable
-from browser_stack.ports import PortHolder, find_holder
+from browser_stack.port_owner import find_holder
 from browser_stack.stack import PROGRAMS, Program
 from browser_stack.supervisor import XmlRpcSupervisor
 from browser_stack.supervisord_conf import (
@@ -96,7 +97,7 @@ NGINX_ROUTE = Path("nginx") / "browser-stack.conf"
 
 
 @dataclass(frozen=True)
-class Facts:
+class DoctorFacts:
     source: Source
     env: Mapping[str, str]
     settings: Settings | None = None
@@ -132,7 +133,7 @@ class Facts:
 CommandCheck = Callable[[Sequence[Sequence[str]], Settings, Context, str], Check]
 
 
-def run_checks(facts: Facts) -> list[Check]:
+def run_checks(facts: DoctorFacts) -> list[Check]:
     """Every check, in a fixed order; live-only ones only in live mode. A check
     whose input is missing (supervisord down, a program not configured, invalid
     settings) is a warning that says so: the failing check is the cause."""
@@ -275,8 +276,8 @@ def _facts_of(
     given: Settings | None = None,
     sidecar_env: Mapping[str, str] | None = None,
     **known: Any,
-) -> tuple[Callable[..., Facts], Settings | None]:
-    """Facts(source, ...) with what every gathering knows first (the
+) -> tuple[Callable[..., DoctorFacts], Settings | None]:
+    """DoctorFacts(source, ...) with what every gathering knows first (the
     environment, the sidecar's settings and the switch, each with why not),
     and the settings: the running sidecar's own, else from the environment
     supervisord gives it (`sidecar_env`), else from this one."""
@@ -285,7 +286,7 @@ def _facts_of(
     )
     lazy, switch_error = _switch(env)
     facts = functools.partial(
-        Facts,
+        DoctorFacts,
         env=env,
         settings=settings,
         settings_error=settings_error,
@@ -476,7 +477,7 @@ def _uncreatable(path: str) -> str:
     return ""
 
 
-def gather_static(config: str, env: Mapping[str, str], cwd: str | None = None) -> Facts:
+def gather_static(config: str, env: Mapping[str, str], cwd: str | None = None) -> DoctorFacts:
     """Facts from supervisord's files alone, in the environment the entrypoint
     (and the AIO image's run.sh) would boot them with. `cwd`: where supervisord
     will run (its working directory resolves relative command paths); this one
@@ -711,7 +712,7 @@ def _with_file_settings(live: ProgramConfig, read: ProgramConfig | None) -> Prog
     )
 
 
-async def gather_live(env: Mapping[str, str], given: Settings | None = None) -> Facts:
+async def gather_live(env: Mapping[str, str], given: Settings | None = None) -> DoctorFacts:
     """Facts from the running supervisord and this machine. `given`: the running
     sidecar's own settings (else those of the environment supervisord gives it,
     when its files are readable, else this environment's)."""
@@ -796,7 +797,7 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
-def report(facts: Facts) -> Report:
+def report(facts: DoctorFacts) -> Report:
     return Report(facts.source.mode, facts.source.where, tuple(run_checks(facts)))
 
 

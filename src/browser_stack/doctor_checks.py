@@ -36,6 +36,7 @@ from browser_stack.config import (
     Settings,
     parse_listen,
 )
+from browser_stack.core_types import PortHolder
 from browser_stack.edits import (
     CONTAINER,
     AppendArgs,
@@ -48,7 +49,6 @@ from browser_stack.edits import (
     describe,
 )
 from browser_stack.errors import ConfigError
-from browser_stack.ports import PortHolder
 from browser_stack.stack import PORT_PROGRAMS, PROGRAMS, Program
 from browser_stack.supervisord_conf import ProgramConfig, SupervisordConfig
 

@@ -29,13 +29,13 @@ from browser_stack.stack import PORT_GATES, PROGRAMS, Gate, Program, gate_alone
 from browser_stack.states import ALIVE_STATES
 
 if TYPE_CHECKING:
-    from browser_stack.supervisor import ProcessInfo
+    from browser_stack.core_types import ProcessInfo
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Facts:
+class IdleFacts:
     """What the monitor saw at one moment."""
 
     now: float
@@ -55,7 +55,7 @@ class Decision:
     stop: bool
     idle_for_s: float
     stops_in_s: float | None
-    # The last use as of these facts: the next Facts.last_activity.
+    # The last use as of these facts: the next IdleFacts.last_activity.
     last_activity: float
     held_by: list[str] = field(default_factory=list)
     reason: str = ""
@@ -72,7 +72,7 @@ class IdlePolicy:
     def enabled(self) -> bool:
         return self.timeout_s > 0
 
-    def decide(self, facts: Facts) -> Decision:
+    def decide(self, facts: IdleFacts) -> Decision:
         held_by = [
             f"{name}: {count} connection{'s' if count != 1 else ''}"
             for name, count in sorted(facts.connections.items())
@@ -239,7 +239,7 @@ class IdleMonitor:
         self.lease_until = max(self.lease_until, self._clock() + ttl_s)
         return self.lease_until - self._clock()
 
-    async def facts(self) -> dict[str, Facts]:
+    async def facts(self) -> dict[str, IdleFacts]:
         """Each part's facts, gathered in one look."""
         infos = await self._controller.reader.refresh()
         alive = {p: i for p, i in infos.items() if i.state in ALIVE_STATES}
@@ -253,7 +253,7 @@ class IdleMonitor:
         out = {}
         for part in self._parts:
             mine = [i for p, i in alive.items() if p in part.programs]
-            out[part.name] = Facts(
+            out[part.name] = IdleFacts(
                 now=now,
                 stack_up=bool(mine),
                 youngest_uptime_s=float(min((i.uptime_s for i in mine), default=0)),

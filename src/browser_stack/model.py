@@ -26,11 +26,10 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Protocol
 
-from browser_stack.probes import ProbeResult
-from browser_stack.readiness import Facts, Readiness, readiness
+from browser_stack.core_types import ProbeResult, ProcessInfo
+from browser_stack.readiness import ProgramFacts, Readiness, readiness
 from browser_stack.stack import PROGRAMS, Program
 from browser_stack.states import ALIVE_STATES, ProcessState
-from browser_stack.supervisor import ProcessInfo
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +146,10 @@ class ReadinessModel:
 
     # -- reading --------------------------------------------------------------
 
-    def facts(self, program: Program) -> Facts:
+    def facts(self, program: Program) -> ProgramFacts:
         entry = self._entries[program]
         state = entry.info.state if entry.info is not None else None
-        return Facts(
+        return ProgramFacts(
             state=state,
             exited=entry.exited,
             passed_at=entry.passed_at,

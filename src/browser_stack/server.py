@@ -28,6 +28,7 @@ from browser_stack.claim import Claim
 from browser_stack.config import Settings
 from browser_stack.controller import Controller
 from browser_stack.errors import StartupError
+from browser_stack.events import EventWatch
 from browser_stack.http_api import (
     CONTROLLER,
     IDLE,
@@ -40,12 +41,11 @@ from browser_stack.http_api import (
 )
 from browser_stack.idle import IdleMonitor, IdlePolicy
 from browser_stack.metrics import Metrics
-from browser_stack.ports import holder_of
+from browser_stack.port_owner import holder_of
 from browser_stack.probes import build_probes
 from browser_stack.schedstat import run_queue_wait_s
 from browser_stack.stack import Gate, Program
 from browser_stack.supervisor import XmlRpcSupervisor
-from browser_stack.watch import EventWatch
 from browser_stack.x11 import DisplayWatch
 
 if TYPE_CHECKING:

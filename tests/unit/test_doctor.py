@@ -14,7 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from browser_stack import doctor
 from browser_stack.config import Settings
-from browser_stack.doctor import Facts, Report, command, run_checks
+from browser_stack.core_types import PortHolder
+from browser_stack.doctor import DoctorFacts, Report, command, run_checks
 from browser_stack.doctor_checks import (
     MAIN_RPCINTERFACE,
     Check,
@@ -52,7 +53,6 @@ from browser_stack.doctor_checks import (
     websocket_ports,
 )
 from browser_stack.edits import AppendArgs, RemoveSection, RenameSection, SetEnv, SetOption
-from browser_stack.ports import PortHolder
 from browser_stack.server import create_app
 from browser_stack.supervisord_conf import (
     ProgramConfig,
@@ -569,8 +569,8 @@ SUPERVISORD = SupervisordConfig(
 )
 
 
-def facts(**changes: object) -> Facts:
-    base = Facts(
+def facts(**changes: object) -> DoctorFacts:
+    base = DoctorFacts(
         source=Source("static", "/etc/supervisord.conf", detail="read"),
         env={"DISABLE_BROWSER_STACK": "true"},
         settings=SETTINGS,
