@@ -361,5 +361,6 @@ def test_the_copied_files_build_the_package(tmp_path: Path, dockerfile: Dockerfi
         entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "browser_stack/client.py" in names
     assert "browser_stack/cli.py" in names
-    assert "browser_stack/doctor.py" in names
+    assert "browser_stack/doctor/__init__.py" in names
+    assert "browser_stack/doctor/checks.py" in names
     assert "browser-stack = browser_stack.cli:main" in entry_points

@@ -20,8 +20,7 @@ pytestmark = pytest.mark.integration
 LAZY = (
     "psutil",  # memory report, idle stop's connection count, a port's holder
     "tenacity",  # a start's retries
-    "browser_stack.doctor",
-    "browser_stack.doctor_checks",
+    "browser_stack.doctor",  # and its modules: the checks, supervisord's config parser
     "browser_stack.memory",
     "browser_stack.proxy",  # BROWSER_STACK_ACTIVATION=proxy
     "pythonjsonlogger",  # BROWSER_STACK_LOG_FORMAT=json

@@ -30,11 +30,11 @@ from typing import Any
 
 import psutil
 
-from browser_stack import boot, memory, switches, xlock
-from browser_stack.command_lines import DEBIAN_CHROMIUM_MARK, chromium_switch, unwrap
+from browser_stack import memory, switches, xlock
 from browser_stack.config import DEFAULT_SUPERVISOR_URL, Settings
 from browser_stack.core_types import PortHolder
-from browser_stack.doctor_checks import (
+from browser_stack.doctor import boot
+from browser_stack.doctor.checks import (
     RUNS,
     SERVERURL,
     SIDECAR_PROGRAM,
@@ -75,12 +75,9 @@ from browser_stack.doctor_checks import (
     runs_chromium_itself,
     sidecar_of,
 )
-from browser_stack.edits import CONTAINER, Edit, SetEnv, SetOption
-from browser_stack.errors import BrowserStackError, ConfigError, SupervisorUnavailable
-from browser_stack.port_owner import find_holder
-from browser_stack.stack import PROGRAMS, Program
-from browser_stack.supervisor import XmlRpcSupervisor
-from browser_stack.supervisord_conf import (
+from browser_stack.doctor.command_lines import DEBIAN_CHROMIUM_MARK, chromium_switch, unwrap
+from browser_stack.doctor.edits import CONTAINER, Edit, SetEnv, SetOption
+from browser_stack.doctor.supervisord_conf import (
     ConfigRead,
     ProgramConfig,
     SupervisordConfig,
@@ -88,6 +85,10 @@ from browser_stack.supervisord_conf import (
     read_config,
     signal_name,
 )
+from browser_stack.errors import BrowserStackError, ConfigError, SupervisorUnavailable
+from browser_stack.port_owner import find_holder
+from browser_stack.stack import PROGRAMS, Program
+from browser_stack.supervisor import XmlRpcSupervisor
 
 EXIT_OK = 0
 EXIT_FAILED = 1
