@@ -40,7 +40,7 @@ from browser_stack.stack import (
 from browser_stack.text import status_table
 
 if TYPE_CHECKING:
-    # Loaded by _activation_proxy, with BROWSER_STACK_ACTIVATION=proxy only.
+    # Loaded by server._activation_proxy, with BROWSER_STACK_ACTIVATION=proxy only.
     from browser_stack.proxy import ActivationProxy
 
 log = logging.getLogger(__name__)
