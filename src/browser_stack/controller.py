@@ -35,7 +35,7 @@ from typing import Any
 from browser_stack.backoff import Backoff
 from browser_stack.bringup import MAX_ATTEMPTS, BringUp
 from browser_stack.config import Settings
-from browser_stack.core_types import Control, CpuWait, Hook, PortLookup, Probe, Supervisor
+from browser_stack.core_types import Control, CpuWait, Hook, PortLookup, Probe, Supervisor, Watch
 from browser_stack.errors import (
     BrowserStackError,
     DisabledByDeployment,
@@ -46,7 +46,7 @@ from browser_stack.errors import (
     SupervisorUnavailable,
 )
 from browser_stack.liveness import ExitLog, Liveness
-from browser_stack.model import NoWatch, ProgramStatus, ReadinessModel, View, Watch
+from browser_stack.model import NoWatch, ProgramStatus, ReadinessModel, View
 from browser_stack.observer import NullObserver, Observer
 from browser_stack.probes import ATTEMPT_TIMEOUT_S
 from browser_stack.stack import (

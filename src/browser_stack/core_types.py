@@ -1,9 +1,9 @@
 """Types the core and its adapters share, so that neither imports the other for them.
 
 What a probe answers, what supervisord says of a process and the protocol the
-controller drives it through, who holds a port, and the callables the core is
-handed (hooks, lookups, the claim). Imports nothing of the project but its data
-(states.py, stack.py).
+controller drives it through, who holds a port, what watches a program for the
+model, and the callables the core is handed (hooks, lookups, the claim).
+Imports nothing of the project but its data (states.py, stack.py).
 """
 
 from __future__ import annotations
@@ -84,6 +84,22 @@ class PortHolder:
         if self.pid is None:
             return f"port {self.port} is already in use (holder not visible)"
         return f"port {self.port} is already held by pid {self.pid} ({self.name})"
+
+
+# Called by a watcher, once, when what it follows is gone: (why, the process exited).
+Gone = Callable[[str, bool], None]
+
+
+class Watch(Protocol):
+    """What keeps the readiness model told of exits (events.EventWatch)."""
+
+    def follow(self, program: Program, pid: int, result: ProbeResult, gone: Gone) -> None:
+        """Watch what can show `program` (its process `pid`, and what its probe
+        found) going away; call `gone` once when it does. Following the same
+        process again changes nothing."""
+
+    def forget(self, program: Program) -> None:
+        """Stop watching `program` (it is being stopped on purpose)."""
 
 
 # Run before a program is spawned (xlock's stale-lock check for Xvnc).

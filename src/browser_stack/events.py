@@ -21,8 +21,7 @@ import signal
 import struct
 from collections.abc import Callable
 
-from browser_stack.core_types import ProbeResult
-from browser_stack.model import Gone
+from browser_stack.core_types import Gone, ProbeResult
 from browser_stack.stack import Program
 from browser_stack.x11 import DisplayWatch
 

@@ -24,27 +24,14 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
-from browser_stack.core_types import ProbeResult, ProcessInfo
+from browser_stack.core_types import Gone, ProbeResult, ProcessInfo, Watch
 from browser_stack.readiness import ProgramFacts, Readiness, readiness
 from browser_stack.stack import PROGRAMS, Program
 from browser_stack.states import ALIVE_STATES, ProcessState
 
 log = logging.getLogger(__name__)
-
-# Called by a watcher, once, when what it follows is gone: (why, the process exited).
-Gone = Callable[[str, bool], None]
-
-
-class Watch(Protocol):
-    def follow(self, program: Program, pid: int, result: ProbeResult, gone: Gone) -> None:
-        """Watch what can show `program` (its process `pid`, and what its probe
-        found) going away; call `gone` once when it does. Following the same
-        process again changes nothing."""
-
-    def forget(self, program: Program) -> None:
-        """Stop watching `program` (it is being stopped on purpose)."""
 
 
 class NoWatch:
