@@ -56,7 +56,7 @@ RUN --mount=type=secret,id=build-ca \
     && uv pip install --python /opt/browser-stack/venv/bin/python . \
     && /opt/browser-stack/venv/bin/browser-stack --help > /dev/null \
     && /opt/browser-stack/venv/bin/python -m browser_stack.client --help > /dev/null \
-    && env -u PYTHONDONTWRITEBYTECODE /opt/browser-stack/venv/bin/python -c "import browser_stack.http_api"
+    && env -u PYTHONDONTWRITEBYTECODE /opt/browser-stack/venv/bin/python -c "import browser_stack.server"
 
 FROM ${BASE_IMAGE}
 # off: skip the doctor below, for a base whose supervisord layout is known to differ.

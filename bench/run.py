@@ -64,7 +64,8 @@ import aiohttp
 import psutil
 
 from browser_stack.config import Settings
-from browser_stack.probes import Probe, build_probes
+from browser_stack.core_types import Probe
+from browser_stack.probes import build_probes
 from browser_stack.stack import PROGRAMS, SPAWN_AFTER, Program
 from browser_stack.states import ALIVE_STATES, ProcessState
 from browser_stack.supervisor import XmlRpcSupervisor

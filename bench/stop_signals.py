@@ -1,6 +1,6 @@
 """Which supervisord stop keeps Chromium's cookies, and which leaves processes behind.
 
-The doctor's rules for the browser program (browser_stack/doctor_checks.py,
+The doctor's rules for the browser program (browser_stack/doctor/checks.py,
 leaves_no_child and keeps_cookies) rest on what this prints. A private
 supervisord runs Xvnc and one browser program per stop setting, each Chromium
 with a fresh profile and killasgroup=true: stopsignal INT, TERM or HUP with

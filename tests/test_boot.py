@@ -1,4 +1,4 @@
-"""browser_stack.boot against bin/browser-stack-entrypoint: on the same
+"""browser_stack.doctor.boot against bin/browser-stack-entrypoint: on the same
 environments, what the doctor assumes supervisord boots with is what the
 script exports, in both modes, and both refuse the same bad values."""
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from browser_stack import boot, switches
+from browser_stack import switches
+from browser_stack.doctor import boot
 from browser_stack.errors import ConfigError
 
 from .test_entrypoint import exported, run

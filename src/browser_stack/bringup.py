@@ -24,15 +24,13 @@ from enum import StrEnum
 from typing import Protocol
 
 from browser_stack.config import Settings
+from browser_stack.core_types import CpuWait, Hook, PortLookup, Probe, ProcessInfo, Supervisor
 from browser_stack.errors import BrowserStackError, PortInUse, ProgramFailed, SupervisorLate
-from browser_stack.hooks import CpuWait, Hook, PortLookup
 from browser_stack.model import ReadinessModel
 from browser_stack.observer import Observer
-from browser_stack.probes import Probe
 from browser_stack.readiness import Readiness
 from browser_stack.stack import PORT_PROGRAMS, PROGRAMS, Program, dependents_of, stop_layers
 from browser_stack.states import ALIVE_STATES, FAILED_STATES, ProcessState
-from browser_stack.supervisor import ProcessInfo, Supervisor
 
 log = logging.getLogger(__name__)
 

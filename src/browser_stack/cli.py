@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import errno
 import json
-import logging
 import os
-import signal
-import socket
-import stat
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -21,17 +15,12 @@ from browser_stack.config import MAX_ENSURE_TIMEOUT_S, Settings
 from browser_stack.errors import ConfigError, StartupError
 from browser_stack.text import status_table
 
-log = logging.getLogger("browser_stack")
-
 EXIT_OK = 0
 EXIT_FAILED = 1  # the sidecar answered with an error
 EXIT_USAGE = 2  # bad arguments or configuration
 EXIT_UNREACHABLE = 3  # nothing answered at BROWSER_STACK_URL
 EXIT_STARTUP = 4  # serve could not start: an address taken, a socket path refused
 STDERR_LINES = 5  # of a failed program's stderr tail, printed by `ensure`
-
-# SIGTERM: supervisord's stop; SIGINT: Ctrl-C when run by hand.
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -210,102 +199,18 @@ def _stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    if settings.log_format == "json":
-        # One JSON object a line, with the structured fields the code logs
-        # (program, state, elapsed_ms, event, reason) as keys.
-        from pythonjsonlogger.json import JsonFormatter
-
-        handler.setFormatter(
-            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=False)
-        )
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level)
-
-
 def serve(env: dict[str, str]) -> int:
     try:
         settings = Settings.from_env(env)
     except ConfigError as exc:
         print(f"browser-stack: configuration error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(settings)
+    # Here, not at the top: the client commands never load aiohttp.
+    from browser_stack import server
+
     try:
-        asyncio.run(_serve(settings))
+        server.run(settings)
     except StartupError as exc:
         print(f"browser-stack: cannot start: {exc.message}", file=sys.stderr)
         return EXIT_STARTUP
     return EXIT_OK
-
-
-def claim_unix_path(path: str) -> None:
-    """Make way for a unix listener at `path`: remove a socket left by a run that
-    is gone (connecting to it is refused), refuse anything else. It must never
-    delete a live socket (supervisord's, if the two variables were confused) or
-    a file."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise StartupError(f"BROWSER_STACK_LISTEN=unix:{path}: {exc.strerror}") from None
-    if not stat.S_ISSOCK(mode):
-        raise StartupError(
-            f"BROWSER_STACK_LISTEN=unix:{path}: something that is not a socket is there; "
-            "choose another path"
-        )
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-        except ConnectionRefusedError:
-            os.unlink(path)  # nobody listens: a socket left by a run that is gone
-            return
-        except OSError as exc:
-            if exc.errno != errno.EAGAIN:
-                raise StartupError(
-                    f"BROWSER_STACK_LISTEN=unix:{path}: cannot tell whether a server "
-                    f"listens there ({exc.strerror}); choose another path"
-                ) from None
-    raise StartupError(
-        f"BROWSER_STACK_LISTEN=unix:{path}: a server is listening on that socket "
-        "(is it supervisord's? SUPERVISOR_SERVER_URL names that one); choose another path"
-    )
-
-
-async def _serve(settings: Settings) -> None:
-    from aiohttp import web
-
-    from browser_stack.http_api import create_app
-
-    runner = web.AppRunner(create_app(settings), handle_signals=False, access_log=None)
-    # cleanup also ends whatever a failed setup had started (its client session,
-    # the proxy's ports).
-    try:
-        if settings.listen.path is not None:
-            claim_unix_path(settings.listen.path)
-        await runner.setup()
-        site: web.BaseSite
-        if settings.listen.path is not None:
-            site = web.UnixSite(runner, settings.listen.path)
-        else:
-            site = web.TCPSite(runner, settings.listen.host, settings.listen.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen on BROWSER_STACK_LISTEN={settings.listen}: {exc.strerror or exc}",
-                address=str(settings.listen),
-            ) from exc
-        log.info("listening on %s, supervisord at %s", settings.listen, settings.supervisor_url)
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in HANDLED_SIGNALS:
-            loop.add_signal_handler(sig, stopping.set)
-        await stopping.wait()
-        log.info("shutting down")
-    finally:
-        await runner.cleanup()

@@ -1,9 +1,9 @@
 """ensure / stop / status for the five programs: the plan and single flight.
 
-Readiness comes from the model (model.py), kept current by events (watch.py).
+Readiness comes from the model (model.py), kept current by events (events.py, liveness.py).
 A warm ensure whose gates' programs are all ready answers from it, with no
 request to supervisord or to any program. Anything else goes through a start:
-one `Run` (run.py) shared by every caller that arrives while it lasts, which
+one `Run` (start_run.py) shared by every caller that arrives while it lasts, which
 brings each program up (bringup.py, the one place a program is spawned).
 
 The controller keeps no state that supervisord and the probes cannot give
@@ -35,6 +35,7 @@ from typing import Any
 from browser_stack.backoff import Backoff
 from browser_stack.bringup import MAX_ATTEMPTS, BringUp
 from browser_stack.config import Settings
+from browser_stack.core_types import Control, CpuWait, Hook, PortLookup, Probe, Supervisor, Watch
 from browser_stack.errors import (
     BrowserStackError,
     DisabledByDeployment,
@@ -44,12 +45,10 @@ from browser_stack.errors import (
     SupervisorLate,
     SupervisorUnavailable,
 )
-from browser_stack.hooks import Control, CpuWait, Hook, PortLookup
-from browser_stack.model import NoWatch, ProgramStatus, ReadinessModel, View, Watch
+from browser_stack.liveness import ExitLog, Liveness
+from browser_stack.model import NoWatch, ProgramStatus, ReadinessModel, View
 from browser_stack.observer import NullObserver, Observer
-from browser_stack.probes import ATTEMPT_TIMEOUT_S, Probe
-from browser_stack.reader import Reader, endpoints
-from browser_stack.run import Run, timeout_error
+from browser_stack.probes import ATTEMPT_TIMEOUT_S
 from browser_stack.stack import (
     GATES,
     PROGRAMS,
@@ -60,8 +59,8 @@ from browser_stack.stack import (
     spawn_closure,
     stop_layers,
 )
-from browser_stack.supervisor import Supervisor
-from browser_stack.watch import ExitLog, Liveness
+from browser_stack.stack_reader import Reader, endpoints
+from browser_stack.start_run import Run, timeout_error
 
 log = logging.getLogger(__name__)
 

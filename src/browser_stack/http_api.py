@@ -1,24 +1,23 @@
-"""The HTTP API: thin handlers over the controller, one error-to-status map."""
+"""The HTTP API: thin handlers over the controller, one error-to-status map.
+
+The handlers find their parts in the app's typed state (the AppKeys below);
+server.py builds the app and wires the real parts in."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import gc
 import hmac
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from aiohttp import web
 
-from browser_stack import contract, xlock
-from browser_stack.claim import Claim
+from browser_stack import contract
 from browser_stack.config import Settings
 from browser_stack.contract import EnsureBody, LeaseBody, StopBody
 from browser_stack.controller import Controller, EnsureResult
@@ -30,28 +29,21 @@ from browser_stack.errors import (
     SupervisorUnavailable,
     Unauthorized,
 )
-from browser_stack.idle import IdleMonitor, IdlePolicy
+from browser_stack.idle import IdleMonitor
 from browser_stack.metrics import CONTENT_TYPE, Metrics
 from browser_stack.openapi import PREFIX, spec
-from browser_stack.ports import holder_of
-from browser_stack.probes import build_probes
-from browser_stack.schedstat import run_queue_wait_s
 from browser_stack.stack import (
     GATE_PROGRAMS,
     GATES,
     PROGRAMS,
     Gate,
-    Program,
     parse_gates,
     parse_program,
 )
-from browser_stack.supervisor import XmlRpcSupervisor
 from browser_stack.text import status_table
-from browser_stack.watch import EventWatch
-from browser_stack.x11 import DisplayWatch
 
 if TYPE_CHECKING:
-    # Loaded by _activation_proxy, with BROWSER_STACK_ACTIVATION=proxy only.
+    # Loaded by server._activation_proxy, with BROWSER_STACK_ACTIVATION=proxy only.
     from browser_stack.proxy import ActivationProxy
 
 log = logging.getLogger(__name__)
@@ -382,31 +374,8 @@ async def readyz(request: web.Request) -> web.Response:
     return _json({"ok": True, "reasons": []})
 
 
-def create_app(
-    settings: Settings,
-    controller: Controller | None = None,
-    metrics: Metrics | None = None,
-    idle: IdleMonitor | None = None,
-) -> web.Application:
-    """The aiohttp application. With no controller, real adapters are wired in
-    for the app's lifetime (the composition root)."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[middleware])
-    app[SETTINGS] = settings
-    app[METRICS] = metrics or Metrics()
-    app[METRICS].set_mode(settings.lazy, settings.idle_timeout_s)
-    if controller is not None:
-        app[CONTROLLER] = controller
-        app[IDLE] = idle or IdleMonitor(
-            controller,
-            IdlePolicy(
-                settings.idle_timeout_s, settings.idle_min_uptime_s, settings.idle_timeout_source
-            ),
-            {},
-            per_gate=settings.start == "needed",
-        )
-    else:
-        app.cleanup_ctx.append(_real_parts)
-    app.cleanup_ctx.append(_background)
+def add_routes(app: web.Application) -> None:
+    """Every route of the API, on `app` (server.create_app builds it)."""
     app.router.add_post(f"{PREFIX}/ensure", ensure)
     app.router.add_get(f"{PREFIX}/status", status)
     app.router.add_get(f"{PREFIX}/gate/{{gate}}", gate)
@@ -419,113 +388,3 @@ def create_app(
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    return app
-
-
-async def _real_parts(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    async with contextlib.AsyncExitStack() as opened:
-        # Whatever fails below, what was opened before it is closed.
-        supervisor = XmlRpcSupervisor(
-            settings.supervisor_url,
-            settings.supervisor_username,
-            settings.supervisor_password,
-            stop_timeout_s=settings.stop_timeout_s,
-            on_call=app[METRICS].supervisor_called,
-        )
-        opened.push_async_callback(supervisor.close)
-        session = aiohttp.ClientSession()
-        opened.push_async_callback(session.close)
-        watch = EventWatch(DisplayWatch(settings.x11_socket))
-        opened.push_async_callback(watch.close)
-        claim = Claim(settings.supervisor_url, str(settings.listen))
-        opened.callback(claim.close)
-        controller = Controller(
-            supervisor,
-            build_probes(settings, session),
-            settings,
-            watch=watch,
-            before_start={Program.TIGERVNC: xlock.hook(settings)},
-            port_holder=holder_of,
-            cpu_wait=run_queue_wait_s,
-            observer=app[METRICS],
-            control=claim,
-        )
-        app[CONTROLLER] = controller
-        not_in_control = await controller.control_problem()
-        if not_in_control:
-            log.warning("not in control: %s", not_in_control)
-        proxy = _activation_proxy(settings, controller) if settings.activation == "proxy" else None
-        app[IDLE] = IdleMonitor(
-            controller,
-            IdlePolicy(
-                settings.idle_timeout_s, settings.idle_min_uptime_s, settings.idle_timeout_source
-            ),
-            # The programs' own ports: behind the proxy, its stats count the public
-            # side, and this catches clients that connect to the programs directly.
-            settings.program_ports,
-            # With BROWSER_STACK_START=needed a gate's own programs stop when it is
-            # idle; with all, the stack is one (the rest would follow straight back).
-            per_gate=settings.start == "needed",
-            extra_connections=(
-                (lambda: {n: s.open_connections for n, s in proxy.stats().items()})
-                if proxy
-                else None
-            ),
-            observer=app[METRICS],
-        )
-        if proxy is not None:
-            await proxy.start()
-            opened.push_async_callback(proxy.close)
-            app[PROXY] = proxy
-        problems = await controller.reader.host_problems()
-        for reason in problems.reasons:
-            # Not fatal: supervisord may come up later. /readyz says the same.
-            log.warning("no stack start can work yet: %s", reason)
-        # What startup built lives as long as the process: frozen, it is left
-        # out of the cyclic collector's full passes, which otherwise stall the
-        # answers under load. A request's garbage is freed by reference counting;
-        # a young-generation threshold of 5,000 instead of 700 runs the collector
-        # far less often while what cyclic garbage there is (a transport per
-        # X11 check) stays small. bench/README.md has the figures.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(5_000, 10, 10)
-        yield
-
-
-def _activation_proxy(settings: Settings, controller: Controller) -> ActivationProxy:
-    from browser_stack.proxy import ROUTE_GATES, ActivationProxy, Route
-
-    internal = settings.program_ports
-    routes = [
-        Route(
-            name=name,
-            listen_host=settings.proxy_host,
-            listen_port=port,
-            upstream_host="127.0.0.1",
-            upstream_port=internal[name],
-            gates=ROUTE_GATES[name],
-        )
-        for name, port in settings.public_ports.items()
-    ]
-
-    async def ensure(gates: frozenset[Gate]) -> object:
-        return await controller.ensure(gates, settings.ensure_timeout_s)
-
-    return ActivationProxy(routes, ensure, ensure_timeout_s=settings.ensure_timeout_s + 5)
-
-
-async def _background(app: web.Application) -> AsyncIterator[None]:
-    """For the app's lifetime: the liveness checks (unless off) and the idle
-    monitor (when idle stop is on)."""
-    work = []
-    if app[SETTINGS].liveness_interval_s:
-        work.append(app[CONTROLLER].liveness.run())
-    if app[IDLE].policy.enabled:
-        work.append(app[IDLE].run())
-    tasks = [asyncio.create_task(w) for w in work]
-    yield
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)

@@ -21,18 +21,21 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from browser_stack.errors import SupervisorUnavailable
 from browser_stack.observer import NullObserver, Observer
 from browser_stack.stack import PORT_GATES, PROGRAMS, Gate, Program, gate_alone
 from browser_stack.states import ALIVE_STATES
 
+if TYPE_CHECKING:
+    from browser_stack.core_types import ProcessInfo
+
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Facts:
+class IdleFacts:
     """What the monitor saw at one moment."""
 
     now: float
@@ -52,7 +55,7 @@ class Decision:
     stop: bool
     idle_for_s: float
     stops_in_s: float | None
-    # The last use as of these facts: the next Facts.last_activity.
+    # The last use as of these facts: the next IdleFacts.last_activity.
     last_activity: float
     held_by: list[str] = field(default_factory=list)
     reason: str = ""
@@ -69,7 +72,7 @@ class IdlePolicy:
     def enabled(self) -> bool:
         return self.timeout_s > 0
 
-    def decide(self, facts: Facts) -> Decision:
+    def decide(self, facts: IdleFacts) -> Decision:
         held_by = [
             f"{name}: {count} connection{'s' if count != 1 else ''}"
             for name, count in sorted(facts.connections.items())
@@ -175,6 +178,29 @@ def gate_parts() -> list[Part]:
     return parts
 
 
+class ProcessReads(Protocol):
+    async def refresh(self) -> Mapping[Program, ProcessInfo]:
+        """supervisord's state of the five, read after this call."""
+
+
+class Stoppable(Protocol):
+    """What the idle monitor reads and does to the stack (the controller)."""
+
+    @property
+    def reader(self) -> ProcessReads: ...
+
+    # When an ensure for each gate last came or went.
+    @property
+    def last_use(self) -> Mapping[Gate, float]: ...
+
+    @property
+    def starting(self) -> bool: ...
+
+    def in_control(self) -> bool: ...
+
+    async def stop(self, reason: str, programs: frozenset[Program]) -> object: ...
+
+
 class IdleMonitor:
     """Checks the facts every `interval_s` and stops what is idle: the whole
     stack, and with `per_gate`, the programs of a gate nobody uses while
@@ -182,7 +208,7 @@ class IdleMonitor:
 
     def __init__(
         self,
-        controller: Any,
+        controller: Stoppable,
         policy: IdlePolicy,
         ports: Mapping[str, int],
         *,
@@ -213,7 +239,7 @@ class IdleMonitor:
         self.lease_until = max(self.lease_until, self._clock() + ttl_s)
         return self.lease_until - self._clock()
 
-    async def facts(self) -> dict[str, Facts]:
+    async def facts(self) -> dict[str, IdleFacts]:
         """Each part's facts, gathered in one look."""
         infos = await self._controller.reader.refresh()
         alive = {p: i for p, i in infos.items() if i.state in ALIVE_STATES}
@@ -227,7 +253,7 @@ class IdleMonitor:
         out = {}
         for part in self._parts:
             mine = [i for p, i in alive.items() if p in part.programs]
-            out[part.name] = Facts(
+            out[part.name] = IdleFacts(
                 now=now,
                 stack_up=bool(mine),
                 youngest_uptime_s=float(min((i.uptime_s for i in mine), default=0)),

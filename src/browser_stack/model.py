@@ -24,28 +24,14 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
-from browser_stack.probes import ProbeResult
-from browser_stack.readiness import Facts, Readiness, readiness
+from browser_stack.core_types import Gone, ProbeResult, ProcessInfo, Watch
+from browser_stack.readiness import ProgramFacts, Readiness, readiness
 from browser_stack.stack import PROGRAMS, Program
 from browser_stack.states import ALIVE_STATES, ProcessState
-from browser_stack.supervisor import ProcessInfo
 
 log = logging.getLogger(__name__)
-
-# Called by a watcher, once, when what it follows is gone: (why, the process exited).
-Gone = Callable[[str, bool], None]
-
-
-class Watch(Protocol):
-    def follow(self, program: Program, pid: int, result: ProbeResult, gone: Gone) -> None:
-        """Watch what can show `program` (its process `pid`, and what its probe
-        found) going away; call `gone` once when it does. Following the same
-        process again changes nothing."""
-
-    def forget(self, program: Program) -> None:
-        """Stop watching `program` (it is being stopped on purpose)."""
 
 
 class NoWatch:
@@ -147,10 +133,10 @@ class ReadinessModel:
 
     # -- reading --------------------------------------------------------------
 
-    def facts(self, program: Program) -> Facts:
+    def facts(self, program: Program) -> ProgramFacts:
         entry = self._entries[program]
         state = entry.info.state if entry.info is not None else None
-        return Facts(
+        return ProgramFacts(
             state=state,
             exited=entry.exited,
             passed_at=entry.passed_at,

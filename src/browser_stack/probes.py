@@ -9,27 +9,16 @@ import json
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 
 import aiohttp
 
 from browser_stack import x11
 from browser_stack.config import Settings
+from browser_stack.core_types import Probe, ProbeResult
 from browser_stack.stack import PORTS, Program
 
 ATTEMPT_TIMEOUT_S = 1.0
 RFB_PREFIX = b"RFB "
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    ok: bool
-    detail: str = ""
-    data: Mapping[str, str] = field(default_factory=dict)
-
-
-Probe = Callable[[], Awaitable[ProbeResult]]
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

@@ -29,7 +29,7 @@ class Readiness(StrEnum):
 
 
 @dataclass(frozen=True)
-class Facts:
+class ProgramFacts:
     """What is known of one program: supervisord's last word on it (None when
     supervisord has not named it), whether its process was seen to exit, and
     when its probe last passed for that process (None: not since its spawn, or
@@ -42,7 +42,7 @@ class Facts:
     disabled: bool = False
 
 
-def readiness(facts: Facts, now: float, fresh_for_s: float | None) -> Readiness:
+def readiness(facts: ProgramFacts, now: float, fresh_for_s: float | None) -> Readiness:
     """`fresh_for_s`: how old a pass may be (the liveness interval plus a probe's
     timeout); None when liveness checks are off and a pass holds until an event."""
     state = facts.state

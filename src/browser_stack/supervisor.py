@@ -35,9 +35,9 @@ import urllib.parse
 import xml.etree.ElementTree as ElementTree
 import xmlrpc.client
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from browser_stack.core_types import ProcessInfo
 from browser_stack.errors import (
     ProgramFailed,
     SupervisorError,
@@ -55,61 +55,17 @@ STDERR_TAIL_BYTES = 2000
 EXIT_LOG_BYTES = 8000
 
 
-@dataclass(frozen=True)
-class ProcessInfo:
-    name: str
-    state: ProcessState
-    pid: int = 0
-    start: int = 0
-    now: int = 0
-    spawnerr: str = ""
-    exitstatus: int = 0
-    description: str = ""
-
-    @property
-    def uptime_s(self) -> int:
-        if self.state not in (ProcessState.RUNNING, ProcessState.STARTING) or not self.start:
-            return 0
-        return max(0, self.now - self.start)
-
-    @classmethod
-    def from_xmlrpc(cls, raw: dict[str, Any]) -> ProcessInfo:
-        return cls(
-            name=str(raw.get("name", "")),
-            state=ProcessState.parse(int(raw.get("state", ProcessState.UNKNOWN))),
-            pid=int(raw.get("pid", 0)),
-            start=int(raw.get("start", 0)),
-            now=int(raw.get("now", 0)),
-            spawnerr=str(raw.get("spawnerr", "")),
-            exitstatus=int(raw.get("exitstatus", 0)),
-            description=str(raw.get("description", "")),
-        )
-
-
-class Supervisor(Protocol):
-    """What the controller needs from supervisord; fakes implement the same."""
-
-    async def process_info(self) -> dict[Program, ProcessInfo]:
-        """The five programs' info; a program supervisord does not know is absent."""
-
-    async def start(self, program: Program) -> bool:
-        """Spawn without waiting; False if it was already started."""
-
-    async def stop(self, program: Program) -> bool:
-        """Stop and wait for it; False if it was not running."""
-
-    async def resume(self, program: Program) -> None:
-        """SIGCONT: a stopped (SIGSTOP) process cannot act on the TERM of a stop."""
-
-    async def stderr_tail(self, program: Program) -> str:
-        """Its last stderr; "" when supervisord cannot say (the tail is a detail
-        of an error, never an error itself)."""
-
-    async def exit_cause(self, program: Program) -> str:
-        """How its last process ended, as supervisord logged it ("terminated by
-        SIGKILL; not expected"), or "" when that cannot be read."""
-
-    async def close(self) -> None: ...
+def _process_info(raw: dict[str, Any]) -> ProcessInfo:
+    return ProcessInfo(
+        name=str(raw.get("name", "")),
+        state=ProcessState.parse(int(raw.get("state", ProcessState.UNKNOWN))),
+        pid=int(raw.get("pid", 0)),
+        start=int(raw.get("start", 0)),
+        now=int(raw.get("now", 0)),
+        spawnerr=str(raw.get("spawnerr", "")),
+        exitstatus=int(raw.get("exitstatus", 0)),
+        description=str(raw.get("description", "")),
+    )
 
 
 def _checked(program: Program) -> str:
@@ -237,7 +193,7 @@ class XmlRpcSupervisor:
         infos: dict[Program, ProcessInfo] = {}
         for entry in raw:
             # Only group-less names match ("group:name" is never one of ours).
-            info = ProcessInfo.from_xmlrpc(entry)
+            info = _process_info(entry)
             if entry.get("group") == info.name and info.name in PROGRAMS:
                 infos[Program(info.name)] = info
         return infos

@@ -8,7 +8,7 @@ keep parts of the stack stopped for good; which programs each covers is in stack
 
 bin/browser-stack-entrypoint reads the same names and words in shell:
 tests/test_entrypoint.py runs it on every combination and checks that it agrees
-with this module. The sidecar's config, boot.py (what supervisord boots with) and
+with this module. The sidecar's config, doctor/boot.py (what supervisord boots with) and
 the doctor read them from here. Standard library only.
 """
 

@@ -15,8 +15,8 @@ import logging
 import os
 
 from browser_stack.config import Settings
+from browser_stack.core_types import Hook
 from browser_stack.errors import PortInUse
-from browser_stack.hooks import Hook
 from browser_stack.stack import X_SERVER_NAMES, Program
 
 log = logging.getLogger(__name__)

@@ -408,7 +408,7 @@ def test_09_thousand_concurrent_ensures_on_a_cold_stack(stack: Stack, sidecar: S
     from aiohttp import web
 
     from browser_stack.config import Settings
-    from browser_stack.http_api import create_app
+    from browser_stack.server import create_app
 
     env = {**os.environ, "SUPERVISOR_SERVER_URL": f"unix://{stack.root}/supervisor.sock"}
     settings = Settings.from_env(env)

@@ -253,7 +253,7 @@ def test_bytecode_compiled_at_build_not_in_every_sandbox(dockerfile: Dockerfile)
     env = " ".join(i.args for i in dockerfile.of("ENV", build))
     assert "UV_COMPILE_BYTECODE=1" in env
     run = " ".join(i.args for i in dockerfile.of("RUN", build))
-    prime = f'env -u PYTHONDONTWRITEBYTECODE {VENV}/bin/python -c "import browser_stack.http_api"'
+    prime = f'env -u PYTHONDONTWRITEBYTECODE {VENV}/bin/python -c "import browser_stack.server"'
     assert prime in run
     assert run.index("uv pip install") < run.index(prime)
 
@@ -361,5 +361,6 @@ def test_the_copied_files_build_the_package(tmp_path: Path, dockerfile: Dockerfi
         entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "browser_stack/client.py" in names
     assert "browser_stack/cli.py" in names
-    assert "browser_stack/doctor.py" in names
+    assert "browser_stack/doctor/__init__.py" in names
+    assert "browser_stack/doctor/checks.py" in names
     assert "browser-stack = browser_stack.cli:main" in entry_points

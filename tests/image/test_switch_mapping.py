@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_stack.boot import RUN_SH_AUTOSTART
+from browser_stack.doctor.boot import RUN_SH_AUTOSTART
 from browser_stack.stack import DISABLED_BY, PROGRAMS
 from browser_stack.switches import IMAGE_SWITCHES
 

@@ -4,7 +4,7 @@ and what the doctor and the real programs make of it.
 
 A `Layout` is files (supervisord.conf, conf.d/*.conf) and the environment the
 container starts with. `apply` makes one change to it, in the JSON form of
-browser_stack.edits (what a fix of the doctor says) plus a few kinds only tests
+browser_stack.doctor.edits (what a fix of the doctor says) plus a few kinds only tests
 make (remove a section, write a file). Then:
 
 - `run_doctor`: `browser-stack doctor --static --config ... --json` in that
@@ -266,7 +266,7 @@ def set_env(layout: Layout, name: str, value: str | None, where: str) -> None:
 
 
 def apply(layout: Layout, edit: Mapping[str, Any]) -> None:
-    """One change: an edit of browser_stack.edits in its JSON form, or one of the
+    """One change: an edit of browser_stack.doctor.edits in its JSON form, or one of the
     tests' own (remove-section, append-line, write-file)."""
     kind = edit["edit"]
     if kind == "set-env":

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from browser_stack import doctor
-from browser_stack.doctor_checks import Check, Verdict
+from browser_stack.doctor.checks import Check, Verdict
 
 from ..helpers import free_ports, load_script, wait_for
 

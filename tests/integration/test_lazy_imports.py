@@ -20,14 +20,13 @@ pytestmark = pytest.mark.integration
 LAZY = (
     "psutil",  # memory report, idle stop's connection count, a port's holder
     "tenacity",  # a start's retries
-    "browser_stack.doctor",
-    "browser_stack.doctor_checks",
+    "browser_stack.doctor",  # and its modules: the checks, supervisord's config parser
     "browser_stack.memory",
     "browser_stack.proxy",  # BROWSER_STACK_ACTIVATION=proxy
     "pythonjsonlogger",  # BROWSER_STACK_LOG_FORMAT=json
 )
 # Loaded by any serve: proof that the import log is read at all.
-ALWAYS = ("aiohttp", "browser_stack.http_api", "browser_stack.controller")
+ALWAYS = ("aiohttp", "browser_stack.server", "browser_stack.http_api", "browser_stack.controller")
 
 
 def imported(output: str) -> set[str]:

@@ -16,13 +16,12 @@ from typing import TypeVar
 
 from browser_stack.config import Settings
 from browser_stack.controller import Controller
+from browser_stack.core_types import Gone, Probe, ProbeResult, ProcessInfo
 from browser_stack.errors import SupervisorLate, SupervisorUnavailable
-from browser_stack.model import Gone
 from browser_stack.observer import NullObserver
-from browser_stack.probes import Probe, ProbeResult
 from browser_stack.stack import PROGRAMS, SPAWN_AFTER, Program
 from browser_stack.states import ALIVE_STATES, ProcessState
-from browser_stack.supervisor import CALL_TIMEOUT_S, START_FAULTS, ProcessInfo, map_fault
+from browser_stack.supervisor import CALL_TIMEOUT_S, START_FAULTS, map_fault
 
 T = TypeVar("T")
 

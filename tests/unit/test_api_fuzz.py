@@ -18,8 +18,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from browser_stack.http_api import create_app
 from browser_stack.openapi import PREFIX, spec
+from browser_stack.server import create_app
 from browser_stack.stack import PROGRAMS
 
 from .fakes import FAST, FakeSupervisor, make_controller

@@ -19,11 +19,10 @@ from browser_stack.cli import (
     EXIT_STARTUP,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
-    claim_unix_path,
     main,
     serve,
 )
-from browser_stack.http_api import create_app
+from browser_stack.server import claim_unix_path, create_app
 from browser_stack.stack import Program
 
 from ..helpers import free_ports
@@ -91,8 +90,8 @@ def test_json_logs_carry_structured_fields(capsys: pytest.CaptureFixture[str]) -
     import json
     import logging
 
-    from browser_stack.cli import configure_logging
     from browser_stack.config import Settings
+    from browser_stack.server import configure_logging
 
     root = logging.getLogger()
     saved = root.handlers[:], root.level

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from browser_stack.command_lines import (
+from browser_stack.doctor.command_lines import (
     Switch,
     chromium_port,
     chromium_switch,

@@ -365,8 +365,8 @@ async def test_warm_ensures_ask_nobody() -> None:
 
 
 async def test_a_foreign_process_on_the_port_is_named_at_once() -> None:
+    from browser_stack.core_types import PortHolder
     from browser_stack.errors import PortInUse
-    from browser_stack.ports import PortHolder
 
     async def holder(port: int) -> PortHolder | None:
         return PortHolder(port, 4242, "python3 -m http.server 9222") if port == 9222 else None

@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from browser_stack import switches
 from browser_stack.config import LAZY_IDLE_TIMEOUT_S, Settings
 from browser_stack.errors import ConfigError
-from browser_stack.http_api import create_app
 from browser_stack.metrics import Metrics
+from browser_stack.server import create_app
 from browser_stack.stack import DISABLED_BY, GATES, Gate, Program, blocked
 
 from .fakes import FAST, FakeSupervisor, make_controller

@@ -14,8 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from browser_stack import doctor
 from browser_stack.config import Settings
-from browser_stack.doctor import Facts, Report, command, run_checks
-from browser_stack.doctor_checks import (
+from browser_stack.core_types import PortHolder
+from browser_stack.doctor import DoctorFacts, Report, command, run_checks
+from browser_stack.doctor.checks import (
     MAIN_RPCINTERFACE,
     Check,
     Context,
@@ -51,16 +52,15 @@ from browser_stack.doctor_checks import (
     runs_chromium_itself,
     websocket_ports,
 )
-from browser_stack.edits import AppendArgs, RemoveSection, RenameSection, SetEnv, SetOption
-from browser_stack.http_api import create_app
-from browser_stack.ports import PortHolder
-from browser_stack.supervisord_conf import (
+from browser_stack.doctor.edits import AppendArgs, RemoveSection, RenameSection, SetEnv, SetOption
+from browser_stack.doctor.supervisord_conf import (
     ProgramConfig,
     Server,
     SupervisordConfig,
     UnreadableConfig,
     read_config,
 )
+from browser_stack.server import create_app
 
 from .fakes import FAST, FakeSupervisor, make_controller
 
@@ -569,8 +569,8 @@ SUPERVISORD = SupervisordConfig(
 )
 
 
-def facts(**changes: object) -> Facts:
-    base = Facts(
+def facts(**changes: object) -> DoctorFacts:
+    base = DoctorFacts(
         source=Source("static", "/etc/supervisord.conf", detail="read"),
         env={"DISABLE_BROWSER_STACK": "true"},
         settings=SETTINGS,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from browser_stack.http_api import create_app
+from browser_stack.server import create_app
 from browser_stack.stack import PROGRAMS, Program
 from browser_stack.states import ProcessState
 

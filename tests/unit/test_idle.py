@@ -10,13 +10,13 @@ import psutil
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from browser_stack.core_types import ProcessInfo
 from browser_stack.errors import SupervisorUnavailable
-from browser_stack.http_api import create_app
-from browser_stack.idle import Decision, Facts, IdleMonitor, IdlePolicy, user_connections
+from browser_stack.idle import Decision, IdleFacts, IdleMonitor, IdlePolicy, user_connections
 from browser_stack.metrics import Metrics
+from browser_stack.server import create_app
 from browser_stack.stack import GATES, PROGRAMS, Gate, Program
 from browser_stack.states import ProcessState
-from browser_stack.supervisor import ProcessInfo
 
 from ..helpers import until
 from .fakes import FAST, Recorder, make_controller
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.unit
 NONE: Mapping[str, int] = {"cdp": 0, "mcp": 0, "vnc": 0, "vnc_ws": 0}
 
 
-def facts(now: float, **kw: object) -> Facts:
-    base = Facts(
+def facts(now: float, **kw: object) -> IdleFacts:
+    base = IdleFacts(
         now=now,
         stack_up=True,
         youngest_uptime_s=now,

@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from browser_stack import memory
 from browser_stack.cli import EXIT_OK, main
-from browser_stack.http_api import create_app
 from browser_stack.metrics import Metrics
+from browser_stack.server import create_app
 from browser_stack.stack import PROGRAMS, Program
 
 from .fakes import FAST, FakeSupervisor, make_controller

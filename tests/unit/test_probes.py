@@ -144,7 +144,7 @@ async def test_wm_probe_reads_xprop(tmp_path: Path) -> None:
 
 
 async def test_find_holder_names_the_listening_process() -> None:
-    from browser_stack.ports import find_holder
+    from browser_stack.port_owner import find_holder
 
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     async with server:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import pytest
 
 from browser_stack.bringup import Action, next_action
+from browser_stack.core_types import ProbeResult, ProcessInfo
 from browser_stack.model import NoWatch, ReadinessModel
-from browser_stack.probes import ProbeResult
-from browser_stack.readiness import Facts, Readiness, readiness
+from browser_stack.readiness import ProgramFacts, Readiness, readiness
 from browser_stack.stack import PROGRAMS, Program
 from browser_stack.states import ProcessState as S
-from browser_stack.supervisor import ProcessInfo
 
 pytestmark = pytest.mark.unit
 
@@ -43,7 +42,7 @@ READINESS = [
 def test_readiness_table(
     state: S | None, exited: bool, passed_at: float | None, fresh: float | None, expected: Readiness
 ) -> None:
-    assert readiness(Facts(state, exited, passed_at), NOW, fresh) == expected
+    assert readiness(ProgramFacts(state, exited, passed_at), NOW, fresh) == expected
 
 
 NEXT_ACTION = [
@@ -72,7 +71,7 @@ def test_next_action_table(state: S | None, restart: bool, expected: Action) -> 
 def test_every_state_has_an_action_and_a_readiness() -> None:
     for state in [None, *S]:
         assert next_action(state, False) in Action
-        assert readiness(Facts(state), NOW, FRESH) in Readiness
+        assert readiness(ProgramFacts(state), NOW, FRESH) in Readiness
 
 
 # -- the model: facts as events and supervisord's reads change them ----------------

@@ -8,7 +8,8 @@ supervisord's files with supervisor's parser in the environment the entrypoint
 boots them with, with no supervisord running, so an image build can run it.
 
 Facts are gathered first (`gather_live`, `gather_static`); every check is a
-pure function of plain data, and `run_checks` runs them in a fixed order. The
+pure function of plain data, and `run_checks` runs them as the table `CHECKS`
+says: in its order, each when what it needs is known, else "not checked". The
 doctor reads; it never starts, stops or signals anything.
 """
 
@@ -26,14 +27,15 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 
-from browser_stack import boot, memory, switches, xlock
-from browser_stack.command_lines import DEBIAN_CHROMIUM_MARK, chromium_switch, unwrap
+from browser_stack import memory, switches, xlock
 from browser_stack.config import DEFAULT_SUPERVISOR_URL, Settings
-from browser_stack.doctor_checks import (
+from browser_stack.core_types import PortHolder
+from browser_stack.doctor import boot
+from browser_stack.doctor.checks import (
     RUNS,
     SERVERURL,
     SIDECAR_PROGRAM,
@@ -74,12 +76,9 @@ from browser_stack.doctor_checks import (
     runs_chromium_itself,
     sidecar_of,
 )
-from browser_stack.edits import CONTAINER, Edit, SetEnv, SetOption
-from browser_stack.errors import BrowserStackError, ConfigError, SupervisorUnavailable
-from browser_stack.ports import PortHolder, find_holder
-from browser_stack.stack import PROGRAMS, Program
-from browser_stack.supervisor import XmlRpcSupervisor
-from browser_stack.supervisord_conf import (
+from browser_stack.doctor.command_lines import DEBIAN_CHROMIUM_MARK, chromium_switch, unwrap
+from browser_stack.doctor.edits import CONTAINER, Edit, SetEnv, SetOption
+from browser_stack.doctor.supervisord_conf import (
     ConfigRead,
     ProgramConfig,
     SupervisordConfig,
@@ -87,6 +86,10 @@ from browser_stack.supervisord_conf import (
     read_config,
     signal_name,
 )
+from browser_stack.errors import BrowserStackError, ConfigError, SupervisorUnavailable
+from browser_stack.port_owner import find_holder
+from browser_stack.stack import PROGRAMS, Program
+from browser_stack.supervisor import XmlRpcSupervisor
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -96,7 +99,7 @@ NGINX_ROUTE = Path("nginx") / "browser-stack.conf"
 
 
 @dataclass(frozen=True)
-class Facts:
+class DoctorFacts:
     source: Source
     env: Mapping[str, str]
     settings: Settings | None = None
@@ -129,122 +132,219 @@ class Facts:
         return self.source.mode == "live"
 
 
+# --- the checks, as a table ---------------------------------------------------------
+
+T = TypeVar("T")
+
+NO_CONFIG = "supervisord's configuration is not known"
+NO_SETTINGS = "the sidecar's settings are invalid"
+NO_PROCESSES = "supervisord's processes are not known"
+
+
+@dataclass(frozen=True)
+class Need:
+    """Something a check needs of the facts: `missing` says why it is not there,
+    or None when it is."""
+
+    missing: Callable[[DoctorFacts], str | None]
+
+
+def _present(value: object, why: str) -> str | None:
+    return None if value is not None else why
+
+
+# supervisord's programs, read from its files or from the running supervisord.
+PROGRAMS_READ = Need(lambda f: _present(f.programs, NO_CONFIG))
+# Its [supervisord] and [unix_http_server]/[inet_http_server] sections too.
+SUPERVISORD_READ = Need(lambda f: _present(f.supervisord_config, NO_CONFIG))
+# A program that runs `browser-stack serve`.
+SIDECAR = Need(
+    lambda f: _present(sidecar_of(f.programs or {}), "no program runs `browser-stack serve`")
+)
+# The sidecar's settings, valid.
+SETTINGS = Need(lambda f: _present(f.settings, NO_SETTINGS))
+# The switch (lazy or eager), valid.
+SWITCH = Need(lambda f: _present(f.lazy, f.switch_error))
+# Live: whose a port or the X lock is cannot be told without the programs' pids.
+PROCESSES = Need(lambda f: None if f.holders is not None and f.x_lock is not None else NO_PROCESSES)
+
+
+@functools.cache
+def program_section(program: Program) -> Need:
+    """[program:NAME] for one of the five."""
+    return Need(lambda f: _present((f.programs or {}).get(program), f"no [program:{program}]"))
+
+
+@dataclass(frozen=True)
+class Given:
+    """The facts, as a check whose needs are met reads them."""
+
+    facts: DoctorFacts
+
+    @functools.cached_property
+    def ctx(self) -> Context:
+        # Without the files, the environment at hand is the best guess of the sidecar's.
+        ctx = self.facts.ctx
+        return ctx if ctx.env else dataclasses.replace(ctx, env=self.facts.env)
+
+    @property
+    def settings(self) -> Settings:
+        return _needed(self.facts.settings)
+
+    @property
+    def programs(self) -> Mapping[str, ProgramConfig]:
+        return _needed(self.facts.programs)
+
+    @property
+    def lazy(self) -> bool:
+        return _needed(self.facts.lazy)
+
+    def config(self, program: Program) -> ProgramConfig:
+        return _needed(self.programs.get(program))
+
+    def argvs(self, program: Program) -> list[Sequence[str]]:
+        """The configured command, then (live) what its processes run."""
+        config = (self.facts.programs or {}).get(program)
+        configured: list[Sequence[str]] = [config.argv] if config is not None else []
+        return configured + list(self.facts.running_argvs.get(program, ()))
+
+    def chromium_itself(self) -> bool | None:
+        """Whether the browser program's command runs Chromium itself."""
+        running = self.facts.running_argvs.get(Program.BROWSER, ())
+        main_argv = running[0] if running else None
+        return runs_chromium_itself(self.config(Program.BROWSER).argv, main_argv)
+
+
+def _needed(value: T | None) -> T:
+    if value is None:  # the table's needs keep a check from running without it
+        raise LookupError("a check ran without what the table says it needs")
+    return value
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    # In order: the first one missing makes the check "not checked", saying why.
+    needs: tuple[Need, ...]
+    run: Callable[[Given], Check]
+    # Only against a running supervisord; absent from a static report.
+    live_only: bool = False
+
+
 CommandCheck = Callable[[Sequence[Sequence[str]], Settings, Context, str], Check]
 
 
-def run_checks(facts: Facts) -> list[Check]:
-    """Every check, in a fixed order; live-only ones only in live mode. A check
-    whose input is missing (supervisord down, a program not configured, invalid
-    settings) is a warning that says so: the failing check is the cause."""
-    programs = facts.programs
-    settings = facts.settings
-    no_config = "supervisord's configuration is not known"
-    no_settings = "the sidecar's settings are invalid"
-    no_processes = "supervisord's processes are not known"
-    # Without the files, the environment at hand is the best guess of the sidecar's.
-    ctx = facts.ctx if facts.ctx.env else dataclasses.replace(facts.ctx, env=facts.env)
-    out = [
-        check_settings(settings, facts.settings_error, facts.settings_variable, ctx),
-        check_supervisord(facts.source),
-    ]
-    if facts.supervisord_config is None or programs is None:
-        out.append(not_checked("supervisor-rpc", no_config))
-    elif sidecar_of(programs) is None:
-        out.append(not_checked("supervisor-rpc", "no program runs `browser-stack serve`"))
-    elif settings is None:
-        out.append(not_checked("supervisor-rpc", no_settings))
-    else:
-        out.append(check_supervisor_rpc(facts.supervisord_config, settings, ctx))
+def _command(name: str, program: Program, check: CommandCheck) -> CheckSpec:
+    """A check of one program's command line, as configured and as running."""
 
-    def for_program(name: str, program: Program, check: Callable[[ProgramConfig], Check]) -> Check:
-        if programs is None:
-            return not_checked(name, no_config)
-        config = programs.get(program)
-        return check(config) if config is not None else not_checked(name, f"no [program:{program}]")
+    def run(given: Given) -> Check:
+        section = given.config(program).section or f"program:{program}"
+        return check(given.argvs(program), given.settings, given.ctx, section)
 
-    def argvs(program: Program) -> list[Sequence[str]]:
-        """The configured command, then (live) what its processes run."""
-        config = (programs or {}).get(program)
-        configured: list[Sequence[str]] = [config.argv] if config is not None else []
-        return configured + list(facts.running_argvs.get(program, ()))
+    return CheckSpec(name, (SETTINGS, PROGRAMS_READ, program_section(program)), run)
 
-    def command(name: str, program: Program, check: CommandCheck) -> Check:
-        if settings is None:
-            return not_checked(name, no_settings)
 
-        def run(config: ProgramConfig) -> Check:
-            return check(argvs(program), settings, ctx, config.section or f"program:{program}")
+def _autostart(given: Given) -> Check:
+    settings = given.facts.settings
+    disabled = {str(p): v for p, v in settings.disabled.items()} if settings else {}
+    describe = switches.describe(given.facts.env)
+    return check_autostart(given.programs, given.lazy, describe, disabled)
 
-        return for_program(name, program, run)
 
-    if programs is None:
-        out += [not_checked(n, no_config) for n in ("programs", "sidecar-program", "autostart")]
-    else:
-        out.append(check_programs(programs))
-        out.append(check_sidecar_program(programs))
-        if facts.lazy is None:
-            out.append(not_checked("autostart", facts.switch_error))
-        else:
-            disabled = {str(p): v for p, v in settings.disabled.items()} if settings else {}
-            out.append(
-                check_autostart(programs, facts.lazy, switches.describe(facts.env), disabled)
-            )
-
-    running = facts.running_argvs.get(Program.BROWSER, ())
-    main_argv = running[0] if running else None
+def _browser_stop_signal(given: Given) -> Check:
+    settings = given.facts.settings
     idle = settings.idle_timeout_s if settings is not None else 0.0
+    browser = given.config(Program.BROWSER)
+    return check_browser_stop_signal(browser, given.chromium_itself(), idle)
 
-    def stop(config: ProgramConfig) -> Check:
-        return check_browser_stop(config, runs_chromium_itself(config.argv, main_argv))
 
-    def stop_signal(config: ProgramConfig) -> Check:
-        direct = runs_chromium_itself(config.argv, main_argv)
-        return check_browser_stop_signal(config, direct, idle)
-
-    out.append(for_program("browser-stop", Program.BROWSER, stop))
-    out.append(for_program("browser-stop-signal", Program.BROWSER, stop_signal))
-    out.append(
-        for_program(
-            "browser-profile",
-            Program.BROWSER,
-            lambda _config: check_browser_profile(
-                argvs(Program.BROWSER), facts.profile, ctx.debian_chromium
-            ),
-        )
+def _wait_ports(given: Given) -> Check:
+    boot_env = given.facts.boot_env
+    return check_wait_ports(
+        boot_env.get("WAIT_PORTS"),
+        given.lazy,
+        given.settings.program_ports,
+        given.facts.boot_env_origin,
     )
-    out.append(command("tigervnc-command", Program.TIGERVNC, check_tigervnc_command))
-    out.append(command("browser-command", Program.BROWSER, check_browser_command))
-    out.append(command("mcp-command", Program.MCP_SERVER_BROWSER, check_mcp_command))
-    out.append(command("websocat-command", Program.WEBSOCAT, check_websocat_command))
-    if programs is None or settings is None:
-        why = no_config if programs is None else no_settings
-        out.append(not_checked("x-clients-display", why))
-    else:
-        out.append(check_x_clients_display(programs, facts.boot_env, settings, ctx))
-    if programs is None:
-        out.append(not_checked("executables", no_config))
-    else:
-        out.append(check_executables(facts.executables))
-    if settings is None or facts.lazy is None:
-        why = no_settings if settings is None else facts.switch_error
-        out.append(not_checked("wait-ports", why))
-    else:
-        wait_ports = facts.boot_env.get("WAIT_PORTS")
-        origin = facts.boot_env_origin
-        out.append(check_wait_ports(wait_ports, facts.lazy, settings.program_ports, origin))
-    if facts.live:
-        if settings is None:
-            out += [not_checked(n, no_settings) for n in ("stack-ports", "x-lock")]
-        elif facts.holders is None or facts.x_lock is None:
-            # Whose a port or the X lock is cannot be told without the programs' pids.
-            out += [not_checked(n, no_processes) for n in ("stack-ports", "x-lock")]
-        else:
-            out.append(check_stack_ports(facts.holders, facts.pids, settings))
-            tigervnc = facts.pids.get(Program.TIGERVNC, frozenset())
-            out.append(check_x_lock(facts.x_lock, settings.display, tigervnc))
-        out.append(check_pidfd(facts.pidfd_error))
-    out.append(check_exposure(ctx.env or facts.env, facts.nginx_route, ctx))
-    out.append(check_cgroup(facts.cgroup))
+
+
+def _x_lock_check(given: Given) -> Check:
+    tigervnc = given.facts.pids.get(Program.TIGERVNC, frozenset())
+    return check_x_lock(_needed(given.facts.x_lock), given.settings.display, tigervnc)
+
+
+BROWSER = program_section(Program.BROWSER)
+
+# Every check, in the order of the report.
+CHECKS: tuple[CheckSpec, ...] = (
+    CheckSpec(
+        "sidecar-settings",
+        (),
+        lambda g: check_settings(
+            g.facts.settings, g.facts.settings_error, g.facts.settings_variable, g.ctx
+        ),
+    ),
+    CheckSpec("supervisord", (), lambda g: check_supervisord(g.facts.source)),
+    CheckSpec(
+        "supervisor-rpc",
+        (PROGRAMS_READ, SUPERVISORD_READ, SIDECAR, SETTINGS),
+        lambda g: check_supervisor_rpc(_needed(g.facts.supervisord_config), g.settings, g.ctx),
+    ),
+    CheckSpec("programs", (PROGRAMS_READ,), lambda g: check_programs(g.programs)),
+    CheckSpec("sidecar-program", (PROGRAMS_READ,), lambda g: check_sidecar_program(g.programs)),
+    CheckSpec("autostart", (PROGRAMS_READ, SWITCH), _autostart),
+    CheckSpec(
+        "browser-stop",
+        (PROGRAMS_READ, BROWSER),
+        lambda g: check_browser_stop(g.config(Program.BROWSER), g.chromium_itself()),
+    ),
+    CheckSpec("browser-stop-signal", (PROGRAMS_READ, BROWSER), _browser_stop_signal),
+    CheckSpec(
+        "browser-profile",
+        (PROGRAMS_READ, BROWSER),
+        lambda g: check_browser_profile(
+            g.argvs(Program.BROWSER), g.facts.profile, g.ctx.debian_chromium
+        ),
+    ),
+    _command("tigervnc-command", Program.TIGERVNC, check_tigervnc_command),
+    _command("browser-command", Program.BROWSER, check_browser_command),
+    _command("mcp-command", Program.MCP_SERVER_BROWSER, check_mcp_command),
+    _command("websocat-command", Program.WEBSOCAT, check_websocat_command),
+    CheckSpec(
+        "x-clients-display",
+        (PROGRAMS_READ, SETTINGS),
+        lambda g: check_x_clients_display(g.programs, g.facts.boot_env, g.settings, g.ctx),
+    ),
+    CheckSpec("executables", (PROGRAMS_READ,), lambda g: check_executables(g.facts.executables)),
+    CheckSpec("wait-ports", (SETTINGS, SWITCH), _wait_ports),
+    CheckSpec(
+        "stack-ports",
+        (SETTINGS, PROCESSES),
+        lambda g: check_stack_ports(_needed(g.facts.holders), g.facts.pids, g.settings),
+        live_only=True,
+    ),
+    CheckSpec("x-lock", (SETTINGS, PROCESSES), _x_lock_check, live_only=True),
+    CheckSpec("pidfd", (), lambda g: check_pidfd(g.facts.pidfd_error), live_only=True),
+    CheckSpec(
+        "sidecar-exposure",
+        (),
+        lambda g: check_exposure(g.ctx.env or g.facts.env, g.facts.nginx_route, g.ctx),
+    ),
+    CheckSpec("cgroup-memory", (), lambda g: check_cgroup(g.facts.cgroup)),
+)
+
+
+def run_checks(facts: DoctorFacts) -> list[Check]:
+    """Every check of the table, in its order; live-only ones only in live mode.
+    A check whose input is missing (supervisord down, a program not configured,
+    invalid settings) is a warning that says so: the failing check is the cause."""
+    given = Given(facts)
+    out = []
+    for spec in CHECKS:
+        if spec.live_only and not facts.live:
+            continue
+        why = next((w for need in spec.needs if (w := need.missing(facts)) is not None), None)
+        out.append(spec.run(given) if why is None else not_checked(spec.name, why))
     return out
 
 
@@ -275,8 +375,8 @@ def _facts_of(
     given: Settings | None = None,
     sidecar_env: Mapping[str, str] | None = None,
     **known: Any,
-) -> tuple[Callable[..., Facts], Settings | None]:
-    """Facts(source, ...) with what every gathering knows first (the
+) -> tuple[Callable[..., DoctorFacts], Settings | None]:
+    """DoctorFacts(source, ...) with what every gathering knows first (the
     environment, the sidecar's settings and the switch, each with why not),
     and the settings: the running sidecar's own, else from the environment
     supervisord gives it (`sidecar_env`), else from this one."""
@@ -285,7 +385,7 @@ def _facts_of(
     )
     lazy, switch_error = _switch(env)
     facts = functools.partial(
-        Facts,
+        DoctorFacts,
         env=env,
         settings=settings,
         settings_error=settings_error,
@@ -476,7 +576,7 @@ def _uncreatable(path: str) -> str:
     return ""
 
 
-def gather_static(config: str, env: Mapping[str, str], cwd: str | None = None) -> Facts:
+def gather_static(config: str, env: Mapping[str, str], cwd: str | None = None) -> DoctorFacts:
     """Facts from supervisord's files alone, in the environment the entrypoint
     (and the AIO image's run.sh) would boot them with. `cwd`: where supervisord
     will run (its working directory resolves relative command paths); this one
@@ -711,7 +811,7 @@ def _with_file_settings(live: ProgramConfig, read: ProgramConfig | None) -> Prog
     )
 
 
-async def gather_live(env: Mapping[str, str], given: Settings | None = None) -> Facts:
+async def gather_live(env: Mapping[str, str], given: Settings | None = None) -> DoctorFacts:
     """Facts from the running supervisord and this machine. `given`: the running
     sidecar's own settings (else those of the environment supervisord gives it,
     when its files are readable, else this environment's)."""
@@ -796,7 +896,7 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
-def report(facts: Facts) -> Report:
+def report(facts: DoctorFacts) -> Report:
     return Report(facts.source.mode, facts.source.where, tuple(run_checks(facts)))
 
 

@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 
+from browser_stack.core_types import PortHolder
 from browser_stack.probes import listening_inode
-
-
-@dataclass(frozen=True)
-class PortHolder:
-    port: int
-    pid: int | None
-    name: str
-
-    def describe(self) -> str:
-        if self.pid is None:
-            return f"port {self.port} is already in use (holder not visible)"
-        return f"port {self.port} is already held by pid {self.pid} ({self.name})"
 
 
 def find_holder(port: int) -> PortHolder | None:

@@ -3,7 +3,7 @@ warn, fail), what it saw, and a fix in one line. browser_stack.doctor gathers
 the data and runs them.
 
 Where a fix can be said as edits of supervisord's files or of the container's
-environment (browser_stack.edits), the fix line is their text and the check
+environment (browser_stack.doctor.edits), the fix line is their text and the check
 carries them: applied, they make that check pass. The rest (install a program,
 copy a file) stay sentences."""
 
@@ -19,8 +19,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from browser_stack import boot
-from browser_stack.command_lines import (
+from browser_stack.config import (
+    DEFAULT_LISTEN,
+    LAZY_IDLE_TIMEOUT_S,
+    Settings,
+    parse_listen,
+)
+from browser_stack.core_types import PortHolder
+from browser_stack.doctor import boot
+from browser_stack.doctor.command_lines import (
     chromium_port,
     chromium_switch,
     option_value,
@@ -28,13 +35,7 @@ from browser_stack.command_lines import (
     xvnc_display,
     xvnc_parameter,
 )
-from browser_stack.config import (
-    DEFAULT_LISTEN,
-    LAZY_IDLE_TIMEOUT_S,
-    Settings,
-    parse_listen,
-)
-from browser_stack.edits import (
+from browser_stack.doctor.edits import (
     CONTAINER,
     AppendArgs,
     Edit,
@@ -45,8 +46,8 @@ from browser_stack.edits import (
     SetOption,
     describe,
 )
+from browser_stack.doctor.supervisord_conf import ProgramConfig, SupervisordConfig
 from browser_stack.errors import ConfigError
-from browser_stack.ports import PortHolder
 from browser_stack.stack import (
     PORT_BY_NAME,
     PORT_PROGRAMS,
@@ -55,7 +56,6 @@ from browser_stack.stack import (
     Program,
     split_display,
 )
-from browser_stack.supervisord_conf import ProgramConfig, SupervisordConfig
 
 SIDECAR_PROGRAM = "browser-stack"
 # What each program runs, to recognise one configured under another name.

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 
 from browser_stack.coalesce import Coalescer
 from browser_stack.config import Settings
+from browser_stack.core_types import Probe, ProbeResult, ProcessInfo, Supervisor
 from browser_stack.errors import SupervisorError, SupervisorUnavailable
 from browser_stack.model import ProgramStatus, ReadinessModel
 from browser_stack.observer import Observer
-from browser_stack.probes import Probe, ProbeResult
 from browser_stack.readiness import Readiness
 from browser_stack.stack import PORTS, PROGRAMS, Program
-from browser_stack.supervisor import ProcessInfo, Supervisor
 
 
 @dataclass(frozen=True)
