@@ -19,8 +19,9 @@ from aiohttp.test_utils import TestClient, TestServer
 import browser_stack
 from browser_stack import client, contract
 from browser_stack.errors import ERROR_CODES, ERRORS, BadRequest, BrowserStackError
-from browser_stack.http_api import MAX_BODY_BYTES, create_app
+from browser_stack.http_api import MAX_BODY_BYTES
 from browser_stack.openapi import spec
+from browser_stack.server import create_app
 
 from .fakes import FAST, make_controller
 
