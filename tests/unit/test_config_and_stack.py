@@ -19,7 +19,6 @@ from browser_stack.errors import (
     UnknownProgram,
 )
 from browser_stack.http_api import parse_ensure_body
-from browser_stack.reader import endpoints
 from browser_stack.stack import (
     PORTS,
     PROGRAMS,
@@ -30,6 +29,7 @@ from browser_stack.stack import (
     programs_for,
     stop_layers,
 )
+from browser_stack.stack_reader import endpoints
 from browser_stack.supervisor import (
     START_FAULTS,
     STOP_FAULTS,
