@@ -12,7 +12,7 @@ with it stopped too (Jupyter and code-server off in both).
 
 The full tables go between bench/README.md's `<!-- capacity.py -->` markers, the
 headline (the saving and the AIO pod's table) between the `<!-- capacity.py
-headline -->` markers of README.md and docs/aio-image.md; tests/unit/test_capacity.py
+headline -->` markers of README.md and docs/aio-image.md; tests/bench/test_capacity.py
 checks each holds what this script computes from bench/README.md's figures.
 """
 

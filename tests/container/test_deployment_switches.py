@@ -18,8 +18,6 @@ from ..unit.test_memory_metrics import _value
 from .conftest import states, status
 from .test_image import PAGE, api, stack_processes
 
-pytestmark = pytest.mark.container
-
 EXAMPLE = REPO / "examples" / "deerflow_browser_tool.py"
 
 

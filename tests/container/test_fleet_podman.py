@@ -9,11 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from .conftest import containers
-
-pytestmark = pytest.mark.container
 
 FLEET = Path(__file__).resolve().parents[2] / "bench" / "fleet.py"
 

@@ -26,8 +26,6 @@ from ..clients import (
 from ..helpers import PREFIX, free_port, request, wait_for
 from .conftest import PROGRAMS, containers, states, status, wait_serving
 
-pytestmark = pytest.mark.container
-
 # A page nginx serves inside the container (tests/container/aio-standin/nginx.conf).
 PAGE = "http://127.0.0.1:8080/standin/page.html"
 # What the five run as, as `ps` names them (node is mcp-server-browser).

@@ -20,8 +20,6 @@ import pytest
 from ..clients import page_text
 from .conftest import PROGRAMS, containers, states
 
-pytestmark = pytest.mark.container
-
 BASE_TAG = "localhost/bstest-aio-other-base:latest"
 IMAGE_TAG = "localhost/bstest-browser-stack:other-base"
 # run.sh of the other base: the stand-in's, with one more switch of the image's own.

@@ -17,8 +17,6 @@ import pytest
 from ..helpers import PREFIX, free_port, request, wait_for
 from .conftest import PROGRAMS, containers, states
 
-pytestmark = pytest.mark.container
-
 MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "aio-sandbox-pod.yaml"
 UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 

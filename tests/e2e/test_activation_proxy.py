@@ -29,8 +29,6 @@ from ..helpers import free_port, wait_for
 from .conftest import Stack, local_stack
 from .test_real_stack import stop_stack
 
-pytestmark = pytest.mark.e2e
-
 IDLE_TIMEOUT_S = 3
 
 

@@ -21,8 +21,6 @@ from ..helpers import free_port
 from .conftest import Stack
 from .test_real_stack import assert_all_stopped, call, stop_stack
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module", autouse=True)
 def stopped_after(stack: Stack) -> Iterator[None]:

@@ -24,8 +24,6 @@ from .conftest import Stack, sidecar_in_place
 from .test_fault_matrix import spawn_count
 from .test_real_stack import stop_stack
 
-pytestmark = pytest.mark.e2e
-
 MCP = "mcp-server-browser"
 
 

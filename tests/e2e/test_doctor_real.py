@@ -13,15 +13,11 @@ import subprocess
 import sys
 from typing import Any
 
-import pytest
-
 from browser_stack import memory
 
 from ..helpers import wait_for
 from .conftest import Stack, local_stack
 from .test_real_stack import call, ensure, stop_stack
-
-pytestmark = pytest.mark.e2e
 
 CGROUP = "cgroup-memory"
 

@@ -15,8 +15,6 @@ from ..helpers import REPO, page_server, request
 from .conftest import Stack
 from .test_real_stack import stop_stack
 
-pytestmark = pytest.mark.e2e
-
 EXAMPLE = REPO / "examples" / "deerflow_browser_tool.py"
 TITLE = "a page for the example tool"
 

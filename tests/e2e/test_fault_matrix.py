@@ -33,8 +33,6 @@ from ..helpers import Sidecar, wait_for
 from .conftest import Stack, local_stack, sidecar_in_place, stop_stacks_sidecar
 from .test_real_stack import PROGRAMS, stop_stack
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def sidecar(stack: Stack) -> Iterator[Sidecar]:

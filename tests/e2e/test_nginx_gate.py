@@ -27,8 +27,6 @@ from ..image.gateway import Gateway, Upstreams, nginx_binary, running_gateway
 from .conftest import Stack
 from .test_real_stack import PROGRAMS, assert_all_stopped, stop_stack
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:

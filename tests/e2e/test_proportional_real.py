@@ -22,8 +22,6 @@ from .conftest import Stack, sidecar_in_place
 from .test_fault_matrix import main_pid, spawn_count
 from .test_real_stack import stop_stack
 
-pytestmark = pytest.mark.e2e
-
 IDLE_TIMEOUT_S = 3
 # A part stops once the timeout has passed and the next check (every 0.3 s here)
 # has seen it; generous for a loaded machine. A bound, not a measurement.

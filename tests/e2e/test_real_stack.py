@@ -22,8 +22,6 @@ from ..clients import RFB_BANNER, page_text, rfb_banner_over_websocket
 from ..helpers import Response, request
 from .conftest import Stack
 
-pytestmark = pytest.mark.e2e
-
 PROGRAMS = ("tigervnc", "openbox", "browser", "mcp-server-browser", "websocat")
 
 

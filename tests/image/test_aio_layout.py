@@ -39,8 +39,6 @@ import pytest
 from .gateway import free_port
 from .test_dockerfile import Dockerfile
 
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 SUPERVISORD = VENV_BIN / "supervisord"

@@ -10,13 +10,9 @@ import configparser
 import re
 from pathlib import Path
 
-import pytest
-
 from browser_stack.boot import RUN_SH_AUTOSTART
 from browser_stack.stack import DISABLED_BY, PROGRAMS
 from browser_stack.switches import IMAGE_SWITCHES
-
-pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "tests" / "container" / "aio-standin"

@@ -32,7 +32,6 @@ from browser_stack.doctor_checks import Check, Verdict
 
 from ..helpers import free_ports, load_script, wait_for
 
-pytestmark = pytest.mark.integration
 local_stack = load_script("scripts/local_stack.py")
 
 REPO = Path(__file__).resolve().parents[2]

@@ -36,8 +36,6 @@ from .conftest import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[2]
 FLEET_PY = REPO / "bench" / "fleet.py"
 PORT_VARS = {

@@ -24,8 +24,6 @@ from browser_stack.stack import PROGRAMS
 
 from .fakes import FAST, FakeSupervisor, make_controller
 
-pytestmark = pytest.mark.unit
-
 schema = schemathesis.openapi.from_dict(spec())
 
 

@@ -22,7 +22,6 @@ from browser_stack.stack import DISABLED_BY, GATES, Gate, Program, blocked
 from .fakes import FAST, FakeSupervisor, make_controller
 from .test_memory_metrics import _value
 
-pytestmark = pytest.mark.unit
 PREFIX = "/v1/browser-stack"
 
 

@@ -19,8 +19,6 @@ from browser_stack.stack import PROGRAMS, Program
 
 from .fakes import FAST, FakeSupervisor, make_controller
 
-pytestmark = pytest.mark.unit
-
 
 def test_tree_memory_counts_the_whole_process_tree() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])

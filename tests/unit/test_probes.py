@@ -23,8 +23,6 @@ from browser_stack.probes import (
     wm_claimed_xprop,
 )
 
-pytestmark = pytest.mark.unit
-
 
 async def _server(banner: bytes, counter: list[int]) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -13,8 +13,6 @@ from browser_stack.stack import PROGRAMS, Program
 from browser_stack.states import ProcessState as S
 from browser_stack.supervisor import ProcessInfo
 
-pytestmark = pytest.mark.unit
-
 NOW = 100.0
 FRESH = 3.0  # liveness interval 2 s + a probe's timeout 1 s
 

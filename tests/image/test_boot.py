@@ -14,9 +14,6 @@ from browser_stack.errors import ConfigError
 
 from .test_entrypoint import exported, run
 
-pytestmark = pytest.mark.unit
-
-
 SWITCHES = [
     {},
     {"DISABLE_BROWSER_STACK": "true"},

@@ -8,8 +8,6 @@ import pytest
 
 from ..helpers import REPO, load_script
 
-pytestmark = pytest.mark.unit
-
 capacity = load_script("bench/capacity.py")
 
 

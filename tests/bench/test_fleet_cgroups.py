@@ -9,12 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from ..helpers import load_script
-
-pytestmark = pytest.mark.unit
-
 
 fs = load_script("bench/fleet_sandbox.py")
 

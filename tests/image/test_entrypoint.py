@@ -13,9 +13,7 @@ import pytest
 from browser_stack import switches
 from browser_stack.errors import ConfigError
 
-pytestmark = pytest.mark.unit
-
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "bin" / "browser-stack-entrypoint"
 SHELL_SCRIPTS = [
     ENTRYPOINT,
