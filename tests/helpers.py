@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 PREFIX = "/v1/browser-stack"
+PROGRAMS = ("tigervnc", "openbox", "browser", "mcp-server-browser", "websocat")
 REPO = Path(__file__).resolve().parent.parent
 
 T = TypeVar("T")
@@ -117,6 +118,34 @@ def request(
         conn.close()
 
 
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus text exposition (GET /metrics), by name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"{name} {labels} not in metrics")
+
+
+def program_states(status: Mapping[str, Any]) -> dict[str, str]:
+    """Program name -> state, from the body of GET .../status."""
+    return {name: program["state"] for name, program in status["programs"].items()}
+
+
+def status(base_url: str, under: str = "") -> dict[str, Any]:
+    """The sidecar's status (never wakes the stack); `under` is a gateway's prefix."""
+    code, body = request(base_url, "GET", f"{under}{PREFIX}/status")
+    assert code == 200, body
+    assert isinstance(body, dict)
+    return body
+
+
+def states(base_url: str, under: str = "") -> dict[str, str]:
+    return program_states(status(base_url, under))
+
+
 class Sidecar:
     """The real sidecar (`python -m browser_stack serve`) as a subprocess, in its
     own session; stdout and stderr go to one file. Waits until it answers."""
@@ -187,6 +216,9 @@ class Sidecar:
 
     def stop(self) -> Response:
         return self.request("POST", f"{PREFIX}/stop")
+
+    def states(self) -> dict[str, str]:
+        return states(self.base_url)
 
     def healthz(self) -> Response:
         return self.request("GET", "/healthz")

@@ -7,8 +7,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Stack
-from .test_real_stack import PROGRAMS, assert_all_stopped, call, ensure
+from .conftest import PROGRAMS, Stack, assert_all_stopped, call, ensure
 
 MIB = 1024 * 1024
 

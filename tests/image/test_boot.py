@@ -12,7 +12,7 @@ import pytest
 from browser_stack import boot, switches
 from browser_stack.errors import ConfigError
 
-from .test_entrypoint import exported, run
+from .entrypoint import exported, run
 
 SWITCHES = [
     {},
