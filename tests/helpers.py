@@ -1,13 +1,12 @@
 """Helpers every test tier shares: free ports, waiting for a condition (sync and
-async), plain HTTP requests, the real sidecar as a subprocess, and the repo's
-scripts and benches as modules. One copy each."""
+async), plain HTTP requests, the sidecar's status and metrics, the real sidecar
+as a subprocess. One copy each (the benches use them too: `python -m bench.X`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import http.client
-import importlib.util
 import json
 import os
 import signal
@@ -18,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 PREFIX = "/v1/browser-stack"
@@ -39,21 +37,6 @@ def free_ports(count: int) -> list[int]:
 
 def free_port() -> int:
     return free_ports(1)[0]
-
-
-def load_script(path: str) -> ModuleType:
-    """A script of the repo (`scripts/local_stack.py`, `bench/fleet.py`) as a
-    module, under its file name: loaded once, so every test and the modules it
-    imports share the one copy."""
-    name = Path(path).stem
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def wait_for(

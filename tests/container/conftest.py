@@ -17,10 +17,10 @@ from typing import Any, NoReturn
 
 import pytest
 
-from .. import helpers
-from ..helpers import PREFIX, free_port, load_script, request, wait_for
+from scripts import containers
 
-containers = load_script("scripts/containers.py")
+from .. import helpers
+from ..helpers import PREFIX, free_port, request, wait_for
 
 # The gateway's route to the sidecar.
 SIDECAR_ROUTE = "/browser-stack"

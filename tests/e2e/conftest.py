@@ -20,9 +20,10 @@ from typing import Any, NoReturn
 import psutil
 import pytest
 
-from ..helpers import PROGRAMS, Response, Sidecar, free_port, load_script, request, states, wait_for
+from scripts import local_stack
 
-local_stack = load_script("scripts/local_stack.py")
+from ..helpers import PROGRAMS, Response, Sidecar, free_port, request, states, wait_for
+
 # The stack's own sidecar, as scripts/local_stack.py names its program.
 SIDECAR_PROGRAM = "browser-stack"
 
