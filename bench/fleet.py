@@ -580,7 +580,7 @@ async def measure(
 
 def make_fleet(opts: Options, mode: str, name: str, env: dict[str, str]) -> Any:
     if opts.engine == "podman":
-        import fleet_podman
+        from . import fleet_podman
 
         return fleet_podman.ContainerFleet(
             opts.sandboxes,
@@ -1046,7 +1046,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cleanup:
         removed = fs.cleanup_stale()
         if args.engine == "podman":
-            import fleet_podman
+            from . import fleet_podman
 
             removed += fleet_podman.containers.sweep()
         print("removed: " + (", ".join(removed) or "nothing"))
