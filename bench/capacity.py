@@ -7,12 +7,12 @@ in a container. The whole-pod figures of an AIO pod are agent-infra/sandbox issu
 198's (a DeerFlow/kind test): 413 MiB idle with the browser stack, 143-178 MiB
 with it stopped too (Jupyter and code-server off in both).
 
-    .venv/bin/python bench/capacity.py            # print the tables
-    .venv/bin/python bench/capacity.py --write    # and put them into the docs
+    .venv/bin/python -m bench.capacity            # print the tables
+    .venv/bin/python -m bench.capacity --write    # and put them into the docs
 
 The full tables go between bench/README.md's `<!-- capacity.py -->` markers, the
 headline (the saving and the AIO pod's table) between the `<!-- capacity.py
-headline -->` markers of README.md and docs/aio-image.md; tests/unit/test_capacity.py
+headline -->` markers of README.md and docs/aio-image.md; tests/bench/test_capacity.py
 checks each holds what this script computes from bench/README.md's figures.
 """
 

@@ -1,8 +1,8 @@
 """Many sandboxes on one machine, eager against lazy: capacity, boot, first browser use, release.
 
-    .venv/bin/python bench/fleet.py --sandboxes 10 --concurrent 1,10 --mode both \\
+    .venv/bin/python -m bench.fleet --sandboxes 10 --concurrent 1,10 --mode both \\
         [--json bench/out/fleet.json] [--plot bench/out/fleet.png]
-    .venv/bin/python bench/fleet.py --engine podman --image TAG [--memory-limit 1536m] ...
+    .venv/bin/python -m bench.fleet --engine podman --image TAG [--memory-limit 1536m] ...
 
 Two engines. netns (the default): each sandbox a supervisord of the host's programs in
 namespaces of its own, as below. podman: each sandbox a container of an image built by
@@ -60,11 +60,13 @@ from typing import Any
 
 import aiohttp
 
+from . import fleet_sandbox as fs
+from .idle_stop import mem_available_mib
+from .noise import Noise, timed
+from .report import machine, table
+from .timeline import no_plot_here
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "bench"))
-import fleet_sandbox as fs  # noqa: E402
-import run as bench_run  # noqa: E402  (machine(), table(), Noise: the same as bench/run.py)
-from idle import mem_available_mib  # noqa: E402
 
 MIB = 1024 * 1024
 PREFIX = "/v1/browser-stack"
@@ -259,7 +261,7 @@ class CpuMark:
 
 
 def cpu_round(
-    before: CpuMark, answered: CpuMark, ended: CpuMark, began: float, noise: bench_run.Noise
+    before: CpuMark, answered: CpuMark, ended: CpuMark, began: float, noise: Noise
 ) -> dict[str, Any]:
     """One round: the CPU the K sandboxes used until the last answer and until
     every start ended, and the bound it sets: CPU seconds / cores, the shortest
@@ -396,7 +398,7 @@ async def first_use(
     sessions: dict[int, aiohttp.ClientSession],
     ks: list[int],
     opts: Options,
-    noise: bench_run.Noise,
+    noise: Noise,
 ) -> tuple[dict[str, Any], list[int]]:
     """K sandboxes ensure the browser at once, for each K; the last round's sandboxes."""
     out: dict[str, Any] = {}
@@ -515,14 +517,14 @@ def memory_summary(samples: list[dict[str, Any]], cgroup_kind: str) -> dict[str,
 
 
 async def measure(
-    fleet: fs.Fleet, opts: Options, noise: bench_run.Noise, mode: str
+    fleet: fs.Fleet, opts: Options, noise: Noise, mode: str
 ) -> dict[str, Any]:
     sessions = {s.index: session_for(s) for s in fleet.sandboxes}
     result: dict[str, Any] = {"sandboxes": fleet.count, "memory_cgroup": fleet.cgroups.kind}
     phases: dict[str, Any] = {}
     try:
         available_before = mem_available_mib()
-        with bench_run.timed(noise, phases, "boot"):
+        with timed(noise, phases, "boot"):
             fleet.start_all()
             boots = await asyncio.gather(
                 *(
@@ -564,10 +566,10 @@ async def measure(
         if fleet.lazy:
             usable = {i: h for i, h in sessions.items() if i not in failures}
             ks = sorted({min(k, len(usable)) for k in opts.concurrent if k >= 1})
-            with bench_run.timed(noise, phases, "first_use"):
+            with timed(noise, phases, "first_use"):
                 result["browser_ready_s"], used = await first_use(fleet, usable, ks, opts, noise)
             print(f"{mode}: waiting for the idle stop of sandboxes {used}", flush=True)
-            with bench_run.timed(noise, phases, "release"):
+            with timed(noise, phases, "release"):
                 result["release"] = await release(fleet, usable, used, opts)
         result["phases"] = phases
         return result
@@ -578,7 +580,7 @@ async def measure(
 
 def make_fleet(opts: Options, mode: str, name: str, env: dict[str, str]) -> Any:
     if opts.engine == "podman":
-        import fleet_podman
+        from . import fleet_podman
 
         return fleet_podman.ContainerFleet(
             opts.sandboxes,
@@ -622,7 +624,7 @@ def run_mode(opts: Options, mode: str, name: str = "", start: str | None = None)
     if start is not None:
         env["BROWSER_STACK_START"] = start
     fleet = make_fleet(opts, mode, name, env)
-    noise = bench_run.Noise(opts.workdir)
+    noise = Noise(opts.workdir)
     with fleet:
         if fleet.stale_removed:
             print("removed what an earlier run left: " + ", ".join(fleet.stale_removed))
@@ -736,7 +738,7 @@ def cpu_report(modes: dict[str, Any]) -> str:
         "whole stack p50 / max s",
         "other work, % of a core",
     ]
-    return bench_run.table(header, rows) if rows else ""
+    return table(header, rows) if rows else ""
 
 
 def report(results: dict[str, Any]) -> str:
@@ -767,7 +769,7 @@ def report(results: dict[str, Any]) -> str:
             ]
         )
     parts.append(
-        bench_run.table(
+        table(
             ["mode", "sandboxes", "memory", "total MiB", "average MiB", "max MiB"], rows
         )
     )
@@ -802,7 +804,7 @@ def report(results: dict[str, Any]) -> str:
         "all five p50 / max s",
         "errors",
     ]
-    parts.append(bench_run.table(header, rows))
+    parts.append(table(header, rows))
     cpu = cpu_report(modes)
     if cpu:
         cores_ = next(
@@ -844,14 +846,14 @@ def report(results: dict[str, Any]) -> str:
                 rel["memory_used_sandboxes"].get("cgroup_working_set", {}).get("avg", "-"),
             ]
         )
-        parts.append(bench_run.table(["per sandbox", "PSS MiB", "cgroup working set MiB"], rows))
+        parts.append(table(["per sandbox", "PSS MiB", "cgroup working set MiB"], rows))
         if rel["not_stopped"]:
             parts.append(
                 f"\nnot stopped by the idle monitor in time: sandboxes {rel['not_stopped']}"
             )
     parts += ["", "### Ratios (same run)", ""]
     parts.append(
-        bench_run.table(["ratio", "value"], [[k, v] for k, v in results["ratios"].items()])
+        table(["ratio", "value"], [[k, v] for k, v in results["ratios"].items()])
     )
     for mode, r in modes.items():
         for k, s in r.get("browser_ready_s", {}).items():
@@ -1038,13 +1040,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.no_plot:
         args.plot = None
-    elif why := bench_run.no_plot_here():
+    elif why := no_plot_here():
         print(f"fleet: no plot: {why}; the run goes on without it", file=sys.stderr, flush=True)
         args.plot = None
     if args.cleanup:
         removed = fs.cleanup_stale()
         if args.engine == "podman":
-            import fleet_podman
+            from . import fleet_podman
 
             removed += fleet_podman.containers.sweep()
         print("removed: " + (", ".join(removed) or "nothing"))
@@ -1112,7 +1114,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "commit": _git_commit(),
         "command": "bench/fleet.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": bench_run.machine(),
+        "machine": machine(),
         "engine": args.engine,
         "image": args.image or None,
         "memory_limit": args.memory_limit,

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scripts import containers  # podman with the project's conf
+
+from . import fleet_sandbox as fs
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO / "scripts"))
-import containers  # noqa: E402  (scripts/containers.py: podman with the project's conf)
-import fleet_sandbox as fs  # noqa: E402
 
 SIDECAR_LOG = "/var/log/browser-stack/browser-stack.err.log"
 CGROUP_ROOT = Path("/sys/fs/cgroup")

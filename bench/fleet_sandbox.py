@@ -49,9 +49,10 @@ from typing import Any
 
 import psutil
 
+# search_path, missing_executables: the same PATH as the e2e stack
+from scripts import local_stack
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-import local_stack  # noqa: E402  (search_path, missing_executables: the same PATH as the e2e stack)
 
 ENTRYPOINT = local_stack.ENTRYPOINT
 SIDECAR_CONF = REPO / "supervisord.d" / "browser-stack.conf"

@@ -1,6 +1,6 @@
 """What one more process on the path costs a small round trip, whatever its loop.
 
-Why bench/proxy.py's `Runtime.evaluate` ratio misses 1.05: is it our asyncio
+Why bench/proxy_overhead.py's `Runtime.evaluate` ratio misses 1.05: is it our asyncio
 code, or the hop itself? A 200-byte ping-pong (TCP_NODELAY, one connection,
 N round trips) to a threaded echo server, three ways, interleaved:
 
@@ -12,7 +12,7 @@ N round trips) to a threaded echo server, three ways, interleaved:
 Prints the median round trip of each, per run and overall, and what each proxy
 adds. Not a test: nothing is asserted.
 
-    .venv/bin/python bench/hop.py [--runs 5] [--trips 5000]
+    .venv/bin/python -m bench.hop [--runs 5] [--trips 5000]
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
-import proxy as proxy_bench  # bench/proxy.py, beside this file
+from . import proxy_overhead
+
+REPO = Path(__file__).resolve().parent.parent
 
 LOOPBACK = "127.0.0.1"
 MESSAGE = b"x" * 200
@@ -73,7 +76,8 @@ def serve_threads(server: socket.socket, upstream: int) -> None:
 
 def start(kind: str, upstream: int) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind, "--upstream", str(upstream)],
+        [sys.executable, "-m", "bench.hop", "--serve", kind, "--upstream", str(upstream)],
+        cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -116,8 +120,8 @@ def main() -> int:
     servers = [echo]
     try:
         ports = {"direct": echo_port}
-        # The real proxy, served the way bench/proxy.py serves it.
-        process, ports["asyncio"] = proxy_bench.start_proxy(echo_port, "asyncio")
+        # The real proxy, served the way bench/proxy_overhead.py serves it.
+        process, ports["asyncio"] = proxy_overhead.start_proxy(echo_port, "asyncio")
         servers.append(process)
         process, ports["threads"] = start("threads", echo_port)
         servers.append(process)

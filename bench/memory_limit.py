@@ -5,7 +5,7 @@ containers.conf), an ensure for CDP through its gateway, then one for every gate
 prints each answer, the readiness of the five, the cgroup's peak usage and how
 many processes the kernel's OOM killer ended in it. Not a test: nothing asserted.
 
-    .venv/bin/python bench/memory_limit.py --image localhost/bstest-browser-stack:eager 160m 300m
+    .venv/bin/python -m bench.memory_limit --image localhost/bstest-browser-stack:eager 160m 300m
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+from scripts import containers
+from tests.helpers import free_port, request, wait_for
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from tests.helpers import free_port, load_script, request, wait_for  # noqa: E402
-
-containers = load_script("scripts/containers.py")
 API = "/browser-stack/v1/browser-stack"
 
 

@@ -1,7 +1,7 @@
 """Memory proportional to use, on the real stack (issue 14).
 
 Runs the real five programs under a private supervisord (scripts/local_stack.py,
-as bench/run.py does) with its sidecar in the default mode (BROWSER_STACK_START=
+as bench/real_stack.py does) with its sidecar in the default mode (BROWSER_STACK_START=
 all), and a second sidecar with BROWSER_STACK_START=needed (and idle stop on, for
 the parts). One sidecar controls a supervisord, so the two take turns: the one
 asked runs, the other is stopped. Then, in one run:
@@ -26,7 +26,7 @@ asked runs, the other is stopped. Then, in one run:
 Prints tables and writes bench/out/proportional.json. Not a test: nothing is
 asserted; figures are ratios against what was measured in the same run.
 
-    .venv/bin/python bench/proportional.py [--rounds 5] [--idle-timeout 10]
+    .venv/bin/python -m bench.proportional [--rounds 5] [--idle-timeout 10]
 """
 
 from __future__ import annotations
@@ -46,18 +46,17 @@ from typing import Any
 
 import aiohttp
 
+from browser_stack.idle import check_interval
+from scripts import local_stack
+from tests.helpers import Sidecar as SidecarProcess
+
+from .idle_stop import open_a_page
+from .private_stack import Bench, running_stack
+from .report import machine
+from .warm_ensure import bare_app
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO))
 
-import run as bench_run  # noqa: E402  (the same private stack as bench/run.py)
-from idle import open_a_page  # noqa: E402
-
-from browser_stack.idle import check_interval  # noqa: E402
-from tests.helpers import Sidecar as SidecarProcess  # noqa: E402
-
-Bench = bench_run.Bench
 MIB = 1024 * 1024
 ENSURE = "/v1/browser-stack/ensure"
 STATUS = "/v1/browser-stack/status"
@@ -88,7 +87,7 @@ class Turns:
             await asyncio.to_thread(self.own.rpc, "startProcess", SIDECAR_PROGRAM, True)
             own = self.own
             await asyncio.to_thread(
-                bench_run.local_stack.wait_healthy, own.base, own.root, own.supervisord_pid
+                local_stack.wait_healthy, own.base, own.root, own.supervisord_pid
             )
         return self.second if which == "second" else self.own
 
@@ -245,7 +244,7 @@ async def section_prewarm(needed: Bench, rounds: int) -> dict[str, Any]:
     rows: dict[str, list[float]] = {"accepted_ms": [], "bare_ms": [], "after_ms": [], "cold_ms": []}
     answer = needed.root / "bare-answer.json"
     answer.write_text("{}")
-    async with bench_run.bare_app(answer) as bare_url:
+    async with bare_app(answer) as bare_url:
         for _ in range(rounds):
             # A plain cold ensure.
             await needed.stop_stack()
@@ -337,7 +336,7 @@ def report(results: dict[str, Any]) -> str:
 
 async def run(rounds: int, timeout_s: float) -> dict[str, Any]:
     listen = os.environ.get("BENCH_LISTEN", "127.0.0.1:8119")
-    async with bench_run.running_stack(listen) as bench:
+    async with running_stack(listen) as bench:
         needed_env = {"BROWSER_STACK_START": "needed"}
         async with second_sidecar(bench, "127.0.0.1:8129", needed_env) as turns:
             print("[memory]", flush=True)
@@ -360,7 +359,7 @@ async def run(rounds: int, timeout_s: float) -> dict[str, Any]:
         "gate_sets": gate_sets,
         "parts": parts,
         "prewarm": prewarm,
-        "machine": bench_run.machine(),
+        "machine": machine(),
     }
 
 

@@ -10,7 +10,7 @@
 # (/opt/own-python): the same code, but in files of its own, so its pages are shared
 # with none of the image's other Python processes (supervisord's here), as a
 # separate CPython's would not be. Each image then runs as N lazy containers under
-# bench/fleet.py --engine podman; the idle memory per container is what differs.
+# python -m bench.fleet --engine podman; the idle memory per container is what differs.
 # Writes bench/out/python-{base,own}.json and prints both capacity tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +43,7 @@ scripts/build-image.sh --base "$own_base" --tag localhost/bstest-python:own \
 
 for which in base own; do
     echo "== the sidecar on the $which interpreter"
-    .venv/bin/python bench/fleet.py --engine podman --image "localhost/bstest-python:$which" \
+    .venv/bin/python -m bench.fleet --engine podman --image "localhost/bstest-python:$which" \
         --mode lazy --sandboxes "$sandboxes" --concurrent 1 --rounds 1 --idle-timeout 5 \
         --json "bench/out/python-$which.json" --plot "bench/out/python-$which.png" \
         | sed -n '/^### Capacity/,/^### Startup/p' | sed '$d'

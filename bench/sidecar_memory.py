@@ -31,7 +31,7 @@ do): the ratio is taken per round, from two processes measured seconds apart,
 and the median of the rounds is reported. Prints markdown tables and ratios,
 writes JSON; asserts nothing.
 
-    .venv/bin/python bench/sidecar_memory.py [--rounds 3] [--requests 10000]
+    .venv/bin/python -m bench.sidecar_memory [--rounds 3] [--requests 10000]
 
 The sidecar's modules are compiled to bytecode first (compileall), as aiohttp's
 are by pip and as the image's are (UV_COMPILE_BYTECODE). This process loads
@@ -52,7 +52,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -66,10 +65,12 @@ from typing import Any
 
 import psutil
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
+from scripts import local_stack
+from tests.helpers import free_port
 
-import local_stack  # noqa: E402
+from .report import table
+
+REPO = Path(__file__).resolve().parent.parent
 
 MIB = 1024 * 1024
 SIDECAR = "browser-stack"
@@ -112,12 +113,6 @@ def memory_of(pid: int) -> dict[str, float]:
         "rss": round(info.rss / MIB, 2),
         "anon": round(anon / MIB, 2),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_answer(url: str, timeout_s: float = 30.0) -> None:
@@ -335,12 +330,6 @@ def sidecar_after_use(
     time.sleep(SETTLE_S)
     samples["after a stop of the five"] = memory_of(pid)
     return {"samples": samples, "non_200": bad, "burst": load}
-
-
-def table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "--:|" * (len(header) - 1)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def memory_row(name: str, m: dict[str, float]) -> list[Any]:

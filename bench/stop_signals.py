@@ -17,7 +17,7 @@ Chromium (`sh -c 'chromium ...; exit $?'`). For each setting and round:
 Prints, per setting, how many rounds kept the cookie and how many processes
 outlived the stop. Not a test: nothing is asserted.
 
-    .venv/bin/python bench/stop_signals.py [--rounds 3] [--display :55] [--only INT:alone:sh]
+    .venv/bin/python -m bench.stop_signals [--rounds 3] [--display :55] [--only INT:alone:sh]
 """
 
 from __future__ import annotations
@@ -37,10 +37,7 @@ from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from local_stack import rpc
-
+from scripts.local_stack import rpc
 from tests.helpers import free_port, free_ports, page_server
 
 # (stopsignal, stopasgroup, through a shell that does not exec Chromium)

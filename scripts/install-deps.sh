@@ -28,7 +28,7 @@ fi
 #    the window-manager probe, curl for the demo; Node.js/npm and venv only when missing.
 packages=(chromium tigervnc-standalone-server openbox x11-utils curl ca-certificates)
 if [ "$dev" = 1 ]; then
-    packages+=(shellcheck nginx wrk)  # nginx: the gateway tests run their own on free ports; wrk: bench/run.py
+    packages+=(shellcheck nginx wrk)  # nginx: the gateway tests run their own on free ports; wrk: bench/real_stack.py
     # The container tier (tests/container/): podman with runc (crun refuses hybrid
     # cgroups), catatonit for a pod's infra container, mmdebstrap for the AIO stand-in.
     packages+=(podman runc catatonit mmdebstrap)

@@ -1,13 +1,12 @@
 """Helpers every test tier shares: free ports, waiting for a condition (sync and
-async), plain HTTP requests, the real sidecar as a subprocess, and the repo's
-scripts and benches as modules. One copy each."""
+async), plain HTTP requests, the sidecar's status and metrics, the real sidecar
+as a subprocess. One copy each (the benches use them too: `python -m bench.X`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import http.client
-import importlib.util
 import json
 import os
 import signal
@@ -18,10 +17,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 PREFIX = "/v1/browser-stack"
+PROGRAMS = ("tigervnc", "openbox", "browser", "mcp-server-browser", "websocat")
 REPO = Path(__file__).resolve().parent.parent
 
 T = TypeVar("T")
@@ -38,21 +37,6 @@ def free_ports(count: int) -> list[int]:
 
 def free_port() -> int:
     return free_ports(1)[0]
-
-
-def load_script(path: str) -> ModuleType:
-    """A script of the repo (`scripts/local_stack.py`, `bench/fleet.py`) as a
-    module, under its file name: loaded once, so every test and the modules it
-    imports share the one copy."""
-    name = Path(path).stem
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def wait_for(
@@ -115,6 +99,34 @@ def request(
         return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, decoded)
     finally:
         conn.close()
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus text exposition (GET /metrics), by name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"{name} {labels} not in metrics")
+
+
+def program_states(status: Mapping[str, Any]) -> dict[str, str]:
+    """Program name -> state, from the body of GET .../status."""
+    return {name: program["state"] for name, program in status["programs"].items()}
+
+
+def status(base_url: str, under: str = "") -> dict[str, Any]:
+    """The sidecar's status (never wakes the stack); `under` is a gateway's prefix."""
+    code, body = request(base_url, "GET", f"{under}{PREFIX}/status")
+    assert code == 200, body
+    assert isinstance(body, dict)
+    return body
+
+
+def states(base_url: str, under: str = "") -> dict[str, str]:
+    return program_states(status(base_url, under))
 
 
 class Sidecar:
@@ -187,6 +199,9 @@ class Sidecar:
 
     def stop(self) -> Response:
         return self.request("POST", f"{PREFIX}/stop")
+
+    def states(self) -> dict[str, str]:
+        return states(self.base_url)
 
     def healthz(self) -> Response:
         return self.request("GET", "/healthz")

@@ -88,7 +88,7 @@ class Port:
 
 # The one table of ports, in the entrypoint's order. Settings, the entrypoint's
 # mirror (boot.py), the probes, the proxy, the endpoints and the doctor read it;
-# tests/test_entrypoint.py checks the entrypoint's own defaults against it.
+# tests/image/test_entrypoint.py checks the entrypoint's own defaults against it.
 # fmt: off
 PORTS: tuple[Port, ...] = (
     Port("vnc", "VNC_SERVER_PORT", 5900, "VNC", "vnc_port",

@@ -7,7 +7,7 @@ The image's own off switches (DISABLE_BROWSER, DISABLE_MCP_BROWSER, DISABLE_VNC)
 keep parts of the stack stopped for good; which programs each covers is in stack.py.
 
 bin/browser-stack-entrypoint reads the same names and words in shell:
-tests/test_entrypoint.py runs it on every combination and checks that it agrees
+tests/image/test_entrypoint.py runs it on every combination and checks that it agrees
 with this module. The sidecar's config, doctor/boot.py (what supervisord boots with) and
 the doctor read them from here. Standard library only.
 """

@@ -17,11 +17,17 @@ from typing import Any, NoReturn
 
 import pytest
 
-from ..helpers import PREFIX, free_port, load_script, request, wait_for
+from scripts import containers
 
-containers = load_script("scripts/containers.py")
+from .. import helpers
+from ..helpers import PREFIX, free_port, request, wait_for
 
-PROGRAMS = ("tigervnc", "openbox", "browser", "mcp-server-browser", "websocat")
+# The gateway's route to the sidecar.
+SIDECAR_ROUTE = "/browser-stack"
+# A page nginx serves inside the container (tests/container/aio-standin/nginx.conf).
+PAGE = "http://127.0.0.1:8080/standin/page.html"
+# What the five run as, as `ps` names them (node is mcp-server-browser).
+STACK_COMMANDS = ("Xvnc", "openbox", "chromium", "node", "websocat")
 IMAGE_TAG = "localhost/bstest-browser-stack:eager"
 LAZY_IMAGE_TAG = "localhost/bstest-browser-stack:eager-lazy"
 
@@ -63,14 +69,21 @@ def lazy_image(standin: str, image: str) -> str:
 
 def status(url: str) -> dict[str, Any]:
     """The sidecar's status through the gateway (never wakes the stack)."""
-    code, body = request(url, "GET", "/browser-stack" + PREFIX + "/status")
-    assert code == 200, body
-    assert isinstance(body, dict)
-    return body
+    return helpers.status(url, SIDECAR_ROUTE)
 
 
 def states(url: str) -> dict[str, str]:
-    return {name: p["state"] for name, p in status(url)["programs"].items()}
+    return helpers.states(url, SIDECAR_ROUTE)
+
+
+def api(container: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One call to the sidecar's API through the container's gateway."""
+    code, out = request(container.url, method, SIDECAR_ROUTE + PREFIX + path, body, timeout=90)
+    return code, out
+
+
+def stack_processes(container: Any) -> list[str]:
+    return [c for c in container.processes() if c.startswith(STACK_COMMANDS)]
 
 
 def wait_serving(container: Any, timeout: float = 120) -> None:

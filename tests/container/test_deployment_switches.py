@@ -13,12 +13,8 @@ from typing import Any
 
 import pytest
 
-from ..helpers import PREFIX, REPO, request, wait_for
-from ..unit.test_memory_metrics import _value
-from .conftest import states, status
-from .test_image import PAGE, api, stack_processes
-
-pytestmark = pytest.mark.container
+from ..helpers import PREFIX, REPO, metric_value, request, wait_for
+from .conftest import PAGE, api, stack_processes, states, status
 
 EXAMPLE = REPO / "examples" / "deerflow_browser_tool.py"
 
@@ -94,7 +90,7 @@ def test_the_awake_gauge_through_the_gateway(image: str, sandbox_factory: Any) -
 
     def scrape(name: str) -> float:
         text = request(c.url, "GET", "/browser-stack/metrics").body
-        return _value(text, name)
+        return metric_value(text, name)
 
     assert (scrape("browser_stack_awake"), scrape("browser_stack_lazy")) == (0, 1)
     code, out = api(c, "POST", "/ensure", {"needs": ["cdp"]})

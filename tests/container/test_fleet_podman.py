@@ -1,4 +1,4 @@
-"""bench/fleet.py --engine podman, small: two lazy containers of the tier's image go
+"""`python -m bench.fleet --engine podman`, small: two lazy containers of the tier's image go
 through every phase, with memory read from each container's cgroup, and nothing is
 left behind."""
 
@@ -9,13 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from .conftest import containers
 
-pytestmark = pytest.mark.container
-
-FLEET = Path(__file__).resolve().parents[2] / "bench" / "fleet.py"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_fleet_bench_in_containers(image: str, tmp_path: Path) -> None:
@@ -23,7 +19,8 @@ def test_the_fleet_bench_in_containers(image: str, tmp_path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable,
-            str(FLEET),
+            "-m",
+            "bench.fleet",
             "--engine",
             "podman",
             "--image",
@@ -50,6 +47,7 @@ def test_the_fleet_bench_in_containers(image: str, tmp_path: Path) -> None:
             str(tmp_path / "work"),
         ],
         env=containers.engine_env(),
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,

@@ -23,15 +23,17 @@ from ..clients import (
     rfb_banner_over_websocket,
     set_cookie,
 )
-from ..helpers import PREFIX, free_port, request, wait_for
-from .conftest import PROGRAMS, containers, states, status, wait_serving
+from ..helpers import PROGRAMS, free_port, request, wait_for
+from .conftest import (
+    PAGE,
+    api,
+    containers,
+    stack_processes,
+    states,
+    status,
+    wait_serving,
+)
 
-pytestmark = pytest.mark.container
-
-# A page nginx serves inside the container (tests/container/aio-standin/nginx.conf).
-PAGE = "http://127.0.0.1:8080/standin/page.html"
-# What the five run as, as `ps` names them (node is mcp-server-browser).
-STACK_COMMANDS = ("Xvnc", "openbox", "chromium", "node", "websocat")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
@@ -42,19 +44,10 @@ def lazy(image: str) -> Iterator[Any]:
         yield c
 
 
-def api(container: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    code, out = request(container.url, method, "/browser-stack" + PREFIX + path, body, timeout=90)
-    return code, out
-
-
 def stop_stack(container: Any) -> None:
     code, out = api(container, "POST", "/stop")
     assert code == 200, out
     assert set(states(container.url).values()) == {"STOPPED"}
-
-
-def stack_processes(container: Any) -> list[str]:
-    return [c for c in container.processes() if c.startswith(STACK_COMMANDS)]
 
 
 def test_lazy_boot_runs_none_of_the_five_and_run_sh_waits_without_them(lazy: Any) -> None:

@@ -14,10 +14,8 @@ from typing import Any
 
 import pytest
 
-from ..helpers import PREFIX, free_port, request, wait_for
-from .conftest import PROGRAMS, containers, states
-
-pytestmark = pytest.mark.container
+from ..helpers import PREFIX, PROGRAMS, free_port, request, wait_for
+from .conftest import containers, states
 
 MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "aio-sandbox-pod.yaml"
 UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}

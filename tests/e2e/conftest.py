@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import xmlrpc.client
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import psutil
 import pytest
 
-from ..helpers import Sidecar, free_port, load_script, request, wait_for
+from scripts import local_stack
 
-local_stack = load_script("scripts/local_stack.py")
+from ..helpers import PROGRAMS, Response, Sidecar, free_port, request, states, wait_for
+
 # The stack's own sidecar, as scripts/local_stack.py names its program.
 SIDECAR_PROGRAM = "browser-stack"
 
@@ -75,18 +77,68 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         base_url = f"http://{listen}"
         local_stack.wait_healthy(base_url, root, proc.pid, timeout=60)
         # The lazy boot: supervisord came up and started none of the five.
-        states = {
-            name: program["state"]
-            for name, program in request(base_url, "GET", "/v1/browser-stack/status")
-            .body["programs"]
-            .items()
-        }
-        assert set(states.values()) == {"STOPPED"}, states
+        at_boot = states(base_url)
+        assert set(at_boot.values()) == {"STOPPED"}, at_boot
         yield Stack(base_url=base_url, root=root)
     finally:
         killed = local_stack.stop(root, proc.pid)
         proc.wait(timeout=10)
     assert not killed, "processes outlived supervisord's shutdown:\n" + "\n".join(killed)
+
+
+@pytest.fixture(scope="module")
+def stopped_after(stack: Stack) -> Iterator[None]:
+    """For a module that leaves the stack stopped (pytestmark usefixtures)."""
+    yield
+    stop_stack(stack)
+
+
+def call(
+    stack: Stack, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 90
+) -> Response:
+    return request(stack.base_url, method, path, body, timeout=timeout)
+
+
+def ensure(stack: Stack, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    status, out = call(stack, "POST", "/v1/browser-stack/ensure", body)
+    assert status == 200, out
+    assert out["ready"] is True, out
+    return out
+
+
+def assert_all_stopped(stack: Stack) -> None:
+    status, out = call(stack, "GET", "/v1/browser-stack/status")
+    assert status == 200, out
+    assert out["supervisor"]["reachable"] is True
+    for name in PROGRAMS:
+        assert out["programs"][name]["state"] == "STOPPED", (name, out["programs"][name])
+    # Chromium's crashpad handlers run in their own sessions and exit just after the browser.
+    deadline = time.monotonic() + 3
+    while (left := stack.chromium_processes()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left == []
+
+
+def stop_stack(stack: Stack) -> None:
+    """Bring the stack to the state a test starts from when it needs it stopped."""
+    status, out = call(stack, "POST", "/v1/browser-stack/stop")
+    assert status == 200, out
+    assert_all_stopped(stack)
+
+
+def rpc(stack: Stack, method: str, *args: Any) -> Any:
+    """One call to the stack's supervisord, behind the sidecar's back."""
+    return local_stack.rpc(stack.root, method, *args)
+
+
+def main_pid(stack: Stack, name: str) -> int:
+    return int(rpc(stack, "getProcessInfo", name)["pid"])
+
+
+def spawn_count(stack: Stack, name: str) -> int:
+    """How many times supervisord has spawned `name` (its log, since the stack began)."""
+    text = (stack.root / "supervisord.log").read_text(encoding="utf-8", errors="replace")
+    return text.count(f"spawned: '{name}'")
 
 
 def start_sidecar(stack: Stack, listen: str | None = None, **extra_env: str) -> Sidecar:

@@ -26,10 +26,7 @@ import pytest
 
 from ..clients import RFB_BANNER
 from ..helpers import free_port, wait_for
-from .conftest import Stack, local_stack
-from .test_real_stack import stop_stack
-
-pytestmark = pytest.mark.e2e
+from .conftest import Stack, local_stack, stop_stack
 
 IDLE_TIMEOUT_S = 3
 

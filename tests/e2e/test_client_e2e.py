@@ -11,23 +11,15 @@ import json
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
 from browser_stack import client
 
 from ..helpers import free_port
-from .conftest import Stack
-from .test_real_stack import assert_all_stopped, call, stop_stack
+from .conftest import Stack, assert_all_stopped, call, stop_stack
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module", autouse=True)
-def stopped_after(stack: Stack) -> Iterator[None]:
-    yield
-    stop_stack(stack)
+pytestmark = pytest.mark.usefixtures("stopped_after")
 
 
 def test_bad_needs_are_refused_and_start_nothing(stack: Stack) -> None:

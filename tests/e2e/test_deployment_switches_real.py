@@ -18,13 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import PREFIX, REPO, Sidecar, wait_for
-from ..unit.test_memory_metrics import _value
-from .conftest import Stack, sidecar_in_place
-from .test_fault_matrix import spawn_count
-from .test_real_stack import stop_stack
-
-pytestmark = pytest.mark.e2e
+from ..helpers import PREFIX, REPO, Sidecar, metric_value, wait_for
+from .conftest import Stack, sidecar_in_place, spawn_count, stop_stack
 
 MCP = "mcp-server-browser"
 
@@ -122,7 +117,7 @@ def test_an_mcp_ensure_or_gate_is_409_naming_the_variable(stack: Stack, mcp_off:
 
 def test_the_awake_gauge_follows_the_stack(stack: Stack, mcp_off: Sidecar) -> None:
     def awake() -> float:
-        return _value(mcp_off.request("GET", "/metrics").body, "browser_stack_awake")
+        return metric_value(mcp_off.request("GET", "/metrics").body, "browser_stack_awake")
 
     stop_stack(stack)
     assert awake() == 0

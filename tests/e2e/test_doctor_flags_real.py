@@ -31,8 +31,6 @@ from ..integration.layouts import (
 )
 from .conftest import missing_programs
 
-pytestmark = pytest.mark.e2e
-
 # Chromium is the heavy one (about 200 MiB and a second of CPU to start).
 WORKERS = 3
 CDP = "--remote-debugging-port=%(ENV_BROWSER_STACK_PROGRAM_CDP_PORT)s"

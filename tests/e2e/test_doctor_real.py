@@ -13,15 +13,10 @@ import subprocess
 import sys
 from typing import Any
 
-import pytest
-
 from browser_stack import memory
 
-from ..helpers import wait_for
-from .conftest import Stack, local_stack
-from .test_real_stack import call, ensure, stop_stack
-
-pytestmark = pytest.mark.e2e
+from ..helpers import states, wait_for
+from .conftest import Stack, call, ensure, local_stack, stop_stack
 
 CGROUP = "cgroup-memory"
 
@@ -57,12 +52,6 @@ def assert_every_check_ok(report: dict[str, Any], mode: str) -> dict[str, dict[s
     return checks
 
 
-def states(stack: Stack) -> dict[str, str]:
-    status, out = call(stack, "GET", "/v1/browser-stack/status")
-    assert status == 200, out
-    return {name: p["state"] for name, p in out["programs"].items()}
-
-
 def test_stopped_stack_live_static_and_the_route(stack: Stack) -> None:
     stop_stack(stack)
     code, live = doctor(stack)
@@ -78,7 +67,7 @@ def test_stopped_stack_live_static_and_the_route(stack: Stack) -> None:
     status, routed = call(stack, "GET", "/v1/browser-stack/doctor")
     assert status == 200
     assert_every_check_ok(routed, "live")
-    assert set(states(stack).values()) == {"STOPPED"}
+    assert set(states(stack.base_url).values()) == {"STOPPED"}
 
 
 def test_running_stack_holds_its_own_ports_and_display(stack: Stack) -> None:
@@ -92,6 +81,8 @@ def test_running_stack_holds_its_own_ports_and_display(stack: Stack) -> None:
         assert "tigervnc's own Xvnc" in checks["x-lock"]["saw"]
         # The doctor only read: every program goes on to RUNNING (supervisord says
         # so startsecs after the spawn, which may be after the probes passed).
-        wait_for(lambda: set(states(stack).values()) == {"RUNNING"}, what="all five RUNNING")
+        wait_for(
+            lambda: set(states(stack.base_url).values()) == {"RUNNING"}, what="all five RUNNING"
+        )
     finally:
         stop_stack(stack)

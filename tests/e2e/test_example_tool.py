@@ -12,10 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from ..helpers import REPO, page_server, request
-from .conftest import Stack
-from .test_real_stack import stop_stack
-
-pytestmark = pytest.mark.e2e
+from .conftest import Stack, stop_stack
 
 EXAMPLE = REPO / "examples" / "deerflow_browser_tool.py"
 TITLE = "a page for the example tool"

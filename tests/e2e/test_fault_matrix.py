@@ -30,10 +30,16 @@ import psutil
 import pytest
 
 from ..helpers import Sidecar, wait_for
-from .conftest import Stack, local_stack, sidecar_in_place, stop_stacks_sidecar
-from .test_real_stack import PROGRAMS, stop_stack
-
-pytestmark = pytest.mark.e2e
+from .conftest import (
+    PROGRAMS,
+    Stack,
+    main_pid,
+    rpc,
+    sidecar_in_place,
+    spawn_count,
+    stop_stack,
+    stop_stacks_sidecar,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,17 +59,8 @@ def stopped_before_and_after(stack: Stack, sidecar: Sidecar) -> Iterator[None]:
     stop_stack(stack)
 
 
-def rpc(stack: Stack, method: str, *args: Any) -> Any:
-    """One call to the stack's supervisord, behind the sidecar's back."""
-    return local_stack.rpc(stack.root, method, *args)
-
-
 def state_of(stack: Stack, name: str) -> str:
     return str(rpc(stack, "getProcessInfo", name)["statename"])
-
-
-def main_pid(stack: Stack, name: str) -> int:
-    return int(rpc(stack, "getProcessInfo", name)["pid"])
 
 
 def cdp_answers(endpoint: str) -> bool:
@@ -72,11 +69,6 @@ def cdp_answers(endpoint: str) -> bool:
             return "webSocketDebuggerUrl" in json.loads(r.read())
     except OSError:
         return False
-
-
-def spawn_count(stack: Stack, name: str) -> int:
-    text = (stack.root / "supervisord.log").read_text(encoding="utf-8", errors="replace")
-    return text.count(f"spawned: '{name}'")
 
 
 def spawn_counts(stack: Stack) -> dict[str, int]:

@@ -13,10 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from ..helpers import Sidecar, page_server, wait_for
-from .conftest import Stack, sidecar_in_place
-from .test_real_stack import assert_all_stopped
-
-pytestmark = pytest.mark.e2e
+from .conftest import Stack, assert_all_stopped, sidecar_in_place
 
 IDLE_TIMEOUT_S = 3
 MIN_UPTIME_S = 1

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import urllib.request
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Stack
-from .test_real_stack import PROGRAMS, assert_all_stopped, call, ensure
+from .conftest import PROGRAMS, Stack, assert_all_stopped, call, ensure
 
-pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
 
 

@@ -24,10 +24,7 @@ import pytest
 
 from ..clients import RFB_BANNER, mcp_tool_names, page_text, rfb_banner_over_websocket
 from ..image.gateway import Gateway, Upstreams, nginx_binary, running_gateway
-from .conftest import Stack
-from .test_real_stack import PROGRAMS, assert_all_stopped, stop_stack
-
-pytestmark = pytest.mark.e2e
+from .conftest import PROGRAMS, Stack, assert_all_stopped, stop_stack
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +52,7 @@ def curl(url: str, *args: str) -> tuple[int, bytes, float]:
     return int(code), body, elapsed
 
 
-def states(gateway: Gateway) -> dict[str, Any]:
+def gate_status(gateway: Gateway) -> dict[str, Any]:
     status, body, _ = curl(gateway.url + "/browser-stack/v1/browser-stack/status")
     assert status == 200, body
     out: dict[str, Any] = json.loads(body)
@@ -67,7 +64,7 @@ def test_status_health_and_ungated_routes_never_wake_the_stack(
 ) -> None:
     stop_stack(stack)
     for _ in range(3):
-        out = states(gateway)
+        out = gate_status(gateway)
         assert {n: p["state"] for n, p in out["programs"].items()} == dict.fromkeys(
             PROGRAMS, "STOPPED"
         )
@@ -93,7 +90,7 @@ def test_curl_cdp_through_nginx_starts_the_stack_and_answers_from_chromium(
     assert version["Browser"].startswith(("Chrome/", "HeadlessChrome/")), version
     # Chromium writes the caller's Host into the URL: the websocket goes through nginx too
     assert version["webSocketDebuggerUrl"].startswith(f"ws://127.0.0.1:{gateway.port}/devtools/")
-    out = states(gateway)
+    out = gate_status(gateway)
     assert out["ready"]["cdp"] is True
     assert out["programs"]["browser"]["ready"] is True
 
@@ -128,7 +125,7 @@ def test_vnc_websocket_through_nginx_starts_vnc_from_cold(stack: Stack, gateway:
     stop_stack(stack)
     url = gateway.url.replace("http", "ws") + "/websockify"
     assert asyncio.run(rfb_banner_over_websocket(url)) == RFB_BANNER
-    assert states(gateway)["ready"]["vnc"] is True
+    assert gate_status(gateway)["ready"]["vnc"] is True
 
 
 def test_mcp_sse_through_nginx(gateway: Gateway) -> None:

@@ -18,11 +18,7 @@ import pytest
 
 from ..clients import RFB_BANNER
 from ..helpers import Sidecar, page_server, wait_for
-from .conftest import Stack, sidecar_in_place
-from .test_fault_matrix import main_pid, spawn_count
-from .test_real_stack import stop_stack
-
-pytestmark = pytest.mark.e2e
+from .conftest import Stack, main_pid, sidecar_in_place, spawn_count, stop_stack
 
 IDLE_TIMEOUT_S = 3
 # A part stops once the timeout has passed and the next check (every 0.3 s here)
@@ -47,12 +43,8 @@ def stopped_first(stack: Stack, needed: Sidecar) -> None:
     stop_stack(stack)
 
 
-def states(sidecar: Sidecar) -> dict[str, str]:
-    return {n: p["state"] for n, p in sidecar.status().body["programs"].items()}
-
-
 def alive(sidecar: Sidecar) -> set[str]:
-    return {n for n, s in states(sidecar).items() if s in ("STARTING", "RUNNING")}
+    return {n for n, s in sidecar.states().items() if s in ("STARTING", "RUNNING")}
 
 
 def ensure(sidecar: Sidecar, needs: list[str]) -> dict[str, Any]:

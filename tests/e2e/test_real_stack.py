@@ -13,57 +13,13 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from ..clients import RFB_BANNER, page_text, rfb_banner_over_websocket
-from ..helpers import Response, request
-from .conftest import Stack
+from .conftest import PROGRAMS, Stack, assert_all_stopped, call, ensure, stop_stack
 
-pytestmark = pytest.mark.e2e
-
-PROGRAMS = ("tigervnc", "openbox", "browser", "mcp-server-browser", "websocat")
-
-
-def call(
-    stack: Stack, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 90
-) -> Response:
-    return request(stack.base_url, method, path, body, timeout=timeout)
-
-
-def ensure(stack: Stack, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    status, out = call(stack, "POST", "/v1/browser-stack/ensure", body)
-    assert status == 200, out
-    assert out["ready"] is True, out
-    return out
-
-
-def assert_all_stopped(stack: Stack) -> None:
-    status, out = call(stack, "GET", "/v1/browser-stack/status")
-    assert status == 200, out
-    assert out["supervisor"]["reachable"] is True
-    for name in PROGRAMS:
-        assert out["programs"][name]["state"] == "STOPPED", (name, out["programs"][name])
-    # Chromium's crashpad handlers run in their own sessions and exit just after the browser.
-    deadline = time.monotonic() + 3
-    while (left := stack.chromium_processes()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert left == []
-
-
-def stop_stack(stack: Stack) -> None:
-    """Bring the stack to the state a test starts from when it needs it stopped."""
-    status, out = call(stack, "POST", "/v1/browser-stack/stop")
-    assert status == 200, out
-    assert_all_stopped(stack)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def stopped_after(stack: Stack) -> Iterator[None]:
-    yield
-    stop_stack(stack)
+pytestmark = pytest.mark.usefixtures("stopped_after")
 
 
 def read_rfb_banner(host_port: str) -> bytes:

@@ -36,10 +36,9 @@ from typing import Any
 import psutil
 import pytest
 
-from .gateway import free_port
-from .test_dockerfile import Dockerfile
-
-pytestmark = pytest.mark.integration
+from ..helpers import free_port, program_states
+from .aio_boot import IMAGE_PROGRAMS, RUN_SH, SUPERVISORD_CONF
+from .dockerfile import Dockerfile
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -47,56 +46,6 @@ SUPERVISORD = VENV_BIN / "supervisord"
 # The image's venv, which the Dockerfile's steps name, is this one here.
 IMAGE_VENV = "/opt/browser-stack/venv"
 
-RUN_SH = """#!/bin/sh
-# Stand-in for the AIO image's /opt/gem/run.sh.
-set -eu
-gem=$(cd "$(dirname "$0")" && pwd)
-env -0 > "$gem/run.env"
-autostart() {
-    case $(printf '%s' "${1-}" | tr '[:upper:]' '[:lower:]') in
-        true | 1 | yes) echo false ;;
-        *) echo true ;;
-    esac
-}
-AUTOSTART_BROWSER=$(autostart "${DISABLE_BROWSER-}")
-AUTOSTART_MCP_BROWSER=$(autostart "${DISABLE_MCP_BROWSER-}")
-AUTOSTART_VNC=$(autostart "${DISABLE_VNC-}")
-SUPERVISOR_SERVER_URL="unix://$gem/supervisor.sock"
-export AUTOSTART_BROWSER AUTOSTART_MCP_BROWSER AUTOSTART_VNC SUPERVISOR_SERVER_URL
-exec "$SUPERVISORD" -n -c "$gem/supervisord.conf"
-"""
-
-SUPERVISORD_CONF = """[unix_http_server]
-file={gem}/supervisor.sock
-[supervisord]
-nodaemon=true
-logfile={gem}/supervisord.log
-pidfile={gem}/supervisord.pid
-childlogdir={gem}
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-[include]
-files = {gem}/supervisord/*.conf
-"""
-
-# The image's own five, as stand-ins: (the AUTOSTART_* run.sh sets, the command
-# line, more settings). {root} is the temp image's root.
-IMAGE_PROGRAMS = {
-    "tigervnc": ("AUTOSTART_VNC", "Xvnc :99 -rfbport 5900 -SecurityTypes None -localhost", ""),
-    "openbox": ("AUTOSTART_VNC", "openbox", 'environment=DISPLAY=":99"\n'),
-    "browser": (
-        "AUTOSTART_BROWSER",
-        "chromium --no-sandbox --remote-debugging-port=9222 "
-        "--user-data-dir={root}/var/lib/browser/profile about:blank",
-        'environment=DISPLAY=":99"\nstopsignal=INT\n',
-    ),
-    "mcp-server-browser": (
-        "AUTOSTART_MCP_BROWSER",
-        "mcp-server-browser --port 8100 --cdp-endpoint http://127.0.0.1:9222/json/version",
-        "",
-    ),
-    "websocat": ("AUTOSTART_VNC", "websocat --binary ws-l:127.0.0.1:6080 tcp:127.0.0.1:5900", ""),
-}
 STANDIN = "#!/bin/sh\nexec sleep 600\n"
 
 
@@ -218,7 +167,7 @@ class Booted:
             return out
 
     def states(self) -> dict[str, str]:
-        return {name: p["state"] for name, p in self.status()["programs"].items()}
+        return program_states(self.status())
 
     def run_env(self) -> dict[str, str]:
         raw = (self.image.gem / "run.env").read_text()

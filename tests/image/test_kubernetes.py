@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.unit
-
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "deploy" / "kubernetes" / "aio-sandbox-pod.yaml"
 PODMONITOR = REPO / "deploy" / "kubernetes" / "podmonitor.yaml"

@@ -23,7 +23,6 @@ import pytest
 from .gateway import Gateway, Upstreams, free_port, nginx_binary, running_gateway
 
 pytestmark = [
-    pytest.mark.unit,
     pytest.mark.skipif(nginx_binary() is None, reason="nginx not installed"),
 ]
 

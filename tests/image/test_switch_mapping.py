@@ -10,13 +10,12 @@ import configparser
 import re
 from pathlib import Path
 
-import pytest
-
 from browser_stack.doctor.boot import RUN_SH_AUTOSTART
 from browser_stack.stack import DISABLED_BY, PROGRAMS
 from browser_stack.switches import IMAGE_SWITCHES
 
-pytestmark = pytest.mark.unit
+from ..container import other_base
+from . import aio_boot
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "tests" / "container" / "aio-standin"
@@ -65,17 +64,13 @@ def test_the_container_tiers_aio_standin_agrees() -> None:
 
 
 def test_the_boot_path_standin_agrees() -> None:
-    from . import test_aio_layout
-
-    run_sh = run_sh_lines(test_aio_layout.RUN_SH)
-    programs = {name: var for name, (var, _cmd, _more) in test_aio_layout.IMAGE_PROGRAMS.items()}
+    run_sh = run_sh_lines(aio_boot.RUN_SH)
+    programs = {name: var for name, (var, _cmd, _more) in aio_boot.IMAGE_PROGRAMS.items()}
     assert mapping(run_sh, programs) == WANT
 
 
 def test_the_other_base_agrees() -> None:
-    from ..container import test_other_base
-
-    programs = {n: var for n, (_cmd, var, _more) in test_other_base.PROGRAMS_OF_THE_BASE.items()}
+    programs = {n: var for n, (_cmd, var, _more) in other_base.PROGRAMS_OF_THE_BASE.items()}
     assert mapping(RUN_SH_AUTOSTART, programs) == WANT
 
 

@@ -28,12 +28,11 @@ import psutil
 import pytest
 from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
 
-from ..helpers import Sidecar, free_ports, wait_for
+from ..helpers import PROGRAMS, Sidecar, free_ports, wait_for
 
 HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "standin.py"
 
-PROGRAMS = ("tigervnc", "openbox", "browser", "mcp-server-browser", "websocat")
 DEFAULT_MODES = {
     "tigervnc": "x",
     "openbox": "wm",

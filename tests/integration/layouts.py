@@ -41,9 +41,9 @@ from typing import Any
 
 import psutil
 
-from ..helpers import REPO, free_ports, load_script
+from scripts import local_stack
 
-local_stack = load_script("scripts/local_stack.py")
+from ..helpers import REPO, free_ports
 
 ENTRYPOINT = REPO / "bin" / "browser-stack-entrypoint"
 SUPERVISORD_D = REPO / "supervisord.d"

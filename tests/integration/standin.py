@@ -3,7 +3,7 @@
     python standin.py MODE --program NAME [--delay S] [options]
 
 Modes:
-  x       tigervnc: an X server on <x11-dir>/X<display number> (tests/fake_x11.py:
+  x       tigervnc: an X server on <x11-dir>/X<display number> (fake_x11.py beside it:
           just enough X11 for the window-manager probe; the root window carries
           _NET_SUPPORTING_WM_CHECK while the marker file exists) and a TCP port
           that sends "RFB 003.008\\n" to each client
@@ -35,7 +35,7 @@ would reset the program's state on `update`).
 
 --delay sleeps before listening (not before logging the start). SIGTERM (what
 supervisord sends) exits cleanly: sockets and the marker file are removed.
-Only the standard library (and tests/fake_x11.py) is used, to keep start-up fast.
+Only the standard library (and fake_x11.py beside it) is used, to keep start-up fast.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, so Python finds fake_x11.py beside it (the script's own folder).
 import fake_x11
 
 MODES = ("x", "wm", "cdp", "tcp", "crash")

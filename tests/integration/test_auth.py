@@ -10,8 +10,6 @@ import pytest
 from ..helpers import Sidecar, free_ports
 from .conftest import PROGRAMS, Stack, make_stack
 
-pytestmark = pytest.mark.integration
-
 USER = "stack-user"
 # Distinctive, so a grep cannot match anything else by chance.
 PASSWORD = f"pw-{secrets.token_hex(12)}"

@@ -29,11 +29,9 @@ import pytest
 
 from browser_stack import doctor
 from browser_stack.doctor.checks import Check, Verdict
+from scripts import local_stack
 
-from ..helpers import free_ports, load_script, wait_for
-
-pytestmark = pytest.mark.integration
-local_stack = load_script("scripts/local_stack.py")
+from ..helpers import free_ports, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "bin" / "browser-stack-entrypoint"

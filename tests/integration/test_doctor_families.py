@@ -40,8 +40,6 @@ from .layouts import (
     swap,
 )
 
-pytestmark = pytest.mark.integration
-
 SIDECAR = "program:browser-stack"
 # Where a variable can reach the sidecar: the container's environment (through
 # the entrypoint), supervisord's environment=, the sidecar program's own.

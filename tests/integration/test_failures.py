@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from ..helpers import Sidecar
 from .conftest import PROGRAMS, Stack
-
-pytestmark = pytest.mark.integration
 
 CRASH_LINE = "browser stand-in: crashing on purpose"
 ONE_EACH = dict.fromkeys(PROGRAMS, 1)

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import load_script
+from bench import fleet
+
 from .conftest import (
     DEFAULT_DELAYS,
     DEFAULT_MODES,
@@ -36,10 +37,7 @@ from .conftest import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[2]
-FLEET_PY = REPO / "bench" / "fleet.py"
 PORT_VARS = {
     "tigervnc": "BROWSER_STACK_PROGRAM_VNC_PORT",
     "browser": "BROWSER_STACK_PROGRAM_CDP_PORT",
@@ -48,7 +46,6 @@ PORT_VARS = {
 }
 
 
-fleet = load_script("bench/fleet.py")
 fs = fleet.fs
 # The host's device of each directory a sandbox gets a private copy of, where it exists.
 HOST_DIRS = {d: os.stat(d).st_dev for d in fs.PRIVATE_DIRS if os.path.isdir(d)}
@@ -198,7 +195,8 @@ def started(sandbox: object) -> int:
 def bench_command(workdir: Path, standins: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
-        str(FLEET_PY),
+        "-m",
+        "bench.fleet",
         "--sandboxes",
         "2",
         "--programs-conf",
@@ -226,7 +224,7 @@ def test_the_bench_runs_both_modes_and_writes_its_figures(workdir: Path, standin
         f"--json={out}",
         f"--plot={png}",
     )
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(out.read_text())
     assert list(data["modes"]) == ["lazy-needed", "lazy-all", "eager"]
@@ -279,6 +277,7 @@ def test_ctrl_c_removes_every_sandbox(workdir: Path, standins: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        cwd=REPO,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as proc:
         try:

@@ -9,12 +9,8 @@ sidecar process runs with it, and its output is read."""
 
 from __future__ import annotations
 
-import pytest
-
 from ..helpers import PREFIX, free_port
 from .conftest import Stack
-
-pytestmark = pytest.mark.integration
 
 # Loaded only by the paths that need them: each with its submodules.
 LAZY = (

@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-import pytest
 
 from ..helpers import PREFIX, Sidecar, free_port, wait_for
 from .conftest import PROGRAMS, Stack
-
-pytestmark = pytest.mark.integration
 
 ONE_EACH = dict.fromkeys(PROGRAMS, 1)
 X_CLIENTS = ("openbox", "browser", "websocat")

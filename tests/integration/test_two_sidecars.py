@@ -4,12 +4,8 @@ until the first is gone (claim.py)."""
 
 from __future__ import annotations
 
-import pytest
-
 from ..helpers import PREFIX, Sidecar, free_port, wait_for
 from .conftest import Stack
-
-pytestmark = pytest.mark.integration
 
 
 def test_a_second_sidecar_says_so_once_and_controls_nothing_until_the_first_goes(

@@ -24,12 +24,13 @@ from browser_stack.stack import PROGRAMS
 
 from .fakes import FAST, FakeSupervisor, make_controller
 
-pytestmark = pytest.mark.unit
-
 schema = schemathesis.openapi.from_dict(spec())
 
 
-class Sidecar:
+class ServedApp:
+    """create_app on the fakes, served on a free port from a thread of its own
+    (schemathesis calls it over real HTTP)."""
+
     def __init__(self) -> None:
         self.supervisor = FakeSupervisor()
         self.url = ""
@@ -55,7 +56,7 @@ class Sidecar:
         await self._stop.wait()
         await runner.cleanup()
 
-    def __enter__(self) -> Sidecar:
+    def __enter__(self) -> ServedApp:
         self._thread.start()
         assert self._ready.wait(10)
         return self
@@ -67,8 +68,8 @@ class Sidecar:
 
 
 @pytest.fixture(scope="module")
-def sidecar() -> Iterator[Sidecar]:
-    with Sidecar() as running:
+def sidecar() -> Iterator[ServedApp]:
+    with ServedApp() as running:
         yield running
     touched = {name for _call, name in running.supervisor.calls}
     assert touched <= set(PROGRAMS)
@@ -76,7 +77,7 @@ def sidecar() -> Iterator[Sidecar]:
 
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_answer_matches_the_contract(case: schemathesis.Case, sidecar: Sidecar) -> None:
+def test_every_answer_matches_the_contract(case: schemathesis.Case, sidecar: ServedApp) -> None:
     response = case.call(base_url=sidecar.url, timeout=15)
     # 502/503/504 are part of the contract (and checked against it); a 500 is not.
     assert response.status_code != 500
@@ -94,7 +95,7 @@ def test_every_answer_matches_the_contract(case: schemathesis.Case, sidecar: Sid
     ],
 )
 def test_the_fuzzer_generates_valid_and_invalid_requests(
-    sidecar: Sidecar, mode: GenerationMode, path: str, method: str, expected: set[int]
+    sidecar: ServedApp, mode: GenerationMode, path: str, method: str, expected: set[int]
 ) -> None:
     # Guards the test above against generating only one kind of input. It read a
     # list that test filled, and failed when run alone or first.

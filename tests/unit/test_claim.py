@@ -13,8 +13,6 @@ from browser_stack.stack import GATES, PROGRAMS
 
 from .fakes import FakeSupervisor, make_controller
 
-pytestmark = pytest.mark.unit
-
 
 def test_the_name_follows_supervisords_socket_wherever_it_is_reached_from(
     tmp_path: Path,

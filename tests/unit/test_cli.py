@@ -28,8 +28,6 @@ from browser_stack.stack import Program
 from ..helpers import free_ports
 from .fakes import FAST, FakeSupervisor, make_controller
 
-pytestmark = pytest.mark.unit
-
 
 def test_bad_configuration_is_one_line_and_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -11,8 +11,6 @@ import pytest
 from browser_stack.coalesce import Coalescer
 from browser_stack.xlock import clear_stale_lock
 
-pytestmark = pytest.mark.unit
-
 
 async def test_callers_arriving_during_a_round_get_the_next_round() -> None:
     started: list[int] = []

@@ -17,8 +17,6 @@ from browser_stack.doctor.command_lines import (
     xvnc_parameter,
 )
 
-pytestmark = pytest.mark.unit
-
 PORT = "remote-debugging-port"
 
 

@@ -38,8 +38,6 @@ from browser_stack.supervisor import (
     map_fault,
 )
 
-pytestmark = pytest.mark.unit
-
 
 def test_defaults_follow_the_aio_image() -> None:
     s = Settings.from_env({})

@@ -20,7 +20,7 @@ from browser_stack.states import Fault, ProcessState
 from ..helpers import until
 from .fakes import FAST, FakeSupervisor, Recorder, make_controller
 
-pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("virtual_time")]
+pytestmark = pytest.mark.usefixtures("virtual_time")
 ALL = frozenset(GATES)
 
 

@@ -19,10 +19,9 @@ from browser_stack.metrics import Metrics
 from browser_stack.server import create_app
 from browser_stack.stack import DISABLED_BY, GATES, Gate, Program, blocked
 
+from ..helpers import metric_value
 from .fakes import FAST, FakeSupervisor, make_controller
-from .test_memory_metrics import _value
 
-pytestmark = pytest.mark.unit
 PREFIX = "/v1/browser-stack"
 
 
@@ -214,11 +213,11 @@ async def test_the_fleet_gauges_move_with_the_stack() -> None:
             return await (await client.get("/metrics")).text()
 
         text = await scrape()
-        assert _value(text, "browser_stack_awake") == 0
-        assert _value(text, "browser_stack_lazy") == 1
-        assert _value(text, "browser_stack_idle_timeout_seconds") == LAZY_IDLE_TIMEOUT_S
+        assert metric_value(text, "browser_stack_awake") == 0
+        assert metric_value(text, "browser_stack_lazy") == 1
+        assert metric_value(text, "browser_stack_idle_timeout_seconds") == LAZY_IDLE_TIMEOUT_S
         assert (await client.post(f"{PREFIX}/ensure", json={"needs": ["cdp"]})).status == 200
-        assert _value(await scrape(), "browser_stack_awake") == 1
+        assert metric_value(await scrape(), "browser_stack_awake") == 1
         await settled(client)
         assert (await client.post(f"{PREFIX}/stop")).status == 200
-        assert _value(await scrape(), "browser_stack_awake") == 0
+        assert metric_value(await scrape(), "browser_stack_awake") == 0

@@ -64,8 +64,6 @@ from browser_stack.server import create_app
 
 from .fakes import FAST, FakeSupervisor, make_controller
 
-pytestmark = pytest.mark.unit
-
 SETTINGS = Settings()
 PROXY = Settings.from_env({"BROWSER_STACK_ACTIVATION": "proxy"})
 DISPLAY_ENV = {"DISPLAY": ":99"}

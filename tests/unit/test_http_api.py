@@ -14,7 +14,6 @@ from browser_stack.states import ProcessState
 
 from .fakes import FAST, FakeSupervisor, make_controller
 
-pytestmark = pytest.mark.unit
 ENSURE = "/v1/browser-stack/ensure"
 
 

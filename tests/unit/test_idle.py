@@ -21,8 +21,6 @@ from browser_stack.states import ProcessState
 from ..helpers import until
 from .fakes import FAST, Recorder, make_controller
 
-pytestmark = pytest.mark.unit
-
 NONE: Mapping[str, int] = {"cdp": 0, "mcp": 0, "vnc": 0, "vnc_ws": 0}
 
 

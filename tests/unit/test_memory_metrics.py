@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client.parser import text_string_to_metric_families
 
 from browser_stack import memory
 from browser_stack.cli import EXIT_OK, main
@@ -17,9 +16,8 @@ from browser_stack.metrics import Metrics
 from browser_stack.server import create_app
 from browser_stack.stack import PROGRAMS, Program
 
+from ..helpers import metric_value
 from .fakes import FAST, FakeSupervisor, make_controller
-
-pytestmark = pytest.mark.unit
 
 
 def test_tree_memory_counts_the_whole_process_tree() -> None:
@@ -134,47 +132,40 @@ async def client() -> AsyncIterator[tuple[TestClient[object, object], Metrics, F
         yield c, metrics, sup
 
 
-def _value(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    raise AssertionError(f"{name} {labels} not in metrics")
-
-
 async def test_metrics_parse_and_move_with_calls(
     client: tuple[TestClient[object, object], Metrics, FakeSupervisor],
 ) -> None:
     c, _metrics, sup = client
     first = await (await c.get("/metrics")).text()
-    assert _value(first, "browser_stack_program_state", program="browser") == 0
+    assert metric_value(first, "browser_stack_program_state", program="browser") == 0
     await c.post("/v1/browser-stack/ensure")
     probes = "browser_stack_probes_total"
-    cold = _value(
+    cold = metric_value(
         await (await c.get("/metrics")).text(), probes, program="browser", purpose="start"
     )
     await c.post("/v1/browser-stack/ensure")
-    warm = _value(
+    warm = metric_value(
         await (await c.get("/metrics")).text(), probes, program="browser", purpose="start"
     )
     sup.programs[Program.BROWSER].ready_after_s = 1.0
     sup.kill(Program.BROWSER)
     await c.post("/v1/browser-stack/ensure", json={"needs": ["cdp"], "timeout_s": 0.05})
     text = await (await c.get("/metrics")).text()
-    assert _value(text, "browser_stack_ensure_requests_total", outcome="cold") == 1
-    assert _value(text, "browser_stack_ensure_requests_total", outcome="warm") == 1
-    assert _value(text, "browser_stack_ensure_requests_total", outcome="readiness_timeout") == 1
-    assert _value(text, "browser_stack_program_exits_total", program="browser") == 1
+    assert metric_value(text, "browser_stack_ensure_requests_total", outcome="cold") == 1
+    assert metric_value(text, "browser_stack_ensure_requests_total", outcome="warm") == 1
+    late = metric_value(text, "browser_stack_ensure_requests_total", outcome="readiness_timeout")
+    assert late == 1
+    assert metric_value(text, "browser_stack_program_exits_total", program="browser") == 1
     assert warm == cold  # the warm ensure asked nothing
-    assert _value(text, probes, program="browser", purpose="start") > cold
-    assert _value(text, "browser_stack_cold_starts_total") == 2
-    assert _value(text, "browser_stack_start_duration_seconds_count", program="stack") == 1
-    assert _value(text, "browser_stack_start_duration_seconds_count", program="browser") == 1
-    assert _value(text, "browser_stack_program_state", program="tigervnc") == 20
-    assert _value(text, "browser_stack_program_ready", program="browser") == 0
+    assert metric_value(text, probes, program="browser", purpose="start") > cold
+    assert metric_value(text, "browser_stack_cold_starts_total") == 2
+    assert metric_value(text, "browser_stack_start_duration_seconds_count", program="stack") == 1
+    assert metric_value(text, "browser_stack_start_duration_seconds_count", program="browser") == 1
+    assert metric_value(text, "browser_stack_program_state", program="tigervnc") == 20
+    assert metric_value(text, "browser_stack_program_ready", program="browser") == 0
     await c.post("/v1/browser-stack/stop")
     text = await (await c.get("/metrics")).text()
-    assert _value(text, "browser_stack_stops_total", reason="request") == 1
+    assert metric_value(text, "browser_stack_stops_total", reason="request") == 1
 
 
 async def test_status_text_and_memory_endpoint(
@@ -202,7 +193,7 @@ async def test_ensure_joined_is_counted() -> None:
     controller, _sup = make_controller(observer=metrics)
     await asyncio.gather(*(controller.ensure(frozenset({_gate()}), 5) for _ in range(10)))
     text = metrics.render().decode()
-    assert _value(text, "browser_stack_ensure_joined_total") >= 1
+    assert metric_value(text, "browser_stack_ensure_joined_total") >= 1
 
 
 def _gate():  # type: ignore[no-untyped-def]

@@ -23,8 +23,6 @@ from browser_stack.probes import (
     wm_claimed_xprop,
 )
 
-pytestmark = pytest.mark.unit
-
 
 async def _server(banner: bytes, counter: list[int]) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -159,7 +157,7 @@ async def test_find_holder_names_the_listening_process() -> None:
 async def test_native_wm_probe_speaks_x11(tmp_path: Path) -> None:
     from browser_stack.probes import wm_claimed
 
-    from ..fake_x11 import serve
+    from ..integration.fake_x11 import serve
 
     window: list[int | None] = [None]
     path = str(tmp_path / "X5")
@@ -182,7 +180,7 @@ async def test_native_wm_probe_sees_a_dead_window_manager(tmp_path: Path) -> Non
     # window it names is gone with it.
     from browser_stack.probes import wm_claimed
 
-    from ..fake_x11 import serve
+    from ..integration.fake_x11 import serve
 
     running: list[int | None] = [0x20020B]
     path = str(tmp_path / "X6")
@@ -203,7 +201,7 @@ async def test_native_wm_probe_rechecks_what_it_remembered(tmp_path: Path) -> No
     # behind the setup; a new window manager or a new X server must still be seen.
     from browser_stack.x11 import WmCheck
 
-    from ..fake_x11 import serve
+    from ..integration.fake_x11 import serve
 
     running: list[int | None] = [0x20020B]
     path = str(tmp_path / "X7")

@@ -25,8 +25,6 @@ from browser_stack.stack import Gate
 
 from ..helpers import until
 
-pytestmark = pytest.mark.unit
-
 LOOPBACK = "127.0.0.1"
 MiB = 1024 * 1024
 GUARD_S = 10.0

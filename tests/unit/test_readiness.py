@@ -12,8 +12,6 @@ from browser_stack.readiness import ProgramFacts, Readiness, readiness
 from browser_stack.stack import PROGRAMS, Program
 from browser_stack.states import ProcessState as S
 
-pytestmark = pytest.mark.unit
-
 NOW = 100.0
 FRESH = 3.0  # liveness interval 2 s + a probe's timeout 1 s
 

@@ -7,8 +7,6 @@ import pytest
 
 from browser_stack.schedstat import run_queue_wait_s
 
-pytestmark = pytest.mark.unit
-
 
 def test_reads_the_run_queue_wait_of_the_main_thread(tmp_path: Path) -> None:
     (tmp_path / "42").mkdir()

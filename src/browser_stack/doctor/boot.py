@@ -3,7 +3,7 @@ passes on, and what the AIO image's run.sh makes of it.
 
 The entrypoint script is the definition. This is the part the doctor needs to
 read supervisord's files as they will be read at boot (the switch, the
-variables the program files expand, WAIT_PORTS), and tests/test_boot.py runs
+variables the program files expand, WAIT_PORTS), and tests/image/test_boot.py runs
 the script and this on the same environments and compares what they export.
 """
 

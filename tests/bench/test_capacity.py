@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from ..helpers import REPO, load_script
+from bench import capacity
 
-pytestmark = pytest.mark.unit
-
-capacity = load_script("bench/capacity.py")
+from ..helpers import REPO
 
 
 @pytest.mark.parametrize("name", ["bench/README.md", "README.md", "docs/aio-image.md"])
 def test_the_docs_hold_what_the_script_computes(name: str) -> None:
     want = capacity.updated()[name]
     assert (REPO / name).read_text(encoding="utf-8") == want, (
-        "run: .venv/bin/python bench/capacity.py --write"
+        "run: .venv/bin/python -m bench.capacity --write"
     )
 
 

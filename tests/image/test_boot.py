@@ -13,10 +13,7 @@ from browser_stack import switches
 from browser_stack.doctor import boot
 from browser_stack.errors import ConfigError
 
-from .test_entrypoint import exported, run
-
-pytestmark = pytest.mark.unit
-
+from .entrypoint import exported, run
 
 SWITCHES = [
     {},

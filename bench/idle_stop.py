@@ -15,7 +15,7 @@ Prints a table of the medians (before, after, freed) and writes JSON. Not a
 test: nothing is asserted. MemAvailable is the whole machine's and moves with
 everything else on it; the per-program figures are the five's own.
 
-    .venv/bin/python bench/idle.py [--cycles 3] [--timeout 10]
+    .venv/bin/python -m bench.idle_stop [--cycles 3] [--timeout 10]
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from .private_stack import running_stack
 
 REPO = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
@@ -120,11 +122,8 @@ def report(rows: list[dict[str, Any]]) -> str:
 async def run(cycles: int, timeout_s: float) -> list[dict[str, Any]]:
     os.environ["BROWSER_STACK_IDLE_TIMEOUT"] = f"{timeout_s:g}"
     os.environ["BROWSER_STACK_IDLE_MIN_UPTIME"] = "0"
-    sys.path.insert(0, str(REPO / "bench"))
-    import run as bench_run  # the same private stack as bench/run.py
-
     rows = []
-    async with bench_run.running_stack(os.environ.get("BENCH_LISTEN", "127.0.0.1:8119")) as bench:
+    async with running_stack(os.environ.get("BENCH_LISTEN", "127.0.0.1:8119")) as bench:
         for n in range(cycles):
             row = await cycle(bench, timeout_s)
             print(f"cycle {n + 1}: {json.dumps(row)}", flush=True)

@@ -15,10 +15,9 @@ from browser_stack.config import INTERNAL_OFFSET
 from browser_stack.errors import ConfigError
 from browser_stack.stack import DEFAULT_DISPLAY, PORTS
 
-pytestmark = pytest.mark.unit
+from .entrypoint import ENTRYPOINT, exported, run
 
-REPO = Path(__file__).resolve().parent.parent
-ENTRYPOINT = REPO / "bin" / "browser-stack-entrypoint"
+REPO = Path(__file__).resolve().parents[2]
 SHELL_SCRIPTS = [
     ENTRYPOINT,
     REPO / ".ci" / "run",
@@ -45,39 +44,9 @@ SWITCH_VALUES: dict[str | None, str] = {
 }
 
 
-def run(
-    tmp_path: Path, args: list[str] | None = None, **env: str | None
-) -> subprocess.CompletedProcess[str]:
-    """Run the entrypoint with a clean environment: PATH, scratch dirs, then env
-    (None removes a variable)."""
-    base = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "BROWSER_STACK_PROFILE_DIR": str(tmp_path / "profile"),
-        "BROWSER_STACK_LOG_DIR": str(tmp_path / "log"),
-    }
-    base.update({k: v for k, v in env.items() if v is not None})
-    for k, v in env.items():
-        if v is None:
-            base.pop(k, None)
-    return subprocess.run(
-        [str(ENTRYPOINT), *(["env", "-0"] if args is None else args)],
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def subprocess_env_run(tmp_path: Path, name: str, value: str) -> subprocess.CompletedProcess[str]:
     env: dict[str, str | None] = {name: value}
     return run(tmp_path, None, **env)
-
-
-def exported(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
-    assert result.returncode == 0, result.stderr
-    pairs = (item.split("=", 1) for item in result.stdout.split("\0") if item)
-    return {k: v for k, v in pairs}
 
 
 SWITCH_NAMES = tuple(switches.SWITCHES)

@@ -18,8 +18,6 @@ import pytest
 
 from browser_stack import client
 
-pytestmark = pytest.mark.unit
-
 
 class FakeSidecar:
     def __init__(self) -> None:

@@ -13,7 +13,7 @@ same page and, N times:
 Prints a table of medians and the proxy/direct ratios and writes JSON. Not a
 test: no asserts on figures.
 
-    .venv/bin/python bench/proxy.py [--runs 5] [--json bench/out/proxy.json]
+    .venv/bin/python -m bench.proxy_overhead [--runs 5] [--json bench/out/proxy.json]
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from playwright.async_api import CDPSession, async_playwright
 
 from browser_stack.proxy import ROUTE_GATES, ActivationProxy, Route
 from browser_stack.stack import Gate
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -62,12 +62,6 @@ for (let i = 3; i < img.data.length; i += 4) img.data[i] = 255;
 c.putImageData(img, 0, 0);
 window.big = "x".repeat({BULK_CHARS});
 </script></body></html>"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
 
 
 def get_json(url: str) -> dict[str, Any]:
@@ -106,8 +100,10 @@ async def serve_proxy(upstream_port: int) -> None:
 
 
 def start_proxy(upstream_port: int, loop: str) -> tuple[subprocess.Popen[str], int]:
+    serve = ["--serve-proxy", str(upstream_port), "--loop", loop]
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve-proxy", str(upstream_port), "--loop", loop],
+        [sys.executable, "-m", "bench.proxy_overhead", *serve],
+        cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
     )

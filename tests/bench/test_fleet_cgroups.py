@@ -9,14 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from ..helpers import load_script
-
-pytestmark = pytest.mark.unit
-
-
-fs = load_script("bench/fleet_sandbox.py")
+from bench import fleet_sandbox as fs
 
 
 def v2_tree(root: Path, own: str = "/pod/app", delegated: bool = False) -> Path:

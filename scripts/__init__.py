@@ -1,0 +1,1 @@
+"""The developer scripts; tests and benches import them as `scripts.NAME`."""
