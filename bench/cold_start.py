@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from browser_stack.probes import Probe
+from browser_stack.core_types import Probe
 from browser_stack.stack import PROGRAMS, SPAWN_AFTER, Program
 
 from .private_stack import Bench

@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 
 from browser_stack.config import Settings
-from browser_stack.probes import Probe, build_probes
+from browser_stack.core_types import Probe
+from browser_stack.probes import build_probes
 from browser_stack.stack import Program
 from browser_stack.states import ALIVE_STATES
 from browser_stack.supervisor import XmlRpcSupervisor
