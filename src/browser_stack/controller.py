@@ -190,6 +190,7 @@ class Controller:
         self.liveness = Liveness(self.reader, interval_s=interval, observer=self._observer)
         self._run: Run | None = None
         self._stopping: asyncio.Task[StopResult] | None = None
+        self._stopping_programs: frozenset[Program] = frozenset()
         self._background: set[asyncio.Task[EnsureResult]] = set()
         # When an ensure for each gate last came or went: activity for the idle stop.
         self.last_use: dict[Gate, float] = dict.fromkeys(Gate, 0.0)
@@ -412,12 +413,23 @@ class Controller:
         self, reason: str = "request", programs: frozenset[Program] = frozenset(PROGRAMS)
     ) -> StopResult:
         """Stop the five (or `programs`: what an idle gate alone needs) in
-        reverse dependency order. Idempotent; concurrent stops share one.
-        Raises NotInControl when another sidecar controls the stack."""
+        reverse dependency order. Idempotent; a stop joins one under way that
+        covers its programs, and otherwise runs after it (a stop of all five must
+        not end with an idle gate's stop of two). Raises NotInControl when another
+        sidecar controls the stack."""
         await self._control.check()
+        while (under_way := self._stopping) is not None and not (
+            programs <= self._stopping_programs
+        ):
+            if under_way.done():
+                self._stopping = None
+                break
+            with contextlib.suppress(Exception):
+                await asyncio.shield(under_way)
         if self._stopping is None:
             task = asyncio.ensure_future(self._stop_all(reason, programs))
             self._stopping = task
+            self._stopping_programs = programs
 
             def clear(done: asyncio.Future[StopResult]) -> None:
                 if self._stopping is done:

@@ -736,3 +736,31 @@ async def test_an_ensure_that_needs_a_failing_program_tries_it_at_once_and_count
     await until(lambda: controller.model.ready(PROGRAMS))
     await until(lambda: not controller.starting)
     assert controller.backoff() == {}
+
+
+async def test_a_stop_of_all_during_an_idle_gate_s_stop_stops_all() -> None:
+    controller, sup = make_controller()
+    await controller.ensure(ALL, 5)
+    sup.pause()  # the gate's stop is under way when the request comes
+    chain = frozenset({Program.OPENBOX, Program.WEBSOCAT})
+    gate_stop = asyncio.ensure_future(controller.stop("idle", chain))
+    await asyncio.sleep(0.01)
+    everything = asyncio.ensure_future(controller.stop())
+    await asyncio.sleep(0.01)
+    sup.carry_on()
+    assert sorted((await gate_stop).stopped) == sorted(chain)
+    assert sorted((await everything).stopped) == sorted(set(PROGRAMS) - chain)
+    assert all(p.state == ProcessState.STOPPED for p in sup.programs.values())
+
+
+async def test_a_stop_joins_one_under_way_that_covers_it() -> None:
+    controller, sup = make_controller()
+    await controller.ensure(ALL, 5)
+    sup.pause()
+    everything = asyncio.ensure_future(controller.stop())
+    await asyncio.sleep(0.01)
+    part = asyncio.ensure_future(controller.stop("idle", frozenset({Program.WEBSOCAT})))
+    await asyncio.sleep(0.01)
+    sup.carry_on()
+    assert await part == await everything
+    assert len([n for c, n in sup.calls if c == "stop" and n == "websocat"]) == 1
