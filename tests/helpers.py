@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -26,13 +27,25 @@ REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
+_HANDED_OUT: set[int] = set()
+_HANDED_OUT_LOCK = threading.Lock()
+
+
 def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (all bound at once, then released)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in socks:
+    """Distinct free TCP ports on 127.0.0.1 (all bound at once, then released),
+    never one this process handed out before: layouts that run at once each pick
+    their ports before any of them binds, and the kernel may offer a released port
+    again."""
+    ports: list[int] = []
+    with _HANDED_OUT_LOCK, contextlib.ExitStack() as stack:
+        while len(ports) < count:
+            s = stack.enter_context(socket.socket())
             s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
+            port = int(s.getsockname()[1])
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                ports.append(port)
+    return ports
 
 
 def free_port() -> int:
