@@ -24,6 +24,8 @@ from .other_base import JUPYTER_SWITCH, PROGRAM_FILE, PROGRAMS_OF_THE_BASE
 
 BASE_TAG = "localhost/bstest-aio-other-base:latest"
 IMAGE_TAG = "localhost/bstest-browser-stack:other-base"
+
+
 def base_context(root: Path) -> Path:
     """The build context of the other base: files written here, on the stand-in."""
     gem = root / "gem"

@@ -126,14 +126,11 @@ def test_own_virtual_environment_not_the_images_python(dockerfile: Dockerfile) -
     [build] = [i.stage for i in dockerfile.of("FROM") if i.args.endswith(" AS build")]
     run = " ".join(i.args for i in dockerfile.of("RUN", build))
     # uv's standalone CPython by default (never the image's interpreter then) ...
-    assert 'ARG BROWSER_STACK_PYTHON=managed' in [f"ARG {i.args}" for i in dockerfile.of("ARG")]
-    assert (
-        'UV_PYTHON_PREFERENCE=only-managed uv venv --python "${PYTHON_VERSION}" ' + VENV in run
-    )
+    assert "ARG BROWSER_STACK_PYTHON=managed" in [f"ARG {i.args}" for i in dockerfile.of("ARG")]
+    assert 'UV_PYTHON_PREFERENCE=only-managed uv venv --python "${PYTHON_VERSION}" ' + VENV in run
     # ... or the interpreter the build arg names, in a venv of our own either way
     assert (
-        'UV_PYTHON_PREFERENCE=only-system uv venv --python "${BROWSER_STACK_PYTHON}" ' + VENV
-        in run
+        'UV_PYTHON_PREFERENCE=only-system uv venv --python "${BROWSER_STACK_PYTHON}" ' + VENV in run
     )
     assert f"uv pip install --python {VENV}/bin/python ." in run
     assert "pip install" not in run.replace("uv pip install", "")
