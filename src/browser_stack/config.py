@@ -41,7 +41,7 @@ INTERNAL_OFFSET = 10000
 # released sandbox that used the browser gives its memory back halfway through the
 # time it waits for reuse, not only when it is destroyed; five minutes is long
 # against the gaps between one task's browser calls, and the start it may cost
-# again is short (README, "Idle stop", and bench/README.md for the figures).
+# again is short (docs/configuration.md, "Idle stop", and bench/README.md for the figures).
 LAZY_IDLE_TIMEOUT_S = 300.0
 # Where the idle timeout came from, for status and the doctor.
 IDLE_SET = "BROWSER_STACK_IDLE_TIMEOUT"
