@@ -170,8 +170,11 @@ class Controller:
         )
         # What the deployment turned off: never started, whatever asks.
         self._disabled = settings.disabled
+        # The gates that cannot open, each with the programs it lacks: fixed for
+        # the sidecar's life, so an ensure only looks it up.
+        self._blocked = blocked(GATES, self._disabled)
         # The gates that can open: what an ensure that names none waits for.
-        self.enabled_gates = frozenset(GATES) - frozenset(blocked(GATES, self._disabled))
+        self.enabled_gates = frozenset(GATES) - frozenset(self._blocked)
         self.reader = Reader(supervisor, probes, self.model, clock=clock, observer=self._observer)
         self._exit_log = ExitLog(supervisor, self.reader.refresh, self._observer)
         self._bring_up = BringUp(
@@ -202,11 +205,12 @@ class Controller:
     def check_gates(self, gates: frozenset[Gate]) -> None:
         """Raise DisabledByDeployment when `gates` need a program the deployment
         turned off."""
-        refused = blocked(gates, self._disabled)
-        if refused:
-            programs = frozenset().union(*refused.values())
-            variables = dict.fromkeys(self._disabled[p] for p in sorted(programs))
-            raise DisabledByDeployment(refused, programs, variables)
+        if gates <= self.enabled_gates:
+            return
+        refused = {gate: self._blocked[gate] for gate in gates if gate in self._blocked}
+        programs = frozenset().union(*refused.values())
+        variables = dict.fromkeys(self._disabled[p] for p in sorted(programs))
+        raise DisabledByDeployment(refused, programs, variables)
 
     @property
     def starting(self) -> bool:
