@@ -135,12 +135,16 @@ class EnsureRequest:
     wait: bool = True
 
 
+EMPTY_ENSURE = EnsureBody()
+
+
 def parse_ensure_body(
     body: dict[str, Any], default_timeout_s: float, default_gates: frozenset[Gate] = ALL_GATES
 ) -> EnsureRequest:
     """`default_gates`: what an ensure that names no gate waits for (every gate
     the deployment has not turned off)."""
-    asked = contract.parse(EnsureBody, body)
+    # The common warm ensure sends no body: every field's default, nothing to parse.
+    asked = contract.parse(EnsureBody, body) if body else EMPTY_ENSURE
     return EnsureRequest(
         asked.needs or default_gates,
         default_timeout_s if asked.timeout_s is None else asked.timeout_s,
